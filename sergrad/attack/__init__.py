@@ -1,0 +1,1 @@
+"""sergrad.attack"""

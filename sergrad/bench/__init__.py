@@ -1,0 +1,1 @@
+"""`sergrad bench <area>`: benchmarks reported as ratios against the reference engine."""

@@ -1,0 +1,185 @@
+"""Every column name and dtype sergrad writes, in one place.
+
+Tables of the results store (one root per sweep, hive-partitioned):
+
+    runs/corpus=<c>/<run_id>.parquet          one row per FL run (config, final SER metrics)
+    rounds/run_id=<id>/rounds.parquet         one row per evaluated round of a run
+    updates/run_id=<id>/updates.parquet       one row per (round, client): the server's view
+    attacks/target_corpus=<c>/<eval_id>.parquet   one row per attack evaluation
+    predictions/eval_id=<id>/predictions.parquet  one row per scored target update / client
+
+The partition column lives in the directory name only (hive style); readers get it back
+through `Store.read` / `polars.scan_parquet(..., hive_partitioning=True)`.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry")
+EMOTION_INDEX: dict[str, int] = {e: i for i, e in enumerate(EMOTIONS)}
+GENDERS: tuple[str, ...] = ("F", "M")
+GENDER_INDEX: dict[str, int] = {"F": 0, "M": 1}
+
+# --- corpora: the utterance table -----------------------------------------------------------
+UTTERANCES = pa.schema(
+    [
+        ("utt_id", pa.string()),
+        ("corpus", pa.string()),
+        ("speaker_id", pa.string()),
+        ("gender", pa.string()),
+        ("emotion", pa.string()),
+        ("raw_label", pa.string()),
+        ("path", pa.string()),
+        ("sample_rate", pa.int32()),
+        ("duration_s", pa.float32()),
+        ("session", pa.string()),
+    ]
+)
+
+# --- features: utt_id + one fixed-size float32 vector -------------------------------------
+FEATURE_ID = "utt_id"
+FEATURE_VECTOR = "x"
+
+
+def features_schema(dim: int) -> pa.Schema:
+    return pa.schema([(FEATURE_ID, pa.string()), (FEATURE_VECTOR, pa.list_(pa.float32(), dim))])
+
+
+# --- harvest: the server's view of every client update ------------------------------------
+UPDATE_KEYS = pa.schema(
+    [
+        ("round", pa.int32()),
+        ("client_id", pa.int32()),
+        ("speaker_id", pa.string()),
+        ("gender", pa.string()),
+        ("n_samples", pa.int32()),
+        ("kind", pa.string()),  # gradient | delta | pseudo_gradient
+    ]
+)
+UPDATE_KINDS: tuple[str, ...] = ("gradient", "delta", "pseudo_gradient")
+# Parameter columns follow the key columns, one per tensor, named by the parameter
+# (e.g. "fc1.weight"), flattened row-major into a fixed-size list. File metadata keys:
+META_PARAM_NAMES = b"sergrad.param_names"  # JSON list
+META_PARAM_SHAPES = b"sergrad.param_shapes"  # JSON {name: shape}
+META_DTYPE = b"sergrad.dtype"  # float32 | float16 | bfloat16 (bfloat16 stored as uint16 bits)
+META_CONFIG = b"sergrad.config"  # JSON of the resolved run config
+META_VERSIONS = b"sergrad.versions"  # JSON {package: version}
+
+# --- per run ----------------------------------------------------------------------------
+RUNS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("status", pa.string()),  # ok | failed
+        ("error", pa.string()),
+        ("role", pa.string()),  # free label: target | shadow | single
+        ("feature_set", pa.string()),
+        ("algorithm", pa.string()),
+        ("engine", pa.string()),
+        ("fold", pa.int32()),
+        ("seed", pa.int64()),
+        ("defense", pa.string()),  # short label, "none" without defenses
+        ("defense_level", pa.float64()),
+        ("rounds", pa.int32()),
+        ("best_round", pa.int32()),
+        ("val_uar", pa.float64()),
+        ("test_uar", pa.float64()),
+        ("test_acc", pa.float64()),
+        ("epsilon", pa.float64()),
+        ("delta", pa.float64()),
+        ("accountant", pa.string()),
+        ("dp_protects", pa.string()),  # utterances | speakers | none
+        ("n_updates", pa.int64()),
+        ("harvest_bytes", pa.int64()),
+        ("wall_s", pa.float64()),
+        ("config", pa.string()),  # canonical JSON of the resolved run config
+        ("versions", pa.string()),
+        ("created_at", pa.string()),
+    ]
+)
+RUNS_PARTITION = "corpus"
+
+ROUNDS = pa.schema(
+    [
+        ("round", pa.int32()),
+        ("n_clients", pa.int32()),
+        ("train_loss", pa.float64()),
+        ("val_uar", pa.float64()),
+        ("val_acc", pa.float64()),
+        ("epsilon", pa.float64()),
+        ("wall_s", pa.float64()),
+    ]
+)
+ROUNDS_PARTITION = "run_id"
+
+ATTACKS = pa.schema(
+    [
+        ("eval_id", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("attack", pa.string()),  # attack model name: cnn, logreg_stats, ...
+        ("adaptive", pa.bool_()),
+        ("target_run", pa.string()),
+        ("shadow_runs", pa.string()),  # JSON list of run ids
+        ("feature_set", pa.string()),
+        ("algorithm", pa.string()),
+        ("defense", pa.string()),
+        ("defense_level", pa.float64()),
+        ("posthoc", pa.string()),
+        ("posthoc_level", pa.float64()),
+        ("layer", pa.string()),  # parameter group, e.g. "fc1" or "fusion"
+        ("protocol", pa.string()),  # per_update | per_client | baseline_*
+        ("n_avg", pa.int32()),  # updates averaged per prediction (per_client), 0 = all
+        ("uar", pa.float64()),
+        ("acc", pa.float64()),
+        ("auc", pa.float64()),
+        ("tpr_at_1fpr", pa.float64()),
+        ("tpr_at_10fpr", pa.float64()),
+        ("uar_ci_low", pa.float64()),
+        ("uar_ci_high", pa.float64()),
+        ("n_scored", pa.int64()),
+        ("note", pa.string()),
+        ("seed", pa.int64()),
+        ("wall_s", pa.float64()),
+        ("config", pa.string()),
+        ("created_at", pa.string()),
+    ]
+)
+ATTACKS_PARTITION = "target_corpus"
+
+PREDICTIONS = pa.schema(
+    [
+        ("layer", pa.string()),
+        ("protocol", pa.string()),
+        ("n_avg", pa.int32()),
+        ("trial", pa.int32()),
+        ("round", pa.int32()),  # -1 when several rounds were averaged
+        ("client_id", pa.int32()),
+        ("speaker_id", pa.string()),
+        ("gender", pa.string()),  # ground truth, joined only for scoring
+        ("p_male", pa.float64()),
+    ]
+)
+PREDICTIONS_PARTITION = "eval_id"
+
+TABLES: dict[str, tuple[pa.Schema, str]] = {
+    "runs": (RUNS, RUNS_PARTITION),
+    "rounds": (ROUNDS, ROUNDS_PARTITION),
+    "attacks": (ATTACKS, ATTACKS_PARTITION),
+    "predictions": (PREDICTIONS, PREDICTIONS_PARTITION),
+}
+
+
+def empty_row(schema: pa.Schema) -> dict:
+    """A row of nulls for `schema`, to be filled in."""
+    return {name: None for name in schema.names}
+
+
+def table_from_rows(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Build a table with exactly `schema`'s columns; missing keys are null, extra keys an error."""
+    for row in rows:
+        extra = set(row) - set(schema.names)
+        if extra:
+            raise KeyError(f"columns not in schema: {sorted(extra)}; valid: {schema.names}")
+    cols = {name: [row.get(name) for row in rows] for name in schema.names}
+    return pa.Table.from_pydict(cols, schema=schema)

@@ -1,0 +1,186 @@
+"""The results store: one root (local path or s3:// / gs:// URI via pyarrow.fs), atomic writes.
+
+Every file is written under `<root>/_tmp/` first and moved into place when complete, so a
+crashed writer never leaves a partial file inside a table directory. On object stores the
+move is a server-side copy of a finished object. Readers only look inside table directories.
+
+>>> import tempfile
+>>> import pyarrow as pa
+>>> s = Store(tempfile.mkdtemp())
+>>> _ = s.write_table("runs", pa.table({"run_id": ["a"]}), partition=("corpus", "x"), name="a")
+>>> s.exists("runs", partition=("corpus", "x"), name="a")
+True
+>>> s.read("runs").to_pylist()
+[{'run_id': 'a', 'corpus': 'x'}]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from sergrad.errors import StoreError
+
+TMP_DIR = "_tmp"
+PARQUET_OPTIONS = {"compression": "zstd"}
+
+
+class Store:
+    """A results root. `uri` is a local path or a pyarrow.fs URI (s3://bucket/prefix?...)."""
+
+    def __init__(self, uri: str | os.PathLike) -> None:
+        self.uri = str(uri)
+        try:
+            if "://" in self.uri:
+                self.fs, root = pafs.FileSystem.from_uri(self.uri)
+            else:
+                self.fs, root = pafs.LocalFileSystem(), str(Path(self.uri).resolve())
+            self.root = root.rstrip("/")
+            self.fs.create_dir(self.root, recursive=True)
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(f"cannot open store {self.uri!r}: {exc}") from exc
+        self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
+
+    def __repr__(self) -> str:
+        return f"Store({self.uri!r})"
+
+    # --- paths -------------------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *[p.strip("/") for p in parts if p]])
+
+    def table_dir(self, table: str, partition: tuple[str, str] | None = None) -> str:
+        if partition is None:
+            return self.path(table)
+        key, value = partition
+        return self.path(table, f"{key}={_safe(value)}")
+
+    def file_path(self, table: str, *, partition: tuple[str, str] | None, name: str) -> str:
+        return f"{self.table_dir(table, partition)}/{_safe(name)}.parquet"
+
+    def local_path(self, *parts: str) -> Path:
+        if not self.is_local:
+            raise StoreError(f"{self.uri} is not a local store")
+        return Path(self.path(*parts))
+
+    # --- writing -------------------------------------------------------------------------
+    def _tmp_path(self, name: str) -> str:
+        return self.path(TMP_DIR, f"{uuid.uuid4().hex}-{_safe(name)}.parquet")
+
+    def _publish(self, tmp: str, final: str) -> None:
+        self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
+        if self.is_local:
+            os.replace(tmp, final)  # atomic on one filesystem
+        else:
+            self.fs.copy_file(tmp, final)  # a finished object appears in one PUT/COPY
+            self.fs.delete_file(tmp)
+
+    @contextlib.contextmanager
+    def open_writer(
+        self, table: str, schema: pa.Schema, *, partition: tuple[str, str] | None, name: str
+    ) -> Iterator[pq.ParquetWriter]:
+        """Stream row groups into a temp file; publish on success, delete on error."""
+        final = self.file_path(table, partition=partition, name=name)
+        tmp = self._tmp_path(name)
+        self.fs.create_dir(self.path(TMP_DIR), recursive=True)
+        try:
+            sink = self.fs.open_output_stream(tmp)
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(f"cannot write to store {self.uri!r}: {exc}") from exc
+        writer = pq.ParquetWriter(sink, schema, **PARQUET_OPTIONS)
+        try:
+            yield writer
+            writer.close()
+            sink.close()
+            self._publish(tmp, final)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                writer.close()
+                sink.close()
+            with contextlib.suppress(Exception):
+                self.fs.delete_file(tmp)
+            raise
+
+    def write_table(
+        self, table: str, data: pa.Table, *, partition: tuple[str, str] | None, name: str
+    ) -> str:
+        """Write `data` atomically as one file; the partition column must not be in `data`."""
+        if partition is not None and partition[0] in data.column_names:
+            data = data.drop_columns([partition[0]])
+        with self.open_writer(table, data.schema, partition=partition, name=name) as writer:
+            writer.write_table(data)
+        return self.file_path(table, partition=partition, name=name)
+
+    def write_json(self, name: str, obj: object) -> None:
+        tmp = self.path(TMP_DIR, f"{uuid.uuid4().hex}-{name}")
+        self.fs.create_dir(self.path(TMP_DIR), recursive=True)
+        with self.fs.open_output_stream(tmp) as f:
+            f.write(json.dumps(obj, indent=2, sort_keys=True).encode())
+        self._publish(tmp, self.path(name))
+
+    def read_json(self, name: str) -> object | None:
+        if not self.exists_path(self.path(name)):
+            return None
+        with self.fs.open_input_stream(self.path(name)) as f:
+            return json.loads(f.read().decode())
+
+    # --- reading -------------------------------------------------------------------------
+    def exists_path(self, path: str) -> bool:
+        return self.fs.get_file_info(path).type != pafs.FileType.NotFound
+
+    def exists(self, table: str, *, partition: tuple[str, str] | None, name: str) -> bool:
+        return self.exists_path(self.file_path(table, partition=partition, name=name))
+
+    def files(self, table: str) -> list[str]:
+        base = self.path(table)
+        if not self.exists_path(base):
+            return []
+        infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True))
+        return sorted(
+            i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")
+        )
+
+    def dataset(self, table: str) -> ds.Dataset | None:
+        files = self.files(table)
+        if not files:
+            return None
+        return ds.dataset(
+            files,
+            filesystem=self.fs,
+            format="parquet",
+            partitioning="hive",
+            partition_base_dir=self.path(table),
+        )
+
+    def read(self, table: str, *, columns: list[str] | None = None, filter=None) -> pa.Table:
+        """Whole table (all partitions) as one pyarrow Table; empty table if none written."""
+        dset = self.dataset(table)
+        if dset is None:
+            return pa.table({})
+        return dset.to_table(columns=columns, filter=filter)
+
+    def partition_values(self, table: str) -> list[str]:
+        """Values of the partition key present for `table` (e.g. the run ids in updates/)."""
+        base = self.path(table)
+        if not self.exists_path(base):
+            return []
+        infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=False))
+        return sorted(i.base_name.split("=", 1)[1] for i in infos if "=" in i.base_name)
+
+    def open_input(self, path: str):
+        return self.fs.open_input_file(path)
+
+
+def _safe(value: str) -> str:
+    value = str(value)
+    if not value or "/" in value or value.startswith(".") or value.startswith("_"):
+        raise StoreError(f"invalid store name component {value!r}")
+    return value
