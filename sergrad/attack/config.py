@@ -1,0 +1,57 @@
+"""The resolved configuration of one attack evaluation; its id is the content hash.
+
+An evaluation trains an attack model on the chosen layer(s) of the shadow runs' harvested
+updates (labelled with the shadow clients' gender) and scores the target run's updates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sergrad.config import content_hash
+
+
+@dataclass(frozen=True)
+class AttackModelConfig:
+    name: str = "cnn"  # registry name: cnn, and the fast attacks
+    params: dict = field(default_factory=dict)  # model-specific options
+    epochs: int = 50
+    batch_size: int = 20
+    lr: float = 1e-4
+    patience: int = 5  # early stopping on validation UAR
+    val_fraction: float = 0.2  # of shadow CLIENTS held out for validation
+
+    def __hash__(self) -> int:
+        return hash(content_hash(self))
+
+
+@dataclass(frozen=True)
+class PostHocConfig:
+    """A post-hoc defense applied to stored target updates before the attack."""
+
+    name: str = "none"
+    params: dict = field(default_factory=dict)
+
+    def __hash__(self) -> int:
+        return hash(content_hash(self))
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    target_run: str = ""  # run id of the private (target) FL run
+    shadow_runs: tuple[str, ...] = ()  # run ids of the attacker's shadow FL runs
+    layers: tuple[str, ...] = ("fc1",)  # layer groups: "fc1" = fc1.weight + fc1.bias
+    fusion: bool = True  # also fuse per-layer predictions weighted by parameter count
+    model: AttackModelConfig = AttackModelConfig()
+    posthoc: tuple[PostHocConfig, ...] = ()
+    protocols: tuple[str, ...] = ("per_update", "per_client")
+    n_avg: tuple[int, ...] = (1, 3, 5, 10, 0)  # per_client: updates averaged; 0 = all
+    trials: int = 10  # per_client: seeded trials per client and n
+    bootstrap: int = 1000  # bootstrap resamples (over clients) for the CI
+    adaptive: bool = False  # label: shadow runs applied the target's defense
+    seed: int = 0
+    device: str = "cpu"
+
+
+def eval_id(config: AttackConfig) -> str:
+    return content_hash(config)
