@@ -63,9 +63,11 @@ def print_summary(prepared: list[tuple[str, Path, Path]]) -> None:
         table = utts.to_pydict()
         keep = [i for i, u in enumerate(table["utt_id"]) if u in rows]
         xs = x[[rows[table["utt_id"][i]] for i in keep]]
-        pick = lambda col: np.array([table[col][i] for i in keep])  # noqa: E731
+        cols = {
+            c: np.array([table[c][i] for i in keep]) for c in ("emotion", "gender", "speaker_id")
+        }
         check = centralized_check(
-            xs, emotion=pick("emotion"), gender=pick("gender"), speakers=pick("speaker_id")
+            xs, emotion=cols["emotion"], gender=cols["gender"], speakers=cols["speaker_id"]
         )
         print(f"\n== {corpus} ==")
         print(summarize(utts))
