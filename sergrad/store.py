@@ -85,9 +85,18 @@ class Store:
 
     @contextlib.contextmanager
     def open_writer(
-        self, table: str, schema: pa.Schema, *, partition: tuple[str, str] | None, name: str
+        self,
+        table: str,
+        schema: pa.Schema,
+        *,
+        partition: tuple[str, str] | None,
+        name: str,
+        options: dict | None = None,
     ) -> Iterator[pq.ParquetWriter]:
-        """Stream row groups into a temp file; publish on success, delete on error."""
+        """Stream row groups into a temp file; publish on success, delete on error.
+
+        `options` are extra `pq.ParquetWriter` keyword arguments over PARQUET_OPTIONS.
+        """
         final = self.file_path(table, partition=partition, name=name)
         tmp = self._tmp_path(name)
         self.fs.create_dir(self.path(TMP_DIR), recursive=True)
@@ -95,15 +104,18 @@ class Store:
             sink = self.fs.open_output_stream(tmp)
         except (OSError, pa.ArrowException) as exc:
             raise StoreError(f"cannot write to store {self.uri!r}: {exc}") from exc
-        writer = pq.ParquetWriter(sink, schema, **PARQUET_OPTIONS)
+        writer = None
         try:
+            writer = pq.ParquetWriter(sink, schema, **{**PARQUET_OPTIONS, **(options or {})})
             yield writer
             writer.close()
             sink.close()
             self._publish(tmp, final)
         except BaseException:
             with contextlib.suppress(Exception):
-                writer.close()
+                if writer is not None:
+                    writer.close()
+            with contextlib.suppress(Exception):
                 sink.close()
             with contextlib.suppress(Exception):
                 self.fs.delete_file(tmp)

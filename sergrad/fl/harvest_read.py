@@ -1,0 +1,213 @@
+"""Read harvested updates back: metadata, key columns, and streamed batches of float32 arrays.
+
+Needs numpy and pyarrow only (never torch). `iter_update_batches` reads pages through a small
+buffer in steps of about READ_CHUNK_BYTES and decodes them straight into the batch being
+filled, so memory is one output batch plus a few steps, whatever the row-group size.
+
+    meta = read_update_meta(store, run_id)
+    for batch in iter_update_batches(store, run_id, params=["fc1.weight"], rounds=[1, 2]):
+        x = batch.arrays["fc1.weight"]            # float32 [rows, 256 * 988]
+        y = batch.keys["gender"].to_pylist()
+
+For a whole-store scan with polars: `pl.scan_parquet(root / "updates",
+hive_partitioning=True, hive_schema={"run_id": pl.String})` (pin run_id to a string: polars
+infers an all-digit id as an integer). pyarrow: `store.dataset("updates")`. Such whole-store
+scans of parameter columns are only meaningful across runs with the same harvest dtype and
+shapes: pyarrow silently casts other files to the first file's type (bfloat16 bit patterns
+would become garbage floats) and polars refuses a float16/float32 mix. Key columns scan
+fine across all runs; for parameter values use `iter_update_batches`, which decodes each
+file by its own dtype.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from sergrad import schema
+from sergrad.errors import StoreError
+from sergrad.fl import harvest_format as fmt
+from sergrad.store import Store
+
+KEY_NAMES: list[str] = [f.name for f in schema.UPDATE_KEYS]
+READ_CHUNK_BYTES = 8 << 20  # decoded parameter bytes per Parquet read step
+
+
+@dataclass(frozen=True)
+class UpdateMeta:
+    """What a harvest file says about itself (from its Parquet metadata)."""
+
+    run_id: str
+    param_names: list[str]  # harvested parameters, in model order
+    param_shapes: dict[str, tuple[int, ...]]
+    dtype: str  # float32 | float16 | bfloat16
+    config: dict  # the resolved run config
+    n_rows: int
+    versions: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UpdateBatch:
+    """keys: the UPDATE_KEYS columns; arrays: name -> float32 [rows, numel] (row-major flat)."""
+
+    keys: pa.Table
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def num_rows(self) -> int:
+        return self.keys.num_rows
+
+
+def update_path(store: Store, run_id: str) -> str:
+    return store.file_path(fmt.TABLE, partition=(fmt.PARTITION, run_id), name=fmt.FILE_NAME)
+
+
+def _open(store: Store, run_id: str, *, streaming: bool = False) -> pq.ParquetFile:
+    path = update_path(store, run_id)
+    if not store.exists_path(path):
+        have = store.partition_values(fmt.TABLE)
+        shown = ", ".join(have[:10]) + (" ..." if len(have) > 10 else "")
+        raise StoreError(
+            f"no harvested updates for run {run_id!r} in store {store.uri} "
+            f"(expected {path}); runs with updates: {shown or 'none'}"
+        )
+    try:
+        # streaming: read pages through a small buffer instead of whole column chunks
+        opts = {"pre_buffer": False, "buffer_size": 1 << 20} if streaming else {}
+        return pq.ParquetFile(store.open_input(path), **opts)
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(f"cannot read updates of run {run_id!r} ({path}): {exc}") from exc
+
+
+def _meta(pf: pq.ParquetFile, run_id: str) -> UpdateMeta:
+    md = pf.schema_arrow.metadata or {}
+    try:
+        names = json.loads(md[schema.META_PARAM_NAMES])
+        shapes = json.loads(md[schema.META_PARAM_SHAPES])
+        dtype = md[schema.META_DTYPE].decode()
+        config = json.loads(md[schema.META_CONFIG])
+        vers = json.loads(md.get(schema.META_VERSIONS, b"{}"))
+    except (KeyError, ValueError) as exc:
+        raise StoreError(f"updates of run {run_id!r}: missing or bad metadata ({exc})") from exc
+    return UpdateMeta(
+        run_id=run_id,
+        param_names=list(names),
+        param_shapes={n: tuple(shapes[n]) for n in names},
+        dtype=dtype,
+        config=config,
+        n_rows=pf.metadata.num_rows,
+        versions=vers,
+    )
+
+
+def read_update_meta(store: Store, run_id: str) -> UpdateMeta:
+    """Parameter names/shapes, dtype, config and row count of a run's harvest (footer only)."""
+    return _meta(_open(store, run_id), run_id)
+
+
+def read_update_keys(store: Store, run_id: str) -> pa.Table:
+    """The key columns (round, client_id, speaker_id, gender, n_samples, kind) of every row."""
+    return _open(store, run_id).read(columns=KEY_NAMES)
+
+
+def _resolve(params: Sequence[str], stored: list[str], run_id: str) -> list[str]:
+    if isinstance(params, str):
+        params = [params]
+    chosen: list[str] = []
+    for p in params:
+        hits = [n for n in stored if n == p or fnmatch.fnmatchcase(n, p)]
+        if not hits:
+            raise StoreError(
+                f"updates of run {run_id!r}: parameter {p!r} was not harvested; "
+                f"stored: {', '.join(stored)}"
+            )
+        chosen += [h for h in hits if h not in chosen]
+    return chosen
+
+
+def iter_update_batches(
+    store: Store,
+    run_id: str,
+    *,
+    params: Sequence[str],
+    batch_rows: int = 512,
+    rounds: Sequence[int] | None = None,
+) -> Iterator[UpdateBatch]:
+    """Stream a run's updates in file order as batches of `batch_rows` rows (the last fewer).
+
+    params: stored parameter names or globs (unknown -> StoreError listing the stored ones).
+    rounds: keep only these rounds (row groups whose round range misses them are skipped).
+    Memory: the batch being filled plus a few READ_CHUNK_BYTES of Parquet decoding.
+    """
+    if isinstance(batch_rows, bool) or not isinstance(batch_rows, int) or batch_rows < 1:
+        raise ValueError(f"batch_rows must be an integer >= 1, got {batch_rows!r}")
+    pf = _open(store, run_id, streaming=True)
+    meta = _meta(pf, run_id)
+    names = _resolve(params, meta.param_names, run_id)
+    sizes = {n: fmt.numel(meta.param_shapes[n]) for n in names}
+    wanted = None if rounds is None else pa.array(sorted(set(rounds)), pa.int32())
+    groups = _row_groups(pf, wanted)
+    if not groups:
+        return
+    if wanted is None:
+        remaining = sum(pf.metadata.row_group(g).num_rows for g in groups)
+    else:  # count the matching rows first (reads the small round column only)
+        round_col = pf.read_row_groups(groups, columns=["round"])["round"]
+        remaining = pc.sum(pc.is_in(round_col, value_set=wanted)).as_py() or 0
+    chunk = max(1, min(batch_rows, READ_CHUNK_BYTES // max(1, 4 * sum(sizes.values()))))
+    keys: list[pa.Table] = []
+    out: dict[str, np.ndarray] = {}
+    filled = size = 0
+    for rb in pf.iter_batches(
+        batch_size=chunk, row_groups=groups, columns=KEY_NAMES + names, use_threads=False
+    ):
+        table = pa.Table.from_batches([rb])
+        if wanted is not None:
+            table = table.filter(pc.is_in(table["round"], value_set=wanted))
+        pos = 0
+        while pos < table.num_rows:
+            if not out:
+                size, filled = min(batch_rows, remaining), 0
+                out = {n: np.empty((size, k), dtype=np.float32) for n, k in sizes.items()}
+            take = min(size - filled, table.num_rows - pos)
+            part = table.slice(pos, take)
+            for n in names:  # decode straight into the batch being filled
+                _decode_into(part[n], meta.dtype, sizes[n], out[n][filled : filled + take])
+            keys.append(part.select(KEY_NAMES))
+            filled, pos, remaining = filled + take, pos + take, remaining - take
+            if filled == size:
+                yield UpdateBatch(keys=pa.concat_tables(keys).combine_chunks(), arrays=out)
+                keys, out = [], {}
+
+
+def _row_groups(pf: pq.ParquetFile, wanted: pa.Array | None) -> list[int]:
+    """Row groups that may hold a wanted round (by the round column's min/max statistics)."""
+    groups = list(range(pf.num_row_groups))
+    if wanted is None or len(wanted) == 0:
+        return groups if wanted is None else []
+    col = pf.schema_arrow.get_field_index("round")
+    values = wanted.to_pylist()
+    keep = []
+    for rg in groups:
+        stats = pf.metadata.row_group(rg).column(col).statistics
+        if stats is None or not stats.has_min_max:
+            keep.append(rg)
+        elif any(stats.min <= v <= stats.max for v in values):
+            keep.append(rg)
+    return keep
+
+
+def _decode_into(col: pa.ChunkedArray, dtype: str, size: int, out: np.ndarray) -> None:
+    """Fixed-size-list column (stored dtype) -> float32 rows of `out` [rows, size], one pass."""
+    row = 0
+    for c in col.chunks:
+        stored = c.flatten().to_numpy(zero_copy_only=False).reshape(len(c), size)
+        fmt.decode_into(stored, dtype, out[row : row + len(c)])
+        row += len(c)

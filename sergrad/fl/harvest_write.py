@@ -1,0 +1,242 @@
+"""HarvestWriter: stream the server's view of every client update into one Parquet file.
+
+Rows are buffered `harvest.rows_per_group` at a time (capped at MAX_GROUP_ELEMENTS values per
+group, e.g. 16 rows of the paper's 256x988 fc1) and flushed as one row group, so memory is
+bounded by one row group (buffer + ~9-17 bytes per value while Parquet encodes it) however
+many rounds run. The file is written under the store's
+`_tmp/` and published on a clean exit of the `with` block; on an exception nothing is visible.
+torch is imported lazily (only `add` touches tensors), so importing this module is cheap.
+
+    with HarvestWriter(store, run_id=rid, param_names=names, param_shapes=shapes,
+                       config=cfg, harvest=cfg.harvest) as hw:
+        for update in updates_of_round:
+            if hw.wants_round(update.round):
+                hw.add(update)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import operator
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from sergrad import schema
+from sergrad.config import canonical_json
+from sergrad.errors import ConfigError, DataError
+from sergrad.fl import harvest_format as fmt
+from sergrad.fl.records import check_partition_value, versions
+from sergrad.store import Store
+
+MAX_GROUP_ELEMENTS = 4 << 20  # values per row group (16 MiB as float32)
+
+if TYPE_CHECKING:
+    from sergrad.fl.config import HarvestConfig
+    from sergrad.fl.update import ClientUpdate
+
+
+class HarvestWriter:
+    """Context manager writing `updates/run_id=<run_id>/updates.parquet`.
+
+    n_rows: rows added so far. bytes_written: size of the published file after exit (0 if none).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        run_id: str,
+        param_names: Sequence[str],
+        param_shapes: dict[str, tuple[int, ...]],
+        config: Any,
+        harvest: HarvestConfig,
+    ) -> None:
+        check_partition_value(run_id, what="run_id")
+        missing = [n for n in param_names if n not in param_shapes]
+        if missing:
+            raise ConfigError(f"harvest: no shape given for parameters {missing}")
+        self.store = store
+        self.run_id = run_id
+        self.enabled = bool(harvest.enabled)
+        self.dtype = fmt.check_dtype(harvest.dtype)
+        self.params = fmt.select_params(list(param_names), harvest.params)
+        self.shapes = {n: tuple(int(s) for s in param_shapes[n]) for n in self.params}
+        self.numel = {n: fmt.numel(self.shapes[n]) for n in self.params}
+        self.selection = fmt.RoundSelection.parse(harvest.rounds)
+        rows = harvest.rows_per_group
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+            raise ConfigError(f"harvest.rows_per_group: {rows!r} must be an integer >= 1")
+        # rows per row group: the configured count, capped so that one group holds at most
+        # MAX_GROUP_ELEMENTS values (Parquet encoding takes ~9-17 bytes per value at flush)
+        per_row = max(1, sum(self.numel.values()))
+        self.rows_per_group = max(1, min(rows, MAX_GROUP_ELEMENTS // per_row))
+        self.schema = self._schema(config)
+        self.n_rows = 0
+        self.bytes_written = 0
+        self._keys: dict[str, list] = {f.name: [] for f in schema.UPDATE_KEYS}
+        self._buf: dict[str, np.ndarray] = {}  # name -> [rows_per_group, numel]
+        self._cm: contextlib.AbstractContextManager | None = None
+        self._pq = None
+
+    def _schema(self, config: Any) -> pa.Schema:
+        fields = list(schema.UPDATE_KEYS) + [
+            pa.field(n, fmt.column_type(self.dtype, self.numel[n])) for n in self.params
+        ]
+        meta = {
+            schema.META_PARAM_NAMES: json.dumps(self.params),
+            schema.META_PARAM_SHAPES: json.dumps({n: list(s) for n, s in self.shapes.items()}),
+            schema.META_DTYPE: self.dtype,
+            schema.META_CONFIG: canonical_json(config),
+            schema.META_VERSIONS: json.dumps(versions(), sort_keys=True),
+        }
+        return pa.schema(fields, metadata=meta)
+
+    @property
+    def path(self) -> str:
+        return self.store.file_path(
+            fmt.TABLE, partition=(fmt.PARTITION, self.run_id), name=fmt.FILE_NAME
+        )
+
+    # --- context manager ---------------------------------------------------------------
+    def __enter__(self) -> HarvestWriter:
+        if self.enabled:
+            self._cm = self.store.open_writer(
+                fmt.TABLE,
+                self.schema,
+                partition=(fmt.PARTITION, self.run_id),
+                name=fmt.FILE_NAME,
+                options=fmt.WRITER_OPTIONS,
+            )
+            self._pq = self._cm.__enter__()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self._cm is None:
+            return False
+        cm, self._cm = self._cm, None
+        if exc_type is None:
+            try:
+                self._flush()
+            except BaseException as flush_exc:  # publish nothing, re-raise the flush error
+                if not cm.__exit__(type(flush_exc), flush_exc, flush_exc.__traceback__):
+                    raise
+                return False
+            self._buf.clear()
+            cm.__exit__(None, None, None)
+            self.bytes_written = self.store.fs.get_file_info(self.path).size or 0
+            return False
+        self._clear()
+        self._buf.clear()
+        return bool(cm.__exit__(exc_type, exc, tb))
+
+    # --- rows ----------------------------------------------------------------------------
+    def wants_round(self, round: int) -> bool:
+        if round < 1:
+            raise DataError(f"harvest: round {round} is invalid; rounds are 1-based")
+        return self.enabled and self.selection.wants(round)
+
+    def add(self, update: ClientUpdate) -> None:
+        """Buffer one update (rounds not wanted are skipped). Raises DataError on NaN/inf,
+        a missing parameter, a wrong shape or a bad key, naming the round and client;
+        a rejected update leaves nothing behind."""
+        if not self.wants_round(update.round):
+            return
+        if self._pq is None:
+            raise RuntimeError("HarvestWriter.add outside its `with` block")
+        where = f"round {update.round} client {update.client_id} (speaker {update.speaker_id})"
+        keys = _keys(update, where)
+        tensors = [self._checked(update.tensors, n, where) for n in self.params]
+        i = len(self._keys["round"])
+        for n, t in zip(self.params, tensors):
+            self._store_row(n, i, t, where)
+        for name, value in keys.items():
+            self._keys[name].append(value)
+        self.n_rows += 1
+        if i + 1 >= self.rows_per_group:
+            self._flush()
+
+    def _checked(self, tensors, name: str, where: str):
+        import torch
+
+        if name not in tensors:
+            raise DataError(f"update of {where}: parameter {name!r} missing; has {list(tensors)}")
+        t = tensors[name].detach()
+        if tuple(t.shape) != self.shapes[name]:
+            raise DataError(
+                f"update of {where}: {name!r} has shape {tuple(t.shape)}, "
+                f"expected {self.shapes[name]}"
+            )
+        if not t.is_floating_point():
+            raise DataError(f"update of {where}: {name!r} has dtype {t.dtype}, expected float")
+        t = t.reshape(-1).to(torch.float32)  # [numel], still on its device
+        # a NaN/inf element makes the sum non-finite; only then (or on overflow) count them
+        if not bool(torch.isfinite(t.sum(dtype=torch.float64))):
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                raise DataError(f"update of {where}: {name!r} has {bad} NaN/inf values")
+        return t
+
+    def _store_row(self, name: str, i: int, t, where: str) -> None:
+        """Convert float32 `t` [numel] to the stored dtype and copy it into buffer row i."""
+        import torch
+
+        buf = self._buffer(name)  # [rows_per_group, numel] numpy, stored dtype
+        if self.dtype == "float32":
+            torch.from_numpy(buf[i]).copy_(t)
+        elif self.dtype == "float16":
+            row = torch.from_numpy(buf[i])
+            row.copy_(t.half())
+            if not bool(torch.isfinite(row).all()):
+                raise DataError(
+                    f"update of {where}: {name!r} overflows float16 (|x| > 65504); "
+                    f"use harvest.dtype float32 or bfloat16"
+                )
+        else:  # bfloat16 bit pattern, round-to-nearest-even as torch converts
+            torch.from_numpy(buf[i].view(np.int16)).copy_(t.bfloat16().view(torch.int16))
+
+    def _buffer(self, name: str) -> np.ndarray:
+        if name not in self._buf:
+            np_dtype = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}
+            shape = (self.rows_per_group, self.numel[name])
+            self._buf[name] = np.empty(shape, dtype=np_dtype[self.dtype])
+        return self._buf[name]
+
+    def _flush(self) -> None:
+        n_rows = len(self._keys["round"])
+        if not n_rows:
+            return
+        cols = [pa.array(self._keys[f.name], type=f.type) for f in schema.UPDATE_KEYS]
+        for n in self.params:
+            flat = self._buf[n][:n_rows].reshape(-1)  # [rows * numel], zero-copy view
+            cols.append(pa.FixedSizeListArray.from_arrays(pa.array(flat), self.numel[n]))
+        batch = pa.RecordBatch.from_arrays(cols, schema=self.schema)
+        self._clear()
+        self._pq.write_batch(batch, row_group_size=n_rows)  # encodes; the buffer is reusable
+
+    def _clear(self) -> None:
+        for v in self._keys.values():
+            v.clear()
+
+
+def _keys(update: ClientUpdate, where: str) -> dict[str, object]:
+    """The key columns of one update, type-checked (numpy integers are accepted)."""
+    out: dict[str, object] = {}
+    for name in ("round", "client_id", "n_samples"):
+        try:
+            out[name] = operator.index(getattr(update, name))
+        except TypeError:
+            raise DataError(
+                f"update of {where}: {name} {getattr(update, name)!r} is not an integer"
+            ) from None
+    for name in ("speaker_id", "gender", "kind"):
+        value = getattr(update, name)
+        if not isinstance(value, str):
+            raise DataError(f"update of {where}: {name} {value!r} is not a string")
+        out[name] = value
+    if out["kind"] not in schema.UPDATE_KINDS:
+        raise DataError(f"update of {where}: kind {out['kind']!r} not in {schema.UPDATE_KINDS}")
+    return out

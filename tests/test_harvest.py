@@ -1,0 +1,508 @@
+"""Harvest writer/reader: round trips against numpy/torch oracles, selection, atomicity, memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sergrad import schema
+from sergrad.config import canonical_json
+from sergrad.errors import ConfigError, DataError, StoreError
+from sergrad.fl.config import HarvestConfig, RunConfig
+from sergrad.fl.harvest import (
+    HarvestWriter,
+    iter_update_batches,
+    read_update_keys,
+    read_update_meta,
+    update_bytes_per_row,
+)
+from sergrad.fl.harvest_format import bfloat16_bits
+from sergrad.fl.update import ClientUpdate
+from sergrad.store import Store
+
+torch.set_num_threads(1)
+SHAPES = {"fc1.weight": (4, 3), "fc1.bias": (4,), "fc2.weight": (2, 4), "fc2.bias": (2,)}
+NAMES = list(SHAPES)
+
+
+def update(round: int, client: int, tensors: dict, *, gender: str = "F") -> ClientUpdate:
+    return ClientUpdate(
+        round=round,
+        client_id=client,
+        speaker_id=f"spk{client}",
+        gender=gender,
+        n_samples=10 + client,
+        kind="delta",
+        tensors=tensors,
+    )
+
+
+def random_tensors(gen: torch.Generator, shapes: dict = SHAPES) -> dict[str, torch.Tensor]:
+    return {n: torch.randn(s, generator=gen) for n, s in shapes.items()}
+
+
+def writer(store: Store, run_id: str = "run1", shapes: dict = SHAPES, **harvest) -> HarvestWriter:
+    return HarvestWriter(
+        store,
+        run_id=run_id,
+        param_names=list(shapes),
+        param_shapes=shapes,
+        config=RunConfig(),
+        harvest=HarvestConfig(**harvest),
+    )
+
+
+def read_all(store: Store, run_id: str, params: list[str], **kw) -> tuple[list[dict], dict]:
+    keys, arrays = [], {p: [] for p in params}
+    for b in iter_update_batches(store, run_id, params=params, **kw):
+        keys += b.keys.to_pylist()
+        for p in params:
+            arrays[p].append(b.arrays[p])
+    return keys, {p: np.concatenate(v) if v else np.empty((0,)) for p, v in arrays.items()}
+
+
+# --- round trips ---------------------------------------------------------------------------
+finite32 = st.floats(width=32, allow_nan=False, allow_infinity=False, allow_subnormal=True)
+shape_st = st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shapes=st.lists(shape_st, min_size=1, max_size=3),
+    n_rows=st.integers(1, 7),
+    rows_per_group=st.integers(1, 4),
+    data=st.data(),
+)
+def test_float32_round_trip_is_bit_exact(shapes, n_rows, rows_per_group, data):
+    shape_map = {f"layer{i}.weight": s for i, s in enumerate(shapes)}
+    rows = []
+    for _ in range(n_rows):
+        rows.append(
+            {
+                n: np.array(
+                    data.draw(
+                        st.lists(finite32, min_size=int(np.prod(s)), max_size=int(np.prod(s)))
+                    ),
+                    dtype=np.float32,
+                ).reshape(s)
+                for n, s in shape_map.items()
+            }
+        )
+    rows[0][next(iter(shape_map))].flat[0] = -0.0
+    with tempfile.TemporaryDirectory() as root:
+        store = Store(root)
+        with writer(store, shapes=shape_map, rows_per_group=rows_per_group) as hw:
+            for i, r in enumerate(rows):
+                hw.add(update(i + 1, i, {n: torch.from_numpy(v) for n, v in r.items()}))
+        keys, arrays = read_all(store, "run1", list(shape_map), batch_rows=3)
+        assert [k["round"] for k in keys] == list(range(1, n_rows + 1))
+        for n in shape_map:
+            expect = np.stack([r[n].reshape(-1) for r in rows])
+            assert arrays[n].dtype == np.float32
+            np.testing.assert_array_equal(arrays[n].view(np.uint32), expect.view(np.uint32))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_round_trip_equals_torch_conversion(tmp_path, dtype):
+    gen = torch.Generator().manual_seed(1)
+    scales = torch.tensor([1e-9, 1e-6, 1e-3, 1.0, 1e3, 3e4])  # subnormal .. near float16 max
+    rows = []
+    for i in range(12):
+        t = random_tensors(gen)
+        t["fc1.weight"] = t["fc1.weight"] * scales[i % len(scales)]
+        t["fc1.bias"] = torch.tensor([0.0, -0.0, 1.0 + 2**-8, 1.0 + 3 * 2**-8])  # bf16 ties
+        rows.append(t)
+    store = Store(tmp_path)
+    with writer(store, dtype=dtype, rows_per_group=5) as hw:
+        for i, t in enumerate(rows):
+            hw.add(update(i + 1, 0, t))
+    keys, arrays = read_all(store, "run1", NAMES)
+    convert = torch.Tensor.half if dtype == "float16" else torch.Tensor.bfloat16
+    for n in NAMES:
+        oracle = np.stack([convert(r[n]).float().reshape(-1).numpy() for r in rows])
+        np.testing.assert_array_equal(arrays[n].view(np.uint32), oracle.view(np.uint32))
+    assert read_update_meta(store, "run1").dtype == dtype
+    df = pl.read_parquet(tmp_path / "updates/run_id=run1/updates.parquet")  # polars reads it
+    stored = np.stack(df["fc1.weight"].to_numpy()).reshape(12, -1)
+    if dtype == "float16":
+        assert df.schema["fc1.weight"] == pl.Array(pl.Float16, 12)
+        np.testing.assert_array_equal(stored.astype(np.float32), arrays["fc1.weight"])
+    else:
+        assert df.schema["fc1.weight"] == pl.Array(pl.UInt16, 12)
+        np.testing.assert_array_equal(
+            (stored.astype(np.uint32) << 16).view(np.float32), arrays["fc1.weight"]
+        )
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(finite32, min_size=1, max_size=64))
+def test_numpy_bfloat16_bits_match_torch(values):
+    x = np.array(values, dtype=np.float32)
+    oracle = torch.from_numpy(x).bfloat16().view(torch.int16).numpy().view(np.uint16)
+    np.testing.assert_array_equal(bfloat16_bits(x), oracle)
+
+
+def test_float16_overflow_is_an_error(tmp_path):
+    store = Store(tmp_path)
+    t = random_tensors(torch.Generator().manual_seed(0))
+    t["fc2.bias"] = torch.tensor([1e5, 0.0])
+    with pytest.raises(DataError, match="round 3 client 7.*overflows float16"):
+        with writer(store, dtype="float16") as hw:
+            hw.add(update(3, 7, t))
+    assert store.files("updates") == []
+
+
+# --- one dataset over several runs ---------------------------------------------------------
+def test_several_runs_read_as_one_dataset(tmp_path):
+    store = Store(tmp_path)
+    gen = torch.Generator().manual_seed(2)
+    run_ids = ["0123456789012345", "abcdef0123456789", "fedcba9876543210"]  # one all digits
+    expected = {}
+    for k, rid in enumerate(run_ids):
+        with writer(store, rid, rows_per_group=2) as hw:
+            for r in range(1, 4):
+                t = random_tensors(gen)
+                hw.add(update(r, k, t, gender="M" if k % 2 else "F"))
+                expected[(rid, r)] = t["fc1.weight"].reshape(-1).numpy()
+    table = ds.dataset(tmp_path / "updates", partitioning="hive").to_table()
+    assert table.num_rows == 9 and "run_id" in table.column_names
+    for row in table.select(["run_id", "round", "fc1.weight"]).to_pylist():
+        np.testing.assert_array_equal(
+            np.array(row["fc1.weight"], np.float32), expected[(str(row["run_id"]), row["round"])]
+        )
+    assert sorted(set(store.read("updates", columns=["run_id"])["run_id"].to_pylist())) == run_ids
+    lazy = pl.scan_parquet(
+        tmp_path / "updates", hive_partitioning=True, hive_schema={"run_id": pl.String}
+    )
+    got = lazy.filter(pl.col("round") == 2).select("run_id", "client_id", "fc1.weight").collect()
+    assert sorted(got["run_id"].to_list()) == run_ids
+    for rid, vec in zip(got["run_id"], got["fc1.weight"].to_numpy()):
+        np.testing.assert_array_equal(vec, expected[(rid, 2)])
+
+
+# --- selection ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("spec", "rounds"),
+    [("all", [1, 2, 3, 4, 5, 6, 7]), ({"every": 3}, [3, 6]), ([2, 5, 9], [2, 5])],
+)
+def test_round_selection(tmp_path, spec, rounds):
+    store = Store(tmp_path)
+    gen = torch.Generator().manual_seed(3)
+    with writer(store, rounds=spec) as hw:
+        assert [r for r in range(1, 8) if hw.wants_round(r)] == rounds
+        for r in range(1, 8):
+            hw.add(update(r, 0, random_tensors(gen)))  # unwanted rounds are skipped
+            hw.add(update(r, 1, random_tensors(gen)))
+    keys = read_update_keys(store, "run1")
+    assert keys["round"].to_pylist() == [r for r in rounds for _ in range(2)]
+    assert keys.column_names == [f.name for f in schema.UPDATE_KEYS]
+    assert read_update_meta(store, "run1").n_rows == 2 * len(rounds)
+
+
+@pytest.mark.parametrize(
+    "spec", [{"every": 0}, {"every": "2"}, {"every": 2, "start": 1}, [], [0, 1], [1.5], "some", 3]
+)
+def test_invalid_round_selection(tmp_path, spec):
+    with pytest.raises(ConfigError, match="harvest.rounds"):
+        writer(Store(tmp_path), rounds=spec)
+
+
+@pytest.mark.parametrize(("rows_per_group", "cap", "groups"), [(2, 1 << 20, 3), (4, 30, 5)])
+def test_row_groups_flush_every_n_rows_capped_by_size(
+    tmp_path, monkeypatch, rows_per_group, cap, groups
+):
+    import sergrad.fl.harvest_write as hw_module
+
+    monkeypatch.setattr(hw_module, "MAX_GROUP_ELEMENTS", cap)  # 26 values per row in SHAPES
+    store = Store(tmp_path)
+    gen = torch.Generator().manual_seed(10)
+    with writer(store, rows_per_group=rows_per_group) as hw:
+        for r in range(1, 6):
+            hw.add(update(r, 0, random_tensors(gen)))
+    meta = pq.ParquetFile(tmp_path / "updates/run_id=run1/updates.parquet").metadata
+    assert meta.num_row_groups == groups and meta.num_rows == 5
+    big = writer(store, shapes={"w": (256, 988)}, rows_per_group=256)
+    assert big.rows_per_group == max(1, min(256, cap // (256 * 988)))
+
+
+def test_default_group_cap_for_the_paper_layer(tmp_path):
+    assert (
+        writer(Store(tmp_path), shapes={"w": (256, 988)}, rows_per_group=256).rows_per_group == 16
+    )
+
+
+def test_bad_run_id_and_rows_per_group(tmp_path):
+    with pytest.raises(StoreError, match="run_id 'a/b'"):
+        writer(Store(tmp_path), "a/b")
+    with pytest.raises(ConfigError, match="rows_per_group"):
+        writer(Store(tmp_path), rows_per_group=0)
+    with pytest.raises(ConfigError, match="harvest.dtype"):
+        writer(Store(tmp_path), dtype="int8")
+
+
+def test_round_zero_is_rejected(tmp_path):
+    with writer(Store(tmp_path)) as hw, pytest.raises(DataError, match="1-based"):
+        hw.wants_round(0)
+
+
+@pytest.mark.parametrize(
+    ("patterns", "chosen"),
+    [
+        (("all",), NAMES),
+        (("fc1.*",), ["fc1.weight", "fc1.bias"]),
+        (("fc2.bias", "fc1.weight"), ["fc1.weight", "fc2.bias"]),
+        (("*.bias", "fc2.*"), ["fc1.bias", "fc2.weight", "fc2.bias"]),
+    ],
+)
+def test_param_selection(tmp_path, patterns, chosen):
+    store = Store(tmp_path)
+    gen = torch.Generator().manual_seed(4)
+    t = random_tensors(gen)
+    with writer(store, params=patterns) as hw:
+        hw.add(update(1, 0, t))
+    meta = read_update_meta(store, "run1")
+    assert meta.param_names == chosen
+    file_cols = pq.read_schema(store.open_input(store.path("updates/run_id=run1/updates.parquet")))
+    assert file_cols.names == [f.name for f in schema.UPDATE_KEYS] + chosen
+    _, arrays = read_all(store, "run1", chosen)
+    for n in chosen:
+        np.testing.assert_array_equal(arrays[n][0], t[n].reshape(-1).numpy())
+
+
+def test_param_errors(tmp_path):
+    store = Store(tmp_path)
+    with pytest.raises(ConfigError, match="'conv.*' matches no parameter.*fc1.weight, fc1.bias"):
+        writer(store, params=("fc1.*", "conv.*"))
+    with writer(store, params=("fc1.*",)) as hw:
+        hw.add(update(1, 0, random_tensors(torch.Generator().manual_seed(0))))
+    with pytest.raises(StoreError, match="'fc2.weight' was not harvested; stored: fc1.weight"):
+        next(iter_update_batches(store, "run1", params=["fc2.weight"]))
+    with pytest.raises(StoreError, match="no harvested updates for run 'nope'.*run1"):
+        read_update_meta(store, "nope")
+
+
+def test_bad_updates_name_round_and_client(tmp_path):
+    store = Store(tmp_path)
+    gen = torch.Generator().manual_seed(5)
+    bad_shape = random_tensors(gen) | {"fc1.bias": torch.zeros(5)}
+    missing = {k: v for k, v in random_tensors(gen).items() if k != "fc2.weight"}
+    with writer(store) as hw:
+        with pytest.raises(DataError, match="round 2 client 4.*'fc1.bias' has shape"):
+            hw.add(update(2, 4, bad_shape))
+        with pytest.raises(DataError, match="round 2 client 4.*'fc2.weight' missing"):
+            hw.add(update(2, 4, missing))
+        with pytest.raises(DataError, match="kind 'weights'"):
+            hw.add(update(2, 4, random_tensors(gen)).replace(kind="weights"))
+        hw.add(update(2, 5, random_tensors(gen)))
+    assert read_update_keys(store, "run1")["client_id"].to_pylist() == [5]  # rejects left nothing
+
+
+def test_engine_may_reuse_its_buffers_after_add(tmp_path):
+    store = Store(tmp_path)
+    buf = random_tensors(torch.Generator().manual_seed(11))
+    first = {n: t.clone() for n, t in buf.items()}
+    with writer(store, rows_per_group=4) as hw:
+        hw.add(update(1, 0, buf))
+        for t in buf.values():
+            t.fill_(7.0)  # the engine overwrites its buffers for the next client
+        hw.add(update(1, 1, {n: t.double() for n, t in buf.items()}))  # float64 accepted
+    _, arrays = read_all(store, "run1", NAMES)
+    for n in NAMES:
+        np.testing.assert_array_equal(arrays[n][0], first[n].reshape(-1).numpy())
+        assert (arrays[n][1] == 7.0).all()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_update_publishes_nothing(tmp_path, bad):
+    store = Store(tmp_path)
+    gen = torch.Generator().manual_seed(6)
+    with pytest.raises(DataError, match=r"round 3 client 2 .*'fc1.weight' has 1 NaN/inf"):
+        with writer(store, rows_per_group=1) as hw:
+            for r in (1, 2, 3):
+                t = random_tensors(gen)
+                if r == 3:
+                    t["fc1.weight"][1, 2] = bad
+                hw.add(update(r, 2, t))
+    assert store.files("updates") == []
+    assert list((tmp_path / "_tmp").iterdir()) == []
+
+
+# --- metadata, atomicity, disabled -----------------------------------------------------------
+def test_metadata_content(tmp_path):
+    store = Store(tmp_path)
+    cfg = RunConfig(seed=7, harvest=HarvestConfig(dtype="bfloat16", params=("fc2.*",)))
+    with HarvestWriter(
+        store,
+        run_id="r7",
+        param_names=NAMES,
+        param_shapes=SHAPES,
+        config=cfg,
+        harvest=cfg.harvest,
+    ) as hw:
+        hw.add(update(1, 0, random_tensors(torch.Generator().manual_seed(0))))
+    assert hw.n_rows == 1
+    assert hw.bytes_written == os.path.getsize(tmp_path / "updates/run_id=r7/updates.parquet")
+    md = pq.read_schema(tmp_path / "updates/run_id=r7/updates.parquet").metadata
+    assert json.loads(md[schema.META_PARAM_NAMES]) == ["fc2.weight", "fc2.bias"]
+    assert json.loads(md[schema.META_PARAM_SHAPES]) == {"fc2.weight": [2, 4], "fc2.bias": [2]}
+    assert md[schema.META_DTYPE] == b"bfloat16"
+    assert md[schema.META_CONFIG].decode() == canonical_json(cfg)
+    assert set(json.loads(md[schema.META_VERSIONS])) >= {"numpy", "pyarrow", "torch", "sergrad"}
+    meta = read_update_meta(store, "r7")
+    assert meta.param_shapes == {"fc2.weight": (2, 4), "fc2.bias": (2,)}
+    assert meta.config["seed"] == 7 and meta.n_rows == 1 and meta.dtype == "bfloat16"
+
+
+def test_exception_in_block_leaves_nothing(tmp_path):
+    store = Store(tmp_path)
+    gen = torch.Generator().manual_seed(8)
+    with pytest.raises(RuntimeError, match="engine crashed"):
+        with writer(store, rows_per_group=2) as hw:
+            for r in range(1, 6):
+                hw.add(update(r, 0, random_tensors(gen)))
+            raise RuntimeError("engine crashed")
+    assert store.files("updates") == []
+    assert not (tmp_path / "updates").exists() or not any((tmp_path / "updates").rglob("*"))
+    assert list((tmp_path / "_tmp").iterdir()) == []
+    assert hw.bytes_written == 0
+
+
+def test_disabled_writes_nothing(tmp_path):
+    store = Store(tmp_path)
+    with writer(store, enabled=False) as hw:
+        assert not hw.wants_round(1)
+        hw.add(update(1, 0, random_tensors(torch.Generator().manual_seed(0))))
+    assert hw.n_rows == 0 and hw.bytes_written == 0
+    assert not (tmp_path / "updates").exists() and not (tmp_path / "_tmp").exists()
+
+
+def test_no_wanted_round_publishes_an_empty_file(tmp_path):
+    store = Store(tmp_path)
+    with writer(store, rounds=[50]) as hw:
+        hw.add(update(1, 0, random_tensors(torch.Generator().manual_seed(0))))
+    assert read_update_meta(store, "run1").n_rows == 0
+    assert list(iter_update_batches(store, "run1", params=NAMES)) == []
+
+
+def test_batches_follow_rounds_filter_and_size(tmp_path):
+    store = Store(tmp_path)
+    gen = torch.Generator().manual_seed(9)
+    oracle = []
+    with writer(store, rows_per_group=4) as hw:
+        for r in range(1, 9):
+            for c in range(3):
+                t = random_tensors(gen)
+                hw.add(update(r, c, t))
+                oracle.append((r, c, t["fc2.weight"].reshape(-1).numpy()))
+    batches = list(
+        iter_update_batches(store, "run1", params=["fc2.w*"], batch_rows=2, rounds=[2, 7])
+    )
+    assert [b.num_rows for b in batches] == [2, 2, 2]  # 6 matching rows
+    keys = [k for b in batches for k in b.keys.to_pylist()]
+    got = np.concatenate([b.arrays["fc2.weight"] for b in batches])
+    want = [(r, c, v) for r, c, v in oracle if r in (2, 7)]
+    assert [(k["round"], k["client_id"]) for k in keys] == [(r, c) for r, c, _ in want]
+    np.testing.assert_array_equal(got, np.stack([v for *_, v in want]))
+    assert list(iter_update_batches(store, "run1", params=["fc2.weight"], rounds=[99])) == []
+
+
+def test_reader_imports_no_torch():
+    code = "import sys, sergrad.fl.harvest, sergrad.fl.records; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_update_bytes_per_row_counts_elements():
+    assert update_bytes_per_row((256, 988), "float32") == 256 * 988 * 4 + 32
+    assert update_bytes_per_row({"a": (3, 2), "b": (4,)}, "bfloat16") == 10 * 2 + 32
+
+
+# --- bounded memory ---------------------------------------------------------------------------
+def probe(mode: str, root: str, rows: int, h: int, w: int, rows_per_group: int, dtype: str) -> dict:
+    """Write (or stream back) `rows` updates of one [h, w] layer; report peak allocations.
+
+    Peak = Python-side allocations (tracemalloc: numpy buffers) + the Arrow memory pool's peak
+    (Parquet encode/decode). Run in a fresh process so the Arrow peak is this work's only.
+    """
+    import resource
+    import time
+    import tracemalloc
+
+    store = Store(root)
+    base = torch.randn(h, w, generator=torch.Generator().manual_seed(0))
+    pool = pa.default_memory_pool()
+    arrow0 = pool.max_memory()
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    out = {"data_bytes": rows * h * w * 4}
+    if mode == "write":
+        t = torch.empty(h, w)
+        with writer(
+            store, "big", {"fc1.weight": (h, w)}, rows_per_group=rows_per_group, dtype=dtype
+        ) as hw:
+            for i in range(rows):
+                torch.add(base, i * 1e-3, out=t)
+                hw.add(update(i + 1, i % 10, {"fc1.weight": t}))
+        out["file_bytes"] = hw.bytes_written
+    else:
+        ok, n = True, 0
+        for b in iter_update_batches(store, "big", params=["fc1.weight"], batch_rows=64):
+            first = b.arrays["fc1.weight"][:, 0]
+            rounds = np.array(b.keys["round"].to_pylist()) - 1
+            expect = np.array([float((base[0, 0] + i * 1e-3).item()) for i in rounds], np.float32)
+            ok &= dtype != "float32" or bool(np.array_equal(first, expect))
+            n += b.num_rows
+        out.update(
+            rows_read=n,
+            checksum_ok=ok,
+            file_bytes=os.path.getsize(Path(root) / "updates/run_id=big/updates.parquet"),
+        )
+    out["seconds"] = time.perf_counter() - t0
+    py_peak = tracemalloc.get_traced_memory()[1]
+    out["py_peak"], out["arrow_peak"] = py_peak, pool.max_memory() - arrow0
+    out[f"{mode}_peak"] = py_peak + out["arrow_peak"]
+    out["rss_growth"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0
+    return out
+
+
+def run_probe(mode: str, *args) -> dict:
+    cmd = [sys.executable, __file__, mode, *map(str, args)]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_memory_stays_bounded_with_many_rounds(tmp_path):
+    """2000 rows of a 32x988 layer (253 MB float32) in row groups of 64 rows (8 MB): the peak
+    is a few row groups, far below the data, and no larger than with 8x fewer rounds."""
+    group_bytes = 64 * 32 * 988 * 4
+    peaks = {}
+    for rows in (250, 2000):
+        args = (tmp_path / str(rows), rows, 32, 988, 64, "float32")
+        w, r = run_probe("write", *args), run_probe("read", *args)
+        assert r["rows_read"] == rows and r["checksum_ok"]
+        peaks[rows] = (w["write_peak"], r["read_peak"])
+    write_peak, read_peak = peaks[2000]
+    assert write_peak < 6 * group_bytes and read_peak < 8 * group_bytes, peaks
+    assert write_peak < 2000 * 32 * 988 * 4 / 6 and read_peak < w["file_bytes"] / 3, peaks
+    assert write_peak < 1.25 * peaks[250][0] and read_peak < 1.25 * peaks[250][1], peaks
+
+
+if __name__ == "__main__":  # the memory probe: python tests/test_harvest.py write|read ROOT ...
+    mode, root, rows, h, w, rpg, dtype = sys.argv[1:]
+    torch.set_num_threads(1)
+    print(json.dumps(probe(mode, root, int(rows), int(h), int(w), int(rpg), dtype)))
