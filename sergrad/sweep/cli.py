@@ -1,0 +1,99 @@
+"""`sergrad sweep plan|run|status`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_commands(sub) -> None:
+    sweep = sub.add_parser("sweep", help="expand and run sweeps of FL runs and attacks")
+    cmds = sweep.add_subparsers(dest="sweep_command", metavar="SUBCOMMAND", required=True)
+
+    plan = cmds.add_parser(
+        "plan", help="print counts (runs, evaluations, harvest bytes); run nothing"
+    )
+    plan.add_argument("file", help="sweep YAML file")
+    plan.add_argument("--store", help="store URI (overrides the file's `store`)")
+    plan.add_argument("--json", action="store_true", help="print JSON")
+    plan.set_defaults(func=plan_command)
+
+    run = cmds.add_parser("run", help="run a sweep (resumes: finished ids are skipped)")
+    run.add_argument("file", help="sweep YAML file")
+    run.add_argument("--store", help="store URI: a path or s3://bucket/prefix (overrides `store`)")
+    run.add_argument(
+        "--address",
+        help="Ray cluster to join ('auto' or host:port); default: a private local instance",
+    )
+    run.add_argument("--max-concurrent", type=int, default=0, help="concurrent trials (0 = all)")
+    run.add_argument("--num-cpus", type=int, default=0, help="CPUs of the local instance")
+    run.set_defaults(func=run_command)
+
+    status = cmds.add_parser("status", help="done / failed / pending of a sweep store")
+    status.add_argument("store", help="store URI")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(func=status_command)
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    from sergrad.sweep.driver import plan_summary, resolve_store
+    from sergrad.sweep.expand import expand
+    from sergrad.sweep.schema import load_sweep
+
+    sweep = load_sweep(args.file)
+    uri = args.store or sweep.store or "store"
+    summary = plan_summary(sweep, expand(sweep, uri))
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"sweep {sweep.name} ({args.file}) -> {resolve_store(sweep, uri)}")
+    print(f"inputs       {summary['inputs']} corpus x feature-set files")
+    print(
+        f"runs         {summary['runs']} ({summary['target_runs']} target, "
+        f"{summary['shadow_runs']} shadow)"
+    )
+    print(f"evaluations  {summary['evaluations']}")
+    print(
+        f"harvest      ~{_size(summary['harvest_bytes'])} ({summary['harvest_bytes']} bytes, estimate)"
+    )
+    return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from sergrad.sweep.driver import options_for, resolve_store, run_sweep
+    from sergrad.sweep.schema import load_sweep
+
+    sweep = load_sweep(args.file)
+    uri = resolve_store(sweep, args.store)
+    options = options_for(
+        sweep,
+        address=args.address,
+        max_concurrent=args.max_concurrent,
+        num_cpus=args.num_cpus or None,
+    )
+    progress = run_sweep(
+        sweep, store_uri=uri, options=options, log=lambda m: print(m, file=sys.stderr)
+    )
+    print(
+        f"sweep {sweep.name}: runs {progress.runs_done}/{progress.runs_total}, "
+        f"evals {progress.evals_done}/{progress.evals_total}, failed {progress.failed} -> {uri}"
+    )
+    return 0
+
+
+def status_command(args: argparse.Namespace) -> int:
+    from sergrad.store import Store
+    from sergrad.sweep.status import format_status, sweep_status
+
+    status = sweep_status(Store(args.store))
+    print(json.dumps(status) if args.json else format_status(status))
+    return 0
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"

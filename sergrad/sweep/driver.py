@@ -1,0 +1,130 @@
+"""The sweep driver: plan -> inputs -> FL runs -> attack evaluations, resumable.
+
+Usage: `run_sweep(load_sweep("sweeps/small.yaml"), store_uri="out/small", options=...)`.
+
+`sweep.json` in the store root records the resolved sweep (source, run and evaluation ids
+with their roles and dependencies) for `sergrad sweep status`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from sergrad.config import to_dict
+from sergrad.errors import ConfigError
+from sergrad.store import Store
+from sergrad.sweep.expand import EvalJob, Plan, RunJob, expand
+from sergrad.sweep.runner import EngineOptions, Progress, run_jobs
+from sergrad.sweep.schema import Sweep
+
+SWEEP_JSON = "sweep.json"
+
+
+def resolve_store(sweep: Sweep, store: str | None) -> str:
+    uri = store or sweep.store
+    if not uri:
+        raise ConfigError(f"{sweep.source}: no store: set `store:` in the file or pass --store")
+    return uri
+
+
+def run_job(job: RunJob) -> dict:
+    return {
+        "id": job.run_id,
+        "kind": "fl",
+        "config": to_dict(job.config),
+        "extra": {"role": job.role},
+        "partition": "+".join(sorted(job.corpus.split("+"))),
+    }
+
+
+def eval_job(job: EvalJob) -> dict:
+    return {
+        "id": job.eval_id,
+        "kind": "attack",
+        "config": to_dict(job.config),
+        "extra": {},
+        "partition": job.target_corpus,
+    }
+
+
+def sweep_record(sweep: Sweep, plan: Plan) -> dict:
+    """What `sweep.json` holds: enough for `sweep status` without the YAML file."""
+    return {
+        "name": sweep.name,
+        "source": sweep.source,
+        "sweep": to_dict(
+            dataclasses.replace(sweep, corpora={k: to_dict(v) for k, v in sweep.corpora.items()})
+        ),
+        "runs": [{"id": r.run_id, "role": r.role, "corpus": r.corpus} for r in plan.runs],
+        "evals": [
+            {"id": e.eval_id, "target_corpus": e.target_corpus, "needs": list(e.needs)}
+            for e in plan.evals
+        ],
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def plan_summary(sweep: Sweep, plan: Plan) -> dict:
+    """Counts for `sergrad sweep plan`, with an estimate of the harvest size."""
+    from sergrad.sweep.estimate import harvest_bytes
+
+    targets = sum(r.role == "target" for r in plan.runs)
+    return {
+        "inputs": len(plan.inputs),
+        "runs": len(plan.runs),
+        "target_runs": targets,
+        "shadow_runs": len(plan.runs) - targets,
+        "evaluations": len(plan.evals),
+        "harvest_bytes": sum(harvest_bytes(r.config, sweep) for r in plan.runs),
+    }
+
+
+def options_for(
+    sweep: Sweep, *, address: str | None, max_concurrent: int | None, num_cpus: int | None = None
+) -> EngineOptions:
+    res = sweep.resources
+    devices = sweep.run.get("device", "cpu")
+    on_gpu = any(
+        str(d).startswith("cuda") for d in (devices if isinstance(devices, list) else [devices])
+    )
+    return EngineOptions(
+        address=address,
+        num_cpus=num_cpus,
+        max_concurrent=max_concurrent or res.max_concurrent,
+        cpus_per_run=res.cpus_per_run,
+        gpus_per_run=res.gpus_per_run or (1.0 if on_gpu else 0.0),  # CUDA runs request a GPU
+        per_trial=res.runs_per_trial,
+        max_retries=res.max_retries,
+        trial_restarts=res.trial_restarts,
+    )
+
+
+def run_sweep(
+    sweep: Sweep,
+    *,
+    store_uri: str,
+    options: EngineOptions,
+    progress: Progress | None = None,
+    log=print,
+) -> Progress:
+    """Inputs on the driver, then FL runs, then evaluations; skips what the store has."""
+    from sergrad.sweep.inputs import ensure_inputs
+
+    store = Store(store_uri)
+    plan = expand(sweep, store_uri)
+    store.write_json(SWEEP_JSON, sweep_record(sweep, plan))
+    ensure_inputs(store, plan.inputs, progress=log)
+    runs = [run_job(r) for r in plan.runs]
+    evals = [eval_job(e) for e in plan.evals]
+    needs = {e.eval_id: e.needs for e in plan.evals}
+    eval_options = dataclasses.replace(options, per_trial=sweep.resources.evals_per_trial)
+    return run_jobs(
+        runs,
+        evals,
+        store_uri=store_uri,
+        options=options,
+        eval_options=eval_options,
+        progress=progress,
+        needs=needs,
+    )

@@ -1,0 +1,226 @@
+"""Expand a validated `Sweep` into FL run configs and attack evaluation configs.
+
+- Target runs: each pairing's private corpus x feature set x run-grid point x in-loop
+  defense x target fold x seed.
+- Shadow runs: the pairing's shadow corpora concatenated, the same FL hyper-parameters,
+  every shadow fold, the same seed; undefended for non-adaptive attackers, with the
+  target's defense for adaptive ones.
+- Evaluations: target run x attack-grid point x attack model x post-hoc defense x adaptive
+  flag, each naming its target run and its shadow runs (all shadow folds of the same seed).
+
+Runs are deduplicated by run id (content hash) and evaluations by eval id, so shadow runs
+shared by many evaluations (or pairings) are counted and run once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from sergrad.attack.config import (
+    AttackConfig,
+    AttackModelConfig,
+    PostHocConfig,
+    eval_id,
+)
+from sergrad.config import content_hash, from_dict
+from sergrad.fl.config import DefenseConfig, RunConfig, run_id
+from sergrad.sweep.schema import CorpusSpec, FeatureSpec, Sweep, grid_values, is_grid
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One corpus x feature set the inputs stage must materialise in the store."""
+
+    corpus: str
+    spec: CorpusSpec
+    features: FeatureSpec
+    utterances_uri: str
+    features_uri: str
+
+
+@dataclass(frozen=True)
+class RunJob:
+    run_id: str
+    role: str  # target | shadow
+    corpus: str  # corpus name, "a+b" for concatenated shadow corpora
+    config: RunConfig
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    eval_id: str
+    target_corpus: str
+    config: AttackConfig
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return (self.config.target_run, *self.config.shadow_runs)
+
+
+@dataclass(frozen=True)
+class Plan:
+    inputs: tuple[InputSpec, ...]
+    runs: tuple[RunJob, ...]
+    evals: tuple[EvalJob, ...]
+
+
+# --- grids ---------------------------------------------------------------------------------
+def _params_points(params: dict) -> list[dict]:
+    keys = list(params)
+    options = [params[k]["grid"] if is_grid(params[k]) else [params[k]] for k in keys]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*options)]
+
+
+def grid_points(cls: type, data: dict) -> list[dict]:
+    """Every combination of the grids in `data` (a mapping validated against `cls`).
+
+    >>> from sergrad.fl.config import AlgoConfig
+    >>> grid_points(AlgoConfig, {"lr": [0.1, 0.2], "name": {"grid": ["fedsgd"]}})
+    [{'lr': 0.1, 'name': 'fedsgd'}, {'lr': 0.2, 'name': 'fedsgd'}]
+    """
+    hints = typing.get_type_hints(cls)
+    keys, options = list(data), []
+    for key in keys:
+        tp, value = hints[key], data[key]
+        alts = grid_values(value, tp)
+        opts: list[Any] = []
+        for alt in alts if alts is not None else [value]:
+            if isinstance(tp, type) and dataclasses.is_dataclass(tp) and isinstance(alt, dict):
+                opts.extend(grid_points(tp, alt))
+            elif isinstance(alt, dict) and (tp is dict or typing.get_origin(tp) is dict):
+                opts.extend(_params_points(alt))
+            else:
+                opts.append(alt)
+        options.append(opts)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*options)]
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# --- store locations of inputs --------------------------------------------------------------
+def uri_join(store_uri: str, rel: str) -> str:
+    """`s3://b/p?endpoint_override=x` + `a/b` -> `s3://b/p/a/b?endpoint_override=x`."""
+    if "://" not in store_uri:
+        from pathlib import Path
+
+        return str(Path(store_uri).resolve() / rel)
+    base, _, query = store_uri.partition("?")
+    return f"{base.rstrip('/')}/{rel}" + (f"?{query}" if query else "")
+
+
+def input_dir(corpus: str, spec: CorpusSpec) -> str:
+    return f"inputs/{corpus}-{content_hash(spec, length=8)}"
+
+
+def feature_name(fs: FeatureSpec) -> str:
+    return f"{fs.name}-{content_hash(fs, length=8)}"
+
+
+def inputs_for(sweep: Sweep, store_uri: str) -> dict[tuple[str, FeatureSpec], InputSpec]:
+    out = {}
+    for corpus, spec in sweep.corpora.items():
+        base = input_dir(corpus, spec)
+        for fs in sweep.features:
+            out[(corpus, fs)] = InputSpec(
+                corpus=corpus,
+                spec=spec,
+                features=fs,
+                utterances_uri=uri_join(store_uri, f"{base}/utterances.parquet"),
+                features_uri=uri_join(store_uri, f"{base}/{feature_name(fs)}.parquet"),
+            )
+    return out
+
+
+# --- expansion -----------------------------------------------------------------------------
+def defense_variants(sweep: Sweep) -> list[tuple[DefenseConfig, ...]]:
+    out: list[tuple[DefenseConfig, ...]] = []
+    for entry in sweep.defenses:
+        for point in grid_points(DefenseConfig, entry):
+            d = from_dict(DefenseConfig, point)
+            variant = () if d.name == "none" else (d,)
+            if variant not in out:
+                out.append(variant)
+    return out
+
+
+def attack_variants(sweep: Sweep) -> list[dict]:
+    """Attack-config mappings (minus target/shadow/seed) for every attack-grid point."""
+    attack = dict(sweep.attack)
+    models = [p for m in attack.pop("models") for p in grid_points(AttackModelConfig, m)]
+    posthocs = [p for m in attack.pop("posthoc") for p in grid_points(PostHocConfig, m)]
+    adaptive = attack.pop("adaptive")
+    out = []
+    for base, model, posthoc, adapt in itertools.product(
+        grid_points(AttackConfig, attack), models, posthocs, adaptive
+    ):
+        ph = () if posthoc.get("name", "none") == "none" else (posthoc,)
+        out.append({**base, "model": model, "posthoc": ph, "adaptive": adapt})
+    return out
+
+
+def expand(sweep: Sweep, store_uri: str) -> Plan:
+    """All inputs, runs and evaluations of `sweep`, deduplicated, in a stable order."""
+    inputs = inputs_for(sweep, store_uri)
+    runs: dict[str, RunJob] = {}
+    evals: dict[str, EvalJob] = {}
+    run_points = grid_points(RunConfig, sweep.run)
+    defenses = defense_variants(sweep)
+    attacks = attack_variants(sweep)
+
+    def add_run(role: str, corpora: tuple[str, ...], fs, point, defense, fold, seed) -> str:
+        data = {
+            "features": [inputs[(c, fs)].features_uri for c in corpora],
+            "utterances": [inputs[(c, fs)].utterances_uri for c in corpora],
+            "fold": fold,
+        }
+        cfg_dict = _merge(point, {"data": data, "seed": seed})
+        cfg_dict["defenses"] = [dataclasses.asdict(d) for d in defense]
+        cfg = from_dict(RunConfig, cfg_dict)
+        rid = run_id(cfg)
+        if rid not in runs or (role == "target" and runs[rid].role != "target"):
+            runs[rid] = RunJob(rid, role, "+".join(corpora), cfg)
+        return rid
+
+    for pairing, fs, point, seed in itertools.product(
+        sweep.pairings, sweep.features, run_points, sweep.seeds
+    ):
+        shadow_sets: dict[tuple, tuple[str, ...]] = {}
+
+        def shadows(defense, pairing=pairing, fs=fs, point=point, seed=seed, cache=shadow_sets):
+            if defense not in cache:
+                cache[defense] = tuple(
+                    add_run("shadow", pairing.shadow, fs, point, defense, f, seed)
+                    for f in sweep.shadow_folds
+                )
+            return cache[defense]
+
+        for defense, fold in itertools.product(defenses, sweep.folds):
+            target = add_run("target", (pairing.target,), fs, point, defense, fold, seed)
+            for attack in attacks:
+                adaptive = attack["adaptive"] and bool(defense)
+                cfg = from_dict(
+                    AttackConfig,
+                    {
+                        **attack,
+                        "adaptive": adaptive,
+                        "target_run": target,
+                        "shadow_runs": list(shadows(defense if adaptive else ())),
+                        "seed": seed,
+                    },
+                )
+                eid = eval_id(cfg)
+                evals.setdefault(eid, EvalJob(eid, pairing.target, cfg))
+    ordered_runs = sorted(runs.values(), key=lambda r: r.role != "shadow")  # shadows first
+    return Plan(tuple(inputs.values()), tuple(ordered_runs), tuple(evals.values()))
