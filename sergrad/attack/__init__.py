@@ -1,1 +1,31 @@
-"""sergrad.attack"""
+"""sergrad.attack: the attribute (gender) inference attack on harvested client updates.
+
+Contract (METHOD.md sections 4-5):
+
+    from sergrad.attack.config import AttackConfig, eval_id
+    from sergrad.attack.run import run_attack
+    rows = run_attack(AttackConfig(target_run=..., shadow_runs=(...), layers=("fc1",)), store)
+
+- Input: harvested updates (`sergrad.fl.harvest`) of one target run and its shadow runs,
+  plus the target's `runs` row (for its corpus, the `attacks` partition). Gender labels are
+  read from shadow rows for training; target labels are used only when scoring.
+- Layer group "fc1" = parameters "fc1.*" (fc1.weight + fc1.bias); shapes and names must agree
+  across all runs.
+- Data path (dataset.py): one streaming pass of float64 per-element moments over the shadow
+  updates; normalised rows written through each model's fixed transform to a flat file read
+  with pread, so the paper-scale shadow set (15-18 GB raw) trains in a few hundred MB of RSS.
+- Models (models.py, registry ATTACK_MODELS): `cnn` (the paper's), `logreg_stats`, `mlp_proj`.
+- Training (train.py): validation split by shadow SPEAKER, Adam, ReduceLROnPlateau, early
+  stopping, best validation UAR kept, seeded, CPU or CUDA.
+- Protocols (protocols.py) and metrics (metrics.py): per update, per client (n-update
+  averages, seeded trials), per layer, parameter-count-weighted fusion, baselines (majority
+  class, metadata-only attacker); UAR, accuracy, AUC, TPR at 1%/10% FPR (NaN + note when too
+  few negatives), bootstrap 95% CI over clients.
+- Post-hoc defenses (`sergrad.defenses.posthoc.create_posthoc`) transform the target's raw
+  updates before normalisation; with `adaptive: true` the attacker applies the same post-hoc
+  defense to its shadow updates (in-loop defenses: choose shadow runs trained with them).
+- Output: `attacks` rows (schema.ATTACKS) and `predictions` rows (schema.PREDICTIONS),
+  written atomically; an evaluation whose `attacks` file exists is skipped.
+- CLI: `sergrad attack run CONFIG.yaml [--set key=value ...] --store DIR`;
+  benchmark: `sergrad bench attack [--quick]`.
+"""

@@ -1,0 +1,234 @@
+"""Attack models: a registry of (fixed input transform, trainable torch module) pairs.
+
+Every attack sees one layer group's normalised update as a dict {param: float32 [B, numel]}.
+`transform` is fixed (not learned) and maps it to a feature row [B, F] that is stored once;
+`module` maps features [B, F] to logits [B, 2] (F=0, M=1). Registered models:
+
+- `cnn`: the paper's architecture (Feng et al. 2021, METHOD.md section 4; pooling per layer as
+  in their public code): the weight update as a 1-channel image [out, in]; three 5x5 conv
+  blocks (16/32/64 channels, padding 2, ReLU, max-pool, Dropout2d 0.2; batch-norm in the
+  third); flatten, concatenate the bias update; MLP 256-128-2 with dropout 0.2. Pools:
+  first layer 2, 4, 8 (6 for 512-d inputs); 128x256 (layer 2) 2, 4, 4; out < 8 rows (layer 3,
+  4x128): none, then kernel 2 stride (1, 4) twice. Other shapes use 2, 4, 8 with each kernel
+  and stride clamped to the feature map, so any [out, in] gives a non-empty map.
+  Flattened conv sizes: 988 -> 3840, 768 -> 3072, 512 -> 3200, 128x256 -> 2048, 4x128 -> 1024.
+- `logreg_stats`: logistic regression (batch-norm + linear) on row and column statistics of
+  each weight update (mean, std, L2 norm per row and per column) plus the bias update.
+- `mlp_proj`: a small MLP (dim-64-2) on a seeded count-sketch random projection of the whole
+  flattened update (a sparse JL projection: each element adds +-x to one of `dim` buckets).
+
+Fast attacks default to batch 64 and lr 1e-2 (logreg_stats) / 1e-3 (mlp_proj) (`train`
+overrides); set model.params lr / batch_size to change them. The cnn trains with AttackModelConfig's lr and batch size.
+
+>>> import torch
+>>> m = create("cnn", shapes={"fc1.weight": (256, 988), "fc1.bias": (256,)}, params={},
+...            generator=torch.Generator().manual_seed(0))
+>>> m.n_features, m.module.flat_conv
+(253184, 3840)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from sergrad.errors import ConfigError
+from sergrad.registry import Registry
+
+Shapes = dict[str, tuple[int, ...]]
+
+
+@dataclass
+class AttackModel:
+    name: str
+    transform: Callable[[dict[str, np.ndarray]], np.ndarray]  # {p: [B, numel]} -> [B, F]
+    module: nn.Module  # [B, F] -> logits [B, 2]
+    n_features: int
+    storage_dtype: str = "float32"  # dtype of the stored feature rows
+    train: dict = field(default_factory=dict)  # overrides of lr / batch_size
+
+
+ATTACK_MODELS: Registry[Callable[..., AttackModel]] = Registry("attack model")
+
+
+def create(name: str, *, shapes: Shapes, params: dict, generator: torch.Generator) -> AttackModel:
+    """Build attack model `name` for a layer group with parameter `shapes` (ordered dict)."""
+    try:
+        builder = ATTACK_MODELS.get(name)
+    except KeyError as exc:
+        raise ConfigError(f"model.name: {exc.args[0]}") from None
+    model = builder(shapes=dict(shapes), params=dict(params))
+    reset_parameters(model.module, generator=generator)
+    return model
+
+
+def reset_parameters(module: nn.Module, *, generator: torch.Generator) -> None:
+    """PyTorch's default init for Linear/Conv2d, drawn from `generator` (no global RNG)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear | nn.Conv2d):
+            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
+            if m.bias is not None:
+                fan_in = m.weight[0].numel()
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+
+
+def _split_weight_bias(shapes: Shapes) -> tuple[str, str | None]:
+    weights = [p for p, s in shapes.items() if len(s) == 2]
+    biases = [p for p, s in shapes.items() if len(s) == 1]
+    if len(weights) != 1 or len(biases) > 1 or len(shapes) != len(weights) + len(biases):
+        raise ConfigError(
+            f"cnn needs one 2-D weight and at most one bias per layer group, got {shapes}"
+        )
+    return weights[0], (biases[0] if biases else None)
+
+
+def _concat(arrays: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
+    return np.concatenate([arrays[n] for n in names], axis=1)  # [B, sum numel]
+
+
+# --- cnn ------------------------------------------------------------------------------------
+Pool = tuple[tuple[int, int], tuple[int, int]] | None  # (kernel, stride) per block, None = none
+
+
+def paper_pools(out_dim: int, in_dim: int) -> list[Pool]:
+    """The three max-pools of the paper's attack CNN for a weight of shape [out, in]."""
+    if out_dim < 8:  # last layer (4 x 128)
+        return [None, ((2, 2), (1, 4)), ((2, 2), (1, 4))]
+    if (out_dim, in_dim) == (128, 256):  # second layer
+        return [((2, 2), (2, 2)), ((4, 4), (4, 4)), ((4, 4), (4, 4))]
+    last = 6 if in_dim == 512 else 8  # first layer: 6 for 512-d inputs
+    return [((k, k), (k, k)) for k in (2, 4, last)]
+
+
+def _clamp(pool: Pool, h: int, w: int) -> Pool:
+    if pool is None:
+        return None
+    (kh, kw), (sh, sw) = pool
+    return (min(kh, h), min(kw, w)), (max(1, min(sh, h)), max(1, min(sw, w)))
+
+
+def _pooled(n: int, k: int, s: int) -> int:
+    return (n - k) // s + 1
+
+
+class PaperCNN(nn.Module):
+    def __init__(self, out_dim: int, in_dim: int, bias_dim: int, *, dropout: float = 0.2):
+        super().__init__()
+        self.out_dim, self.in_dim, self.bias_dim = out_dim, in_dim, bias_dim
+        layers: list[nn.Module] = []
+        h, w, c_in = out_dim, in_dim, 1
+        for i, (c_out, pool) in enumerate(zip((16, 32, 64), paper_pools(out_dim, in_dim))):
+            layers.append(nn.Conv2d(c_in, c_out, kernel_size=5, padding=2))  # same size
+            if i == 2:
+                layers.append(nn.BatchNorm2d(c_out))
+            layers.append(nn.ReLU())
+            pool = _clamp(pool, h, w)
+            if pool is not None:
+                (kh, kw), (sh, sw) = pool
+                layers.append(nn.MaxPool2d(kernel_size=(kh, kw), stride=(sh, sw)))
+                h, w = _pooled(h, kh, sh), _pooled(w, kw, sw)
+            layers.append(nn.Dropout2d(dropout))
+            c_in = c_out
+        self.conv = nn.Sequential(*layers)
+        self.flat_conv = 64 * h * w
+        self.mlp = nn.Sequential(
+            nn.Linear(self.flat_conv + bias_dim, 256),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(256, 128),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(128, 2),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]  # x: [B, out*in + bias]
+        n_w = self.out_dim * self.in_dim
+        img = x[:, :n_w].reshape(b, 1, self.out_dim, self.in_dim)  # [B, 1, out, in]
+        z = self.conv(img).reshape(b, self.flat_conv)  # [B, 64*h*w]
+        z = torch.cat([z, x[:, n_w:]], dim=1)  # [B, flat + bias]
+        return self.mlp(z)  # [B, 2]
+
+
+@ATTACK_MODELS.register("cnn")
+def _cnn(*, shapes: Shapes, params: dict) -> AttackModel:
+    w_name, b_name = _split_weight_bias(shapes)
+    out_dim, in_dim = shapes[w_name]
+    bias_dim = shapes[b_name][0] if b_name else 0
+    names = [w_name] + ([b_name] if b_name else [])
+    module = PaperCNN(out_dim, in_dim, bias_dim, dropout=float(params.get("dropout", 0.2)))
+    return AttackModel(
+        name="cnn",
+        transform=lambda arrays: _concat(arrays, names),
+        module=module,
+        n_features=out_dim * in_dim + bias_dim,
+        storage_dtype=str(params.get("storage_dtype", "float16")),
+        train={k: params[k] for k in ("lr", "batch_size") if k in params},
+    )
+
+
+# --- fast attacks ---------------------------------------------------------------------------
+def row_col_stats(arrays: dict[str, np.ndarray], shapes: Shapes) -> np.ndarray:
+    """Per 2-D param: row mean/std/norm and column mean/std/norm; 1-D params as they are."""
+    feats = []
+    for p, shape in shapes.items():
+        x = np.asarray(arrays[p], np.float32)
+        if len(shape) == 2:
+            w = x.reshape(-1, *shape)  # [B, out, in]
+            for axis in (2, 1):  # rows (over in), then columns (over out)
+                feats += [w.mean(axis), w.std(axis), np.sqrt(np.square(w).sum(axis))]
+        else:
+            feats.append(x)
+    return np.concatenate(feats, axis=1).astype(np.float32)  # [B, F]
+
+
+@ATTACK_MODELS.register("logreg_stats")
+def _logreg_stats(*, shapes: Shapes, params: dict) -> AttackModel:
+    n = sum(3 * (s[0] + s[1]) if len(s) == 2 else math.prod(s) for s in shapes.values())
+    module = nn.Sequential(nn.BatchNorm1d(n, affine=False), nn.Linear(n, 2))
+    return AttackModel(
+        name="logreg_stats",
+        transform=lambda arrays: row_col_stats(arrays, shapes),
+        module=module,
+        n_features=n,
+        train={"lr": 1e-2, "batch_size": 64, **_train_keys(params)},
+    )
+
+
+def count_sketch(numel: int, dim: int, *, seed: int) -> sp.csr_matrix:
+    """Sparse [numel, dim] projection: element i adds sign_i * x_i to bucket h_i, scaled."""
+    rng = np.random.default_rng(seed)
+    buckets = rng.integers(0, dim, size=numel)
+    signs = rng.choice(np.array([-1.0, 1.0], np.float32), size=numel)
+    scale = math.sqrt(dim / numel)  # unit-variance buckets for unit-variance inputs
+    return sp.csr_matrix((signs * scale, (np.arange(numel), buckets)), shape=(numel, dim))
+
+
+@ATTACK_MODELS.register("mlp_proj")
+def _mlp_proj(*, shapes: Shapes, params: dict) -> AttackModel:
+    dim = int(params.get("dim", 512))
+    hidden = int(params.get("hidden", 64))
+    names = list(shapes)
+    numel = sum(math.prod(s) for s in shapes.values())
+    sketch = count_sketch(numel, dim, seed=int(params.get("projection_seed", 0)))
+    module = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(0.2), nn.Linear(hidden, 2))
+    return AttackModel(
+        name="mlp_proj",
+        transform=lambda arrays: np.asarray(sketch.T @ _concat(arrays, names).T).T.astype(
+            np.float32
+        ),  # [B, dim]
+        module=module,
+        n_features=dim,
+        train={"lr": 1e-3, "batch_size": 64, **_train_keys(params)},
+    )
+
+
+def _train_keys(params: dict) -> dict:
+    return {k: params[k] for k in ("lr", "batch_size") if k in params}

@@ -1,0 +1,176 @@
+"""The steps of one attack evaluation, each a function over streamed data.
+
+`ShadowSet` (keys, labels, per-element statistics: one streaming pass) -> `TargetSet` (keys and
+each layer's normalised rows: one streaming pass, post-hoc defenses applied first) ->
+`fit_layer` (second shadow pass through the model's fixed transform, then training) ->
+`score_layer` (P(male) per target update and per client-trial selection).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sergrad.attack import dataset as D
+from sergrad.attack.config import AttackConfig
+from sergrad.attack.models import AttackModel, create
+from sergrad.attack.protocols import Selection, average_rows
+from sergrad.attack.train import TrainResult, predict_features, train_attack
+from sergrad.errors import DataError
+from sergrad.store import Store
+
+BATCH_ROWS = 32  # updates per streamed batch: 32 x 1 MB (fc1 at 988-d) plus float64 temporaries
+PREDICT_ROWS = 20  # cnn activations at 256x988: ~0.3 GB per 20 rows in conv1
+
+
+@dataclass
+class ShadowSet:
+    runs: list[str]
+    keys: D.UpdateKeys
+    labels: np.ndarray  # [N] 0/1
+    stats: dict[str, tuple[np.ndarray, np.ndarray]]  # param -> (mean, std) float64 [numel]
+
+
+@dataclass
+class TargetSet:
+    keys: D.UpdateKeys
+    labels: np.ndarray  # [N] 0/1/-1
+    rows: dict[str, D.RowFile]  # layer -> normalised float32 [N, layer numel]
+
+
+def load_shadow(
+    store: Store, config: AttackConfig, params: list[str], *, shapes: dict, posthoc
+) -> ShadowSet:
+    """One streaming pass over every shadow run: keys, labels and per-element moments."""
+    keys = D.UpdateKeys()
+    moments: dict[str, D.Moments] = {}
+    runs = list(config.shadow_runs)
+    use = posthoc if config.adaptive else None  # adaptive: the attacker mimics the defense
+    stream = D.stream_raw(store, runs, params, batch_rows=BATCH_ROWS, posthoc=use,
+                          param_shapes=shapes, seed=config.seed, role=0)  # fmt: skip
+    for run_id, k, arrays in stream:
+        keys.extend(run_id, k)
+        for p in params:
+            moments.setdefault(p, D.Moments.zeros(arrays[p].shape[1])).update(arrays[p])
+    labels = keys.labels()
+    if (labels < 0).any():
+        bad = sorted({r for r, y in zip(keys.run, labels) if y < 0})
+        raise DataError(f"shadow runs {bad}: updates without a gender (F/M) label")
+    if len(np.unique(labels)) < 2:
+        only = keys.gender[0] if len(keys) else "none"
+        raise DataError(
+            f"shadow runs {runs}: all {len(labels)} updates have gender {only!r}; "
+            "the attack needs both F and M shadow clients"
+        )
+    stats = {p: (m.mean, m.std()) for p, m in moments.items()}
+    return ShadowSet(runs=runs, keys=keys, labels=labels, stats=stats)
+
+
+def load_target(
+    store: Store,
+    config: AttackConfig,
+    groups: dict[str, list[str]],
+    shadow: ShadowSet,
+    *,
+    shapes: dict,
+    posthoc,
+    tmp: str,
+) -> TargetSet:
+    """One streaming pass over the target run: post-hoc defense, normalise, store per layer."""
+    params = [p for ps in groups.values() for p in ps]
+    rows = {
+        layer: D.RowFile(
+            os.path.join(tmp, f"target-{i}.f32"), width=sum(math.prod(shapes[p]) for p in ps)
+        )  # fmt: skip
+        for i, (layer, ps) in enumerate(groups.items())
+    }
+    keys = D.UpdateKeys()
+    stream = D.stream_raw(store, [config.target_run], params, batch_rows=BATCH_ROWS,
+                          posthoc=posthoc, param_shapes=shapes, seed=config.seed, role=1)  # fmt: skip
+    for run_id, k, arrays in stream:
+        keys.extend(run_id, k)
+        normed = D.normalise_arrays(arrays, {p: shadow.stats[p] for p in params})
+        for layer, ps in groups.items():
+            rows[layer].append(np.concatenate([normed[p] for p in ps], axis=1))
+    if len(keys) == 0:
+        raise DataError(f"target run {config.target_run!r}: no harvested updates")
+    return TargetSet(keys=keys, labels=keys.labels(), rows=rows)
+
+
+def fit_layer(
+    store: Store,
+    config: AttackConfig,
+    shadow: ShadowSet,
+    params: list[str],
+    *,
+    shapes: dict,
+    posthoc,
+    split: tuple[np.ndarray, np.ndarray],
+    generator: torch.Generator,
+    tmp: str,
+    name: str,
+    progress: bool = False,
+) -> tuple[AttackModel, TrainResult]:
+    """Second shadow pass (normalise -> model transform -> RowFile), then train."""
+    model = create(config.model.name, shapes={p: shapes[p] for p in params},
+                   params=config.model.params, generator=generator)  # fmt: skip
+    feats = D.RowFile(os.path.join(tmp, f"shadow-{name}.bin"), width=model.n_features,
+                      dtype=model.storage_dtype)  # fmt: skip
+    use = posthoc if config.adaptive else None
+    stream = D.stream_raw(store, shadow.runs, params, batch_rows=BATCH_ROWS, posthoc=use,
+                          param_shapes=shapes, seed=config.seed, role=0)  # fmt: skip
+    for _, _, arrays in stream:
+        normed = D.normalise_arrays(arrays, {p: shadow.stats[p] for p in params})
+        feats.append(model.transform(normed))  # [B, F]
+    if feats.n_rows != len(shadow.labels):
+        raise DataError(f"shadow runs {shadow.runs}: rows changed between passes")
+    result = train_attack(model, feats, shadow.labels, train_idx=split[0], val_idx=split[1],
+                          config=config.model, generator=generator, device=config.device,
+                          progress=progress)  # fmt: skip
+    feats.close()
+    os.unlink(feats.path)
+    return model, result
+
+
+def _split_params(row: np.ndarray, params: list[str], shapes: dict) -> dict[str, np.ndarray]:
+    out, start = {}, 0
+    for p in params:
+        n = math.prod(shapes[p])
+        out[p] = row[:, start : start + n]
+        start += n
+    return out
+
+
+def score_layer(
+    model: AttackModel,
+    rows: D.RowFile,
+    params: list[str],
+    *,
+    shapes: dict,
+    selections: dict[int, list[Selection]],
+    device: str,
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """P(male) per target update, and per selection for each n (rows averaged first)."""
+    per_update = []
+    for s in range(0, rows.n_rows, PREDICT_ROWS):
+        x = rows.read(np.arange(s, min(s + PREDICT_ROWS, rows.n_rows)))  # [b, D]
+        per_update.append(
+            predict_features(
+                model, model.transform(_split_params(x, params, shapes)), device=device
+            )
+        )
+    per_client = {}
+    for n, sels in selections.items():
+        out = []
+        for s in range(0, len(sels), PREDICT_ROWS):
+            avg = np.stack(
+                [average_rows(rows.read(sel.rows)) for sel in sels[s : s + PREDICT_ROWS]]
+            )
+            feats = model.transform(_split_params(avg, params, shapes))
+            out.append(predict_features(model, feats, device=device))
+        per_client[n] = np.concatenate(out) if out else np.zeros(0)
+    return np.concatenate(per_update), per_client

@@ -1,0 +1,93 @@
+"""Evaluation protocols as pure functions: per-client trials, averaging, fusion, baselines.
+
+- per_update: every target update is scored on its own (see metrics.binary_metrics).
+- per_client: for each n (0 = all) and trial t, each client's prediction comes from the
+  average of n of its updates drawn without replacement (generator seeded by
+  (seed, n, trial, client)); a client with fewer than n updates uses all of them (noted).
+  With n = 0, or n >= every client's count, all trials are identical and one trial is kept.
+- fusion: per-layer P(male) averaged with weights = the layer's parameter count.
+- baselines: `majority` predicts the shadow set's majority class for every target;
+  `no_updates` is a logistic regression on update metadata only (log n_samples, round),
+  trained on shadow keys: what an attacker learns without looking at any update.
+
+>>> sel, note = client_selections({7: np.arange(3)}, n=2, trials=2, seed=0)
+>>> [(s.client, s.trial, len(s.rows)) for s in sel], note
+([(7, 0, 2), (7, 1, 2)], '')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Selection:
+    client: int
+    trial: int
+    rows: np.ndarray  # row indices into the target set, sorted
+
+
+def client_rows(client_ids: np.ndarray) -> dict[int, np.ndarray]:
+    """{client: sorted row indices} for a target set."""
+    client_ids = np.asarray(client_ids)
+    return {int(c): np.flatnonzero(client_ids == c) for c in np.unique(client_ids)}
+
+
+def client_selections(
+    rows_by_client: dict[int, np.ndarray], *, n: int, trials: int, seed: int
+) -> tuple[list[Selection], str]:
+    """The (client, trial, rows) draws of the per-client protocol, and a note."""
+    counts = [len(r) for r in rows_by_client.values()]
+    everything = n <= 0 or n >= max(counts)
+    n_trials = 1 if everything else trials
+    short = sum(1 for c in counts if 0 < n and c < n)
+    out = []
+    for t in range(n_trials):
+        for client, rows in sorted(rows_by_client.items()):
+            if n <= 0 or len(rows) <= n:
+                pick = rows
+            else:
+                rng = np.random.default_rng([seed, n, t, client])
+                pick = np.sort(rng.choice(rows, size=n, replace=False))
+            out.append(Selection(client=client, trial=t, rows=pick))
+    note = f"{short}/{len(counts)} clients had fewer than {n} updates (all used)" if short else ""
+    if everything and trials > 1 and n > 0:
+        note = "; ".join(filter(None, [note, "every client fully averaged: 1 trial"]))
+    return out, note
+
+
+def average_rows(x: np.ndarray) -> np.ndarray:
+    """Mean of normalised update rows [k, D] -> [D], accumulated in float64."""
+    return np.asarray(x, np.float64).mean(axis=0).astype(np.float32)
+
+
+def fuse(probs: dict[str, np.ndarray], weights: dict[str, int]) -> np.ndarray:
+    """Parameter-count-weighted average of per-layer P(male)."""
+    total = float(sum(weights[k] for k in probs))
+    return sum(np.asarray(probs[k], np.float64) * (weights[k] / total) for k in probs)
+
+
+def majority_baseline(shadow_labels: np.ndarray, n_targets: int) -> np.ndarray:
+    """P(male) of the majority-class predictor (ties -> male): constant 0 or 1."""
+    p = 1.0 if np.mean(shadow_labels) >= 0.5 else 0.0
+    return np.full(n_targets, p)
+
+
+def metadata_features(n_samples: np.ndarray, rounds: np.ndarray) -> np.ndarray:
+    """What an attacker knows without updates: [log1p(n_samples), round] per update."""
+    return np.column_stack([np.log1p(np.asarray(n_samples, np.float64)), np.asarray(rounds, float)])
+
+
+def no_updates_baseline(
+    shadow_x: np.ndarray, shadow_y: np.ndarray, target_x: np.ndarray
+) -> np.ndarray:
+    """P(male) from a standardised logistic regression on metadata features only."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    clf.fit(shadow_x, shadow_y)
+    return clf.predict_proba(target_x)[:, 1]

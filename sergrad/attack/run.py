@@ -1,0 +1,234 @@
+"""`run_attack`: one attack evaluation, from harvested updates to `attacks` and `predictions`.
+
+Reads like the method (METHOD.md section 4): the shadow runs' updates, labelled with their
+clients' gender, are normalised element-wise with shadow statistics; one attack model per
+layer group is trained with a speaker-level validation split; the target run's updates (after
+any post-hoc defense) are scored per update and per client (averages of n updates), per layer
+and fused; baselines (majority class, metadata-only attacker) are scored beside them.
+
+Outputs (written atomically; `predictions` first, the `attacks` file last as the completion
+marker; an evaluation whose `attacks` file exists is skipped and its rows returned):
+    attacks/target_corpus=<corpus>/<eval_id>.parquet     schema.ATTACKS
+    predictions/eval_id=<eval_id>/predictions.parquet    schema.PREDICTIONS
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import zlib
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from sergrad import schema
+from sergrad.attack import pipeline, source
+from sergrad.attack.config import AttackConfig, eval_id
+from sergrad.attack.metrics import binary_metrics
+from sergrad.attack.protocols import (
+    client_rows,
+    client_selections,
+    fuse,
+    majority_baseline,
+    metadata_features,
+    no_updates_baseline,
+)
+from sergrad.attack.train import split_by_speaker
+from sergrad.config import canonical_json
+from sergrad.errors import ConfigError, DataError
+from sergrad.fl.records import now_iso
+from sergrad.store import Store
+
+PROTOCOLS = ("per_update", "per_client")
+
+
+def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) -> list[dict]:
+    """Evaluate `config` against `store`; returns the `attacks` rows (with target_corpus)."""
+    _validate(config)
+    eid = eval_id(config)
+    target_row = source.run_row(store, config.target_run)
+    if target_row is None:
+        raise DataError(f"target run {config.target_run!r}: no row in {store.uri}/runs")
+    corpus = target_row[schema.RUNS_PARTITION]
+    part = (schema.ATTACKS_PARTITION, corpus)
+    if store.exists("attacks", partition=part, name=eid):
+        with store.open_input(store.file_path("attacks", partition=part, name=eid)) as f:
+            return [{**r, "target_corpus": corpus} for r in pq.read_table(f).to_pylist()]
+    t0 = time.perf_counter()
+    metas = [source.run_meta(store, config.target_run, role="target")]
+    metas += [source.run_meta(store, r, role="shadow") for r in config.shadow_runs]
+    groups = source.check_compatible(metas, config.layers)  # layer -> params
+    shapes = {p: tuple(metas[0].param_shapes[p]) for ps in groups.values() for p in ps}
+    posthoc, posthoc_name, posthoc_level = _posthoc(config)
+    params = [p for ps in groups.values() for p in ps]
+
+    shadow = pipeline.load_shadow(store, config, params, shapes=shapes, posthoc=posthoc)
+    split = split_by_speaker(shadow.keys.speaker_groups(), shadow.labels,
+                             val_fraction=config.model.val_fraction,
+                             rng=np.random.default_rng([config.seed, 2]))  # fmt: skip
+    results: list[dict] = []
+    preds: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="sergrad-attack-") as tmp:
+        target = pipeline.load_target(store, config, groups, shadow, shapes=shapes,
+                                      posthoc=posthoc, tmp=tmp)  # fmt: skip
+        scored = target.labels >= 0
+        sels = _selections(config, target)
+        probs: dict[str, tuple[np.ndarray, dict]] = {}
+        for li, (layer, ps) in enumerate(groups.items()):
+            tl = time.perf_counter()
+            gen = torch.Generator().manual_seed(
+                int(np.random.default_rng([config.seed, 1, li]).integers(2**62))
+            )
+            model, fit = pipeline.fit_layer(store, config, shadow, ps, shapes=shapes,
+                                            posthoc=posthoc, split=split, generator=gen,
+                                            tmp=tmp, name=str(li), progress=progress)  # fmt: skip
+            probs[layer] = pipeline.score_layer(model, target.rows[layer], ps, shapes=shapes,
+                                                selections=sels, device=config.device)  # fmt: skip
+            note = (f"train: val_uar={fit.best_val_uar:.3f} best_epoch={fit.best_epoch} "
+                    f"epochs={fit.epochs_run} n_train={fit.n_train} n_val={fit.n_val} "
+                    f"{fit.updates_per_s:.0f} updates/s")  # fmt: skip
+            results += _score(config, layer, probs[layer], target, sels, scored, note=note,
+                              wall=time.perf_counter() - tl, attack=config.model.name)  # fmt: skip
+        if config.fusion and len(groups) > 1:
+            weights = {
+                layer: sum(int(np.prod(shapes[p])) for p in ps) for layer, ps in groups.items()
+            }
+            pu = fuse({k: v[0] for k, v in probs.items()}, weights)
+            pc = {n: fuse({k: v[1][n] for k, v in probs.items()}, weights) for n in sels}
+            probs["fusion"] = (pu, pc)
+            results += _score(config, "fusion", probs["fusion"], target, sels, scored,
+                              note=f"weights={json.dumps(weights)}",
+                              wall=time.perf_counter() - t0, attack=config.model.name)  # fmt: skip
+        results += _baselines(config, shadow, target, sels, scored)
+        preds = _prediction_rows(probs, target, sels)
+    wall = time.perf_counter() - t0
+    common = {"eval_id": eid, "status": "ok", "error": None, "adaptive": config.adaptive,
+              "target_run": config.target_run, "shadow_runs": json.dumps(list(config.shadow_runs)),
+              "feature_set": target_row.get("feature_set"), "algorithm": target_row.get("algorithm"),
+              "defense": target_row.get("defense"), "defense_level": target_row.get("defense_level"),
+              "posthoc": posthoc_name, "posthoc_level": posthoc_level, "seed": config.seed,
+              "config": canonical_json(config), "created_at": now_iso()}  # fmt: skip
+    rows = [{**common, "wall_s": wall, **r} for r in results]
+    store.write_table("predictions", schema.table_from_rows(preds, schema.PREDICTIONS),
+                      partition=(schema.PREDICTIONS_PARTITION, eid), name="predictions")  # fmt: skip
+    store.write_table("attacks", schema.table_from_rows(rows, schema.ATTACKS), partition=part,
+                      name=eid)  # fmt: skip
+    return [{**r, "target_corpus": corpus} for r in rows]
+
+
+def _validate(config: AttackConfig) -> None:
+    if not config.target_run:
+        raise ConfigError("target_run: missing (run id of the private FL run)")
+    if not config.shadow_runs:
+        raise ConfigError("shadow_runs: empty (run ids of the attacker's shadow FL runs)")
+    if config.target_run in config.shadow_runs:
+        raise ConfigError(f"shadow_runs: contains the target run {config.target_run!r}")
+    bad = [p for p in config.protocols if p not in PROTOCOLS]
+    if bad:
+        raise ConfigError(f"protocols: unknown {bad}; valid: {', '.join(PROTOCOLS)}")
+    if not config.layers:
+        raise ConfigError("layers: empty; e.g. [fc1]")
+    if config.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device: {config.device!r} requested but CUDA is not available")
+
+
+def _posthoc(config: AttackConfig):
+    """(callable or None, label, level) for the configured post-hoc defenses, applied in order."""
+    active = [c for c in config.posthoc if c.name != "none"]
+    if not active:
+        return None, "none", None
+    from sergrad.defenses.posthoc import create_posthoc
+
+    fns = [create_posthoc(c) for c in active]
+
+    def apply(arrays, *, param_shapes, rng):
+        for fn in fns:
+            arrays = fn(arrays, param_shapes=param_shapes,
+                        rng=np.random.default_rng(int(rng.integers(0, 2**63 - 1))))  # fmt: skip
+        return arrays
+
+    level = getattr(fns[-1], "level", None)
+    return apply, "+".join(c.name for c in active), (None if level is None else float(level))
+
+
+def _selections(config: AttackConfig, target: pipeline.TargetSet) -> dict[int, list]:
+    if "per_client" not in config.protocols:
+        return {}
+    by_client = client_rows(np.asarray(target.keys.client_id))
+    out = {}
+    for n in config.n_avg:
+        out[n], _ = client_selections(by_client, n=n, trials=config.trials, seed=config.seed)
+    return out
+
+
+def _client_labels(target: pipeline.TargetSet, sels: list) -> np.ndarray:
+    return np.array([target.labels[s.rows[0]] for s in sels], dtype=np.int64)
+
+
+def _score(config, layer, probs, target, sels, scored, *, note, wall, attack) -> list[dict]:
+    """Metric rows of one layer (or fusion / baseline) for the configured protocols;
+    wall_s is the layer's own fit + scoring time (the whole evaluation's for fusion)."""
+    p_update, p_client = probs
+    rng = np.random.default_rng([config.seed, 3, zlib.crc32(f"{attack}/{layer}".encode())])
+    rows = []
+    client_ids = np.asarray(target.keys.client_id)
+    if "per_update" in config.protocols:
+        m = binary_metrics(target.labels[scored], p_update[scored], groups=client_ids[scored],
+                           n_boot=config.bootstrap, rng=rng)  # fmt: skip
+        m["note"] = "; ".join(filter(None, [note, m["note"]]))
+        rows.append({"attack": attack, "layer": layer, "protocol": "per_update", "n_avg": 1,
+                     "wall_s": wall, **m})  # fmt: skip
+    by_client = client_rows(client_ids)
+    for n, sel in sels.items():
+        keep = np.array([target.labels[s.rows[0]] >= 0 for s in sel], dtype=bool)
+        y = _client_labels(target, sel)[keep]
+        m = binary_metrics(y, p_client[n][keep], groups=np.array([s.client for s in sel])[keep],
+                           n_boot=config.bootstrap, rng=rng)  # fmt: skip
+        _, sel_note = client_selections(by_client, n=n, trials=config.trials, seed=config.seed)
+        m["note"] = "; ".join(filter(None, [sel_note, m["note"]]))
+        rows.append({"attack": attack, "layer": layer, "protocol": "per_client", "n_avg": n,
+                     "wall_s": wall, **m})  # fmt: skip
+    return rows
+
+
+def _baselines(config, shadow, target, sels, scored) -> list[dict]:
+    """Majority-class and metadata-only attackers, per update and per client."""
+    n_t = len(target.labels)
+    sx = metadata_features(shadow.keys.n_samples, shadow.keys.round)
+    tx = metadata_features(target.keys.n_samples, target.keys.round)
+    maj_u = majority_baseline(shadow.labels, n_t)
+    meta_u = no_updates_baseline(sx, shadow.labels, tx)
+    maj_c, meta_c = {}, {}
+    for n, sel in sels.items():
+        maj_c[n] = majority_baseline(shadow.labels, len(sel))
+        avg = np.stack([tx[s.rows].mean(axis=0) for s in sel]) if sel else np.zeros((0, 2))
+        meta_c[n] = no_updates_baseline(sx, shadow.labels, avg) if sel else np.zeros(0)
+    rows = []
+    for name, pu, pc in (("majority", maj_u, maj_c), ("no_updates", meta_u, meta_c)):
+        for r in _score(config, "none", (pu, pc), target, sels, scored, note="",
+                        wall=0.0, attack=name):  # fmt: skip
+            suffix = "" if r["protocol"] == "per_update" else "_per_client"
+            r["protocol"] = f"baseline_{name}{suffix}"
+            rows.append(r)
+    return rows
+
+
+def _prediction_rows(probs: dict, target: pipeline.TargetSet, sels: dict) -> list[dict]:
+    k = target.keys
+    out = []
+    for layer, (pu, pc) in probs.items():
+        for i in range(len(pu)):
+            out.append({"layer": layer, "protocol": "per_update", "n_avg": 1, "trial": 0,
+                        "round": k.round[i], "client_id": k.client_id[i],
+                        "speaker_id": k.speaker_id[i], "gender": k.gender[i],
+                        "p_male": float(pu[i])})  # fmt: skip
+        for n, sel in sels.items():
+            for s, p in zip(sel, pc[n]):
+                i = int(s.rows[0])
+                out.append({"layer": layer, "protocol": "per_client", "n_avg": n, "trial": s.trial,
+                            "round": k.round[i] if len(s.rows) == 1 else -1,
+                            "client_id": s.client, "speaker_id": k.speaker_id[i],
+                            "gender": k.gender[i], "p_male": float(p)})  # fmt: skip
+    return out

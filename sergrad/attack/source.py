@@ -1,0 +1,74 @@
+"""Where the attack reads harvested updates and run rows from, with errors naming the run.
+
+Thin layer over `sergrad.fl.harvest` (read_update_meta, iter_update_batches) and
+`sergrad.fl.records.read_run_row`: a missing run, a missing layer, or runs whose shapes differ
+raise DataError naming the runs involved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sergrad.errors import DataError, SergradError
+from sergrad.fl.harvest import UpdateBatch, UpdateMeta, iter_update_batches, read_update_meta
+from sergrad.fl.records import read_run_row
+from sergrad.store import Store
+
+__all__ = ["UpdateBatch", "UpdateMeta", "check_compatible", "iter_batches", "layer_params"]
+
+
+# --- the API the attack uses ----------------------------------------------------------------
+def run_meta(store: Store, run_id: str, *, role: str) -> UpdateMeta:
+    """Metadata of a run's harvested updates; DataError naming the run when it has none."""
+    if run_id not in store.partition_values("updates"):
+        raise DataError(f"{role} run {run_id!r}: no harvested updates in {store.uri}/updates")
+    try:
+        return read_update_meta(store, run_id)
+    except SergradError as exc:
+        raise DataError(f"{role} run {run_id!r}: {exc}") from exc
+
+
+def iter_batches(
+    store: Store, run_id: str, *, params: list[str], batch_rows: int
+) -> Iterator[UpdateBatch]:
+    """Batches of a run's updates restricted to `params` (float32 arrays)."""
+    yield from iter_update_batches(store, run_id, params=list(params), batch_rows=batch_rows)
+
+
+def layer_params(meta: UpdateMeta, layer: str) -> list[str]:
+    """Parameters of a layer group: "fc1" -> fc1.weight, fc1.bias (prefix "fc1."), or a name."""
+    if layer in meta.param_names:
+        return [layer]
+    found = [p for p in meta.param_names if p.startswith(layer + ".")]
+    if not found:
+        raise DataError(
+            f"run {meta.run_id!r}: layer {layer!r} not harvested; parameters: "
+            f"{', '.join(meta.param_names)}"
+        )
+    return found
+
+
+def check_compatible(metas: list[UpdateMeta], layers: tuple[str, ...]) -> dict[str, list[str]]:
+    """Each layer's parameters, identical in name and shape across all runs, else DataError."""
+    first = metas[0]
+    groups = {layer: layer_params(first, layer) for layer in layers}
+    for meta in metas[1:]:
+        for layer, params in groups.items():
+            other = layer_params(meta, layer)
+            if other != params:
+                raise DataError(
+                    f"runs {first.run_id!r} and {meta.run_id!r}: layer {layer!r} has "
+                    f"parameters {params} vs {other}"
+                )
+            for p in params:
+                if tuple(first.param_shapes[p]) != tuple(meta.param_shapes[p]):
+                    raise DataError(
+                        f"runs {first.run_id!r} and {meta.run_id!r}: {p} has shape "
+                        f"{tuple(first.param_shapes[p])} vs {tuple(meta.param_shapes[p])}"
+                    )
+    return groups
+
+
+def run_row(store: Store, run_id: str) -> dict | None:
+    """The run's row in `runs` (schema.RUNS columns plus "corpus"), or None."""
+    return read_run_row(store, run_id)

@@ -1,0 +1,171 @@
+"""Training an attack model on shadow feature rows, with a speaker-level validation split.
+
+Validation is split by shadow SPEAKER, not by sample or client: one speaker appears as
+several clients (IEMOCAP/MSP-Improv shards) and again in every shadow fold's run, so a
+client- or run-level split would put the same voice on both sides and overstate the attack
+(the paper split by sample, which leaks). Speakers are drawn per gender so that validation
+holds both classes, and each gender keeps at least one speaker for training.
+
+Loop: Adam, mini-batches from a seeded permutation, ReduceLROnPlateau on validation UAR
+(factor 0.5, patience max(1, patience // 2)), early stopping after `patience` epochs without a
+better validation UAR, and the weights of the best epoch restored at the end. Dropout draws
+from torch's global RNG, so each training runs inside `torch.random.fork_rng` seeded from the
+caller's generator: reproducible, and the caller's global RNG state is left untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from sergrad.attack.config import AttackModelConfig
+from sergrad.attack.dataset import RowFile
+from sergrad.attack.metrics import uar
+from sergrad.attack.models import AttackModel
+
+
+def split_by_speaker(
+    speakers: np.ndarray, labels: np.ndarray, *, val_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, val): val takes ~val_fraction of each gender's speakers."""
+    val_speakers: set = set()
+    if val_fraction > 0:
+        for g in (0, 1):
+            spk = np.unique(speakers[labels == g])  # sorted: deterministic before shuffling
+            if len(spk) < 2:
+                continue
+            k = min(len(spk) - 1, max(1, round(val_fraction * len(spk))))
+            val_speakers.update(rng.permutation(spk)[:k].tolist())
+    is_val = np.isin(speakers, list(val_speakers))
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    best_val_uar: float  # NaN without a validation set
+    best_epoch: int
+    epochs_run: int
+    n_train: int
+    n_val: int
+    wall_s: float
+    updates_per_s: float  # training throughput: updates / time in read+forward+backward+step
+    history: tuple[dict, ...]
+
+
+def predict_proba(
+    model: AttackModel, rows: RowFile, idx: np.ndarray, *, device: str, batch_size: int = 20
+) -> np.ndarray:
+    """P(male) for rows `idx`, eval mode (dropout off, batch-norm running stats)."""
+    model.module.eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(idx), batch_size):
+            x = torch.from_numpy(rows.read(idx[s : s + batch_size])).to(device)  # [b, F]
+            out.append(torch.softmax(model.module(x), dim=1)[:, 1].double().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def predict_features(model: AttackModel, feats: np.ndarray, *, device: str) -> np.ndarray:
+    """P(male) for in-memory feature rows [B, F]."""
+    model.module.eval()
+    with torch.no_grad():
+        x = torch.from_numpy(np.ascontiguousarray(feats, np.float32)).to(device)
+        return torch.softmax(model.module(x), dim=1)[:, 1].double().cpu().numpy()
+
+
+def train_attack(
+    model: AttackModel,
+    rows: RowFile,
+    labels: np.ndarray,
+    *,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    config: AttackModelConfig,
+    generator: torch.Generator,
+    device: str = "cpu",
+    progress: bool = False,
+) -> TrainResult:
+    """Train `model.module` in place; it ends with the best-validation-UAR weights."""
+    lr = float(model.train.get("lr", config.lr))
+    batch_size = int(model.train.get("batch_size", config.batch_size))
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return _train(model, rows, labels, train_idx, val_idx, config, lr, batch_size, device,
+                      torch.Generator().manual_seed(seed), progress)  # fmt: skip
+
+
+def _train(model, rows, labels, train_idx, val_idx, config, lr, batch_size, device, gen, progress):
+    module: nn.Module = model.module.to(device)
+    opt = torch.optim.Adam(module.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="max", factor=0.5, patience=max(1, config.patience // 2)
+    )
+    loss_fn = nn.CrossEntropyLoss()
+    y_all = torch.from_numpy(labels.astype(np.int64))
+    best, best_epoch, best_state, stale, history = -np.inf, 0, None, 0, []
+    t0, seen, step_s = time.perf_counter(), 0, 0.0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.epochs, desc=f"train {model.name}", unit="epoch", leave=False)
+    epoch = 0
+    for epoch in range(1, config.epochs + 1):
+        module.train()
+        perm = train_idx[torch.randperm(len(train_idx), generator=gen).numpy()]
+        total = 0.0
+        for s in range(0, len(perm), batch_size):
+            idx = np.sort(perm[s : s + batch_size])  # sorted: contiguous reads
+            if len(idx) < 2 and len(perm) > 1:
+                continue  # batch-norm needs 2 rows
+            ts = time.perf_counter()
+            x = torch.from_numpy(rows.read(idx)).to(device)  # [b, F]
+            y = y_all[idx].to(device)  # [b]
+            loss = loss_fn(module(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)  # float() syncs the device: honest step time
+            step_s += time.perf_counter() - ts
+            seen += len(idx)
+        val = np.nan
+        if len(val_idx):
+            p = predict_proba(model, rows, val_idx, device=device, batch_size=batch_size)
+            val = uar(labels[val_idx], (p >= 0.5).astype(np.int64))
+        score = val if len(val_idx) else -total  # no validation: keep the last/lowest loss
+        history.append(
+            {"epoch": epoch, "train_loss": total / max(1, len(train_idx)), "val_uar": val}
+        )
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(val_uar=f"{val:.3f}")
+        if score > best:
+            best, best_epoch, stale = score, epoch, 0
+            best_state = copy.deepcopy(module.state_dict())
+        else:
+            stale += 1
+        sched.step(score)
+        if stale >= config.patience:
+            break
+    if bar is not None:
+        bar.close()
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    wall = time.perf_counter() - t0
+    return TrainResult(
+        best_val_uar=float(best) if len(val_idx) else float("nan"),
+        best_epoch=best_epoch,
+        epochs_run=epoch,
+        n_train=len(train_idx),
+        n_val=len(val_idx),
+        wall_s=wall,
+        updates_per_s=seen / step_s if step_s > 0 else float("nan"),
+        history=tuple(history),
+    )

@@ -1,0 +1,73 @@
+"""Normalisation statistics and the row file against float64 numpy oracles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sergrad.attack.dataset import Moments, RowFile, normalise
+
+
+def _moments(batches: list[np.ndarray]) -> Moments:
+    m = Moments.zeros(batches[0].shape[1])
+    for b in batches:
+        m.update(b)
+    return m
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 7), min_size=1, max_size=6).filter(lambda s: sum(s) >= 2),
+    dim=st.integers(1, 5),
+    seed=st.integers(0, 2**31),
+)
+def test_streamed_moments_equal_numpy_over_concatenation(sizes, dim, seed):
+    rng = np.random.default_rng(seed)
+    batches = [rng.normal(3.0, 2.0, size=(n, dim)).astype(np.float32) for n in sizes]
+    m = _moments(batches)
+    x = np.concatenate(batches).astype(np.float64)
+    assert m.count == len(x)
+    np.testing.assert_allclose(m.mean, x.mean(0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(m.std(), x.std(0), rtol=1e-10)
+
+
+def test_float32_cancellation_case_large_mean_tiny_variance():
+    # values 1e4 + 1e-3 * noise: float32 E[x^2] - E[x]^2 loses every digit of the variance
+    rng = np.random.default_rng(0)
+    x = (1e4 + 1e-3 * rng.standard_normal((3000, 4))).astype(np.float32)
+    oracle = x.astype(np.float64).std(0)
+    naive = np.sqrt(np.abs((x * x).mean(0) - x.mean(0) ** 2))  # float32 shortcut: wrong
+    assert np.max(np.abs(naive - oracle) / oracle) > 0.5
+    m = _moments([x[i : i + 64] for i in range(0, len(x), 64)])
+    np.testing.assert_allclose(m.std(), oracle, rtol=1e-6)
+    z = normalise(x, m.mean, m.std())
+    np.testing.assert_allclose(z.astype(np.float64).std(0), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(z.astype(np.float64).mean(0), 0.0, atol=1e-5)
+
+
+def test_constant_elements_are_centred_not_divided_by_zero():
+    x = np.tile(np.array([[5.0, 1.0]], np.float32), (10, 1))
+    x[:, 1] += np.arange(10, dtype=np.float32)
+    m = _moments([x])
+    assert m.std()[0] == 1.0
+    z = normalise(x, m.mean, m.std())
+    assert np.all(np.isfinite(z)) and np.all(z[:, 0] == 0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_rowfile_roundtrip_any_index_order(tmp_path, dtype):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((23, 7)).astype(np.float32)
+    rf = RowFile(str(tmp_path / "r.bin"), width=7, dtype=dtype)
+    rf.append(x[:10])
+    rf.append(x[10:])
+    assert rf.n_rows == 23
+    idx = np.array([22, 0, 1, 2, 9, 10, 5])
+    got = rf.read(idx)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, x[idx].astype(dtype).astype(np.float32))
+    with pytest.raises(ValueError):
+        rf.append(np.zeros((2, 6), np.float32))
+    rf.close()

@@ -1,0 +1,93 @@
+"""Per-client trials, averaging, fusion and baselines against naive loops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sergrad.attack.dataset import Moments, normalise
+from sergrad.attack.protocols import (
+    average_rows,
+    client_rows,
+    client_selections,
+    fuse,
+    majority_baseline,
+    metadata_features,
+    no_updates_baseline,
+)
+
+
+def test_selections_match_a_naive_loop():
+    clients = np.array([3, 3, 1, 3, 1, 7, 3, 1, 3])  # client 7 has a single update
+    by_client = client_rows(clients)
+    n, trials, seed = 2, 4, 11
+    sels, note = client_selections(by_client, n=n, trials=trials, seed=seed)
+    expected = []
+    for t in range(trials):
+        for c in sorted(set(clients.tolist())):
+            rows = np.flatnonzero(clients == c)
+            if len(rows) <= n:
+                pick = rows
+            else:
+                pick = np.sort(
+                    np.random.default_rng([seed, n, t, c]).choice(rows, n, replace=False)
+                )
+            expected.append((c, t, pick.tolist()))
+    assert [(s.client, s.trial, s.rows.tolist()) for s in sels] == expected
+    assert note == "1/3 clients had fewer than 2 updates (all used)"
+    for s in sels:  # drawn without replacement, from the client's own rows
+        assert len(set(s.rows.tolist())) == len(s.rows)
+        assert set(clients[s.rows]) == {s.client}
+
+
+def test_all_updates_is_a_single_trial():
+    by_client = client_rows(np.array([0, 0, 1, 1, 1]))
+    sels, note = client_selections(by_client, n=0, trials=10, seed=0)
+    assert [(s.client, s.trial, s.rows.tolist()) for s in sels] == [
+        (0, 0, [0, 1]),
+        (1, 0, [2, 3, 4]),
+    ]
+    sels5, note5 = client_selections(by_client, n=5, trials=10, seed=0)
+    assert len(sels5) == 2 and "1 trial" in note5 and "2/2 clients" in note5
+
+
+def test_trials_differ_and_are_seeded():
+    by_client = client_rows(np.repeat([0, 1], 20))
+    a, _ = client_selections(by_client, n=3, trials=5, seed=1)
+    b, _ = client_selections(by_client, n=3, trials=5, seed=1)
+    assert [s.rows.tolist() for s in a] == [s.rows.tolist() for s in b]
+    assert len({tuple(s.rows) for s in a if s.client == 0}) > 1
+
+
+def test_average_then_normalise_equals_normalise_then_average():
+    rng = np.random.default_rng(0)
+    shadow = (50 + 0.01 * rng.standard_normal((200, 6))).astype(np.float32)
+    m = Moments.zeros(6)
+    m.update(shadow)
+    mean, std = m.mean, m.std()
+    raw = (50 + 0.01 * rng.standard_normal((5, 6))).astype(np.float32)
+    oracle = (raw.astype(np.float64).mean(0) - mean) / std  # raw averaged, then normalised
+    got = average_rows(normalise(raw, mean, std))
+    np.testing.assert_allclose(got, oracle, rtol=1e-5, atol=1e-5)
+
+
+def test_fusion_weights_by_parameter_count():
+    p = {"fc1": np.array([0.9, 0.2]), "fc2": np.array([0.1, 0.6])}
+    w = {"fc1": 300, "fc2": 100}
+    np.testing.assert_allclose(fuse(p, w), [0.75 * 0.9 + 0.25 * 0.1, 0.75 * 0.2 + 0.25 * 0.6])
+
+
+def test_majority_and_no_updates_baselines():
+    assert majority_baseline(np.array([1, 1, 0]), 4).tolist() == [1, 1, 1, 1]
+    assert majority_baseline(np.array([0, 0, 1]), 2).tolist() == [0, 0]
+    rng = np.random.default_rng(0)
+    # metadata that does carry gender (n_samples): the baseline must find it
+    y = rng.integers(0, 2, 400)
+    n = np.where(y == 1, 50, 20) + rng.integers(0, 5, 400)
+    x = metadata_features(n, rng.integers(1, 100, 400))
+    p = no_updates_baseline(x[:300], y[:300], x[300:])
+    assert np.mean((p >= 0.5) == y[300:]) > 0.95
+    # metadata that does not: about chance
+    xr = metadata_features(rng.integers(20, 60, 400), rng.integers(1, 100, 400))
+    pr = no_updates_baseline(xr[:300], y[:300], xr[300:])
+    assert np.mean((pr >= 0.5) == y[300:]) == pytest.approx(0.5, abs=0.15)
