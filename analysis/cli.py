@@ -1,0 +1,119 @@
+"""CLI: `sergrad query`, `sergrad table`, `sergrad plot ...`, `sergrad report`.
+
+sergrad query STORE "SELECT ... FROM results ..." [-o out.csv|out.parquet]
+sergrad table ser|layers|updates|tradeoff STORE [-o out.csv|out.parquet] [--where ...]
+sergrad plot tradeoff|layers|updates|epsilon|roc STORE -o FILE.png|svg|pdf [--where ...]
+sergrad report STORE -o DIR [--where ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+WHERE_HELP = "Polars SQL condition on the row-level data, e.g. \"target_corpus = 'alpha'\""
+
+
+def add_commands(sub) -> None:
+    q = sub.add_parser("query", help="Polars SQL over a results store's tables")
+    q.add_argument("store", help="results store (local path or s3:// URI)")
+    q.add_argument("sql", help="SQL over runs, rounds, attacks, predictions, results, "
+                   "round_results, scored_predictions")  # fmt: skip
+    q.add_argument("-o", "--output", help="write .csv or .parquet instead of printing")
+    q.add_argument("--max-rows", type=int, default=50, help="rows to print (default 50)")
+    q.set_defaults(func=_query)
+
+    t = sub.add_parser(
+        "table", help="a table in the paper's shape (mean, 95%% CI over folds x seeds)"
+    )
+    t.add_argument("kind", choices=("ser", "layers", "updates", "tradeoff"))
+    t.add_argument("store")
+    t.add_argument("-o", "--output", help="write .csv or .parquet instead of printing")
+    t.add_argument("--where", help=WHERE_HELP)
+    t.set_defaults(func=_table)
+
+    p = sub.add_parser("plot", help="privacy-utility figures (.png, .svg or .pdf)")
+    kinds = p.add_subparsers(dest="plot", metavar="KIND", required=True)
+    for name, help_ in (
+        ("tradeoff", "SER UAR against attack success per defense level"),
+        ("updates", "attack success against the number of averaged updates"),
+        ("layers", "per-layer leakage heatmap"),
+        ("epsilon", "epsilon against rounds"),
+        ("roc", "ROC curves on log-log axes"),
+    ):
+        k = kinds.add_parser(name, help=help_)
+        k.add_argument("store")
+        k.add_argument("-o", "--output", required=True, help="figure file: .png, .svg or .pdf")
+        k.add_argument("--where", help=WHERE_HELP)
+        if name in ("tradeoff", "updates", "layers"):
+            k.add_argument("--metric", default="uar",
+                           help="uar | acc | auc | tpr_at_1fpr | tpr_at_10fpr (default uar)")  # fmt: skip
+        if name in ("tradeoff", "updates", "roc"):
+            k.add_argument("--layer", help="attacked layer (default fc1, else the first)")
+        if name != "epsilon":
+            default = "per_update" if name in ("layers", "roc") else "per_client"
+            k.add_argument("--protocol", default=default, help=f"default {default}")
+        if name in ("tradeoff", "layers", "roc"):
+            k.add_argument("--n-avg", type=int, default=1, help="updates averaged (0 = all)")
+        if name == "layers":
+            k.add_argument("--defense", default="none", help="defense of the targets ('all': any)")
+        if name == "roc":
+            k.add_argument("--by", help="comma-separated columns, one curve per group")
+        k.set_defaults(func=_plot)
+
+    r = sub.add_parser("report", help="HTML report (figures, tables, sweep definition)")
+    r.add_argument("store")
+    r.add_argument("-o", "--output", required=True, help="output folder")
+    r.add_argument("--where", help=WHERE_HELP)
+    r.set_defaults(func=_report)
+
+
+def _query(args: argparse.Namespace) -> int:
+    from sergrad.analysis.query import format_frame, run_query, write_frame
+
+    frame = run_query(args.store, args.sql)
+    if args.output:
+        print(f"wrote {frame.height} rows to {write_frame(frame, args.output)}")
+    else:
+        print(format_frame(frame, max_rows=args.max_rows))
+    return 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    from sergrad.analysis import tables as T
+    from sergrad.analysis.query import format_frame, write_frame
+
+    fn = {"ser": T.ser_table, "layers": T.layer_table, "updates": T.updates_table,
+          "tradeoff": T.tradeoff_table}[args.kind]  # fmt: skip
+    frame = fn(args.store, where=args.where)
+    if args.output:
+        print(f"wrote {frame.height} rows to {write_frame(frame, args.output)}")
+    else:
+        print(format_frame(frame, max_rows=200))
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from sergrad.analysis import plots, plots_runs
+
+    fn = {"tradeoff": plots.plot_tradeoff, "updates": plots.plot_updates,
+          "layers": plots.plot_layers, "epsilon": plots_runs.plot_epsilon,
+          "roc": plots_runs.plot_roc}[args.plot]  # fmt: skip
+    kw = {"where": args.where}
+    for name in ("metric", "layer", "protocol", "n_avg"):
+        if getattr(args, name, None) is not None:
+            kw[name] = getattr(args, name)
+    if args.plot == "layers":
+        kw["defense"] = None if args.defense == "all" else args.defense
+    if args.plot == "roc" and args.by:
+        kw["by"] = [c.strip() for c in args.by.split(",") if c.strip()]
+    frame = fn(args.store, args.output, **kw)
+    print(f"wrote {args.output} ({frame.height} plotted rows)")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from sergrad.analysis.report import write_report
+
+    path = write_report(args.store, args.output, where=args.where)
+    print(f"report: {path}")
+    return 0

@@ -1,0 +1,229 @@
+"""Privacy-utility figures from a results store; each returns the frame it plotted.
+
+    plot_tradeoff  SER UAR against attack success per defense and level (epsilon labelled,
+                   the no-defense point, chance, the DP ceiling for user-level guarantees)
+    plot_updates   attack success against the number of averaged updates, per defense level
+    plot_layers    per-layer leakage heatmap, rows = corpus x feature x algorithm (x attack)
+    plot_epsilon   epsilon against rounds (rounds table)   -- plots_runs.py
+    plot_roc       ROC curves on log-log axes (predictions) -- plots_runs.py
+
+`where` is a Polars SQL condition on the row-level data (the `results` view for attack
+plots), applied before aggregation. Values are shown in percent.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import polars as pl
+
+from sergrad.analysis import figure as F
+from sergrad.analysis import tables as T
+from sergrad.errors import DataError
+
+PANEL_KEYS = T.SETTING_KEYS
+LABEL_BOX = {"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8}
+
+
+def _panel_title(key: tuple) -> str:
+    return " · ".join(str(k) for k in key)
+
+
+def _require(frame: pl.DataFrame, what: str, column: str) -> pl.DataFrame:
+    frame = frame.filter(pl.col(column).is_not_null()) if column in frame.columns else frame
+    if frame.is_empty():
+        raise DataError(f"no data for the {what} plot (table empty or filtered out by --where)")
+    return frame
+
+
+def _series_label(name: str, attack: str, adaptive: bool, attackers: int) -> str:
+    label = "no defense" if name == T.NO_DEFENSE else name
+    if adaptive:
+        label += " [adaptive]"
+    return f"{label} ({attack})" if attackers > 1 else label
+
+
+def _colours(names: list[str]) -> dict[str, str]:
+    others = sorted(n for n in set(names) if n != T.NO_DEFENSE)
+    return {T.NO_DEFENSE: F.NO_DEFENSE_COLOR, **{n: F.colour(i) for i, n in enumerate(others)}}
+
+
+def _err(frame: pl.DataFrame, prefix: str) -> np.ndarray | None:
+    lo, hi, mean = (frame[f"{prefix}_{s}"].to_numpy() for s in ("ci_low", "ci_high", "mean"))
+    if np.all(np.isnan(lo.astype(float))):
+        return None
+    return np.nan_to_num(np.vstack([mean - lo, hi - mean]).astype(float) * 100)
+
+
+def plot_tradeoff(
+    store_uri: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    where: str | None = None,
+    metric: str = "uar",
+    layer: str | None = None,
+    protocol: str = "per_client",
+    n_avg: int = 1,
+) -> pl.DataFrame:
+    """SER UAR (y) against attack `metric` (x), one panel per corpus x feature x algorithm."""
+    F.check_output(out)
+    data = T.tradeoff_table(store_uri, where=where, metric=metric, layer=layer,
+                            protocol=protocol, n_avg=n_avg)  # fmt: skip
+    data = _require(data, "tradeoff", f"{metric}_mean")
+    keys = data.select(PANEL_KEYS).unique(maintain_order=True).rows()
+    colours = _colours(data["defense_name"].to_list())
+    attackers = data.select(T.ATTACKER_KEYS).n_unique()
+    fig, axes = F.panels(len(keys))
+    chance = T.CHANCE[metric] * 100
+    for ax, key in zip(axes, keys):
+        sub = data.filter(pl.all_horizontal([pl.col(k) == v for k, v in zip(PANEL_KEYS, key)]))
+        for (name, attack, adaptive), s in sub.group_by(
+            ["defense_name", "attack", "adaptive"], maintain_order=True
+        ):
+            s = s.sort("level", nulls_last=False)
+            x, y = s[f"{metric}_mean"].to_numpy() * 100, s["ser_mean"].to_numpy() * 100
+            c = colours[name]
+            label = _series_label(name, attack, adaptive, attackers)
+            if name == T.NO_DEFENSE:
+                ax.errorbar(x, y, xerr=_err(s, metric), yerr=_err(s, "ser"), fmt="*", ms=14,
+                            color=c, ecolor=c, elinewidth=0.8, capsize=2, label=label, zorder=5)  # fmt: skip
+                continue
+            idx = sorted(colours).index(name)
+            ax.errorbar(x, y, xerr=_err(s, metric), yerr=_err(s, "ser"), fmt="-",
+                        marker=F.marker(idx), ms=6, color=c, elinewidth=0.8, capsize=2,
+                        label=label, zorder=4)  # fmt: skip
+            for row, xi, yi in zip(s.iter_rows(named=True), x, y):
+                eps = row["epsilon"]
+                text = (
+                    f"ε={eps:.3g}" if eps is not None and eps == eps else F.fmt_level(row["level"])
+                )
+                ax.annotate(text, (xi, yi), xytext=(4, 4), textcoords="offset points",
+                            fontsize=8, color=c, bbox=LABEL_BOX)  # fmt: skip
+                if row["ceiling_applies"] and row["ceiling"] is not None and metric == "uar":
+                    cx = row["ceiling"] * 100
+                    ax.plot([xi, cx], [yi, yi], ":", color=c, lw=0.9, zorder=3)
+                    ax.plot([cx], [yi], marker="|", ms=12, mew=2, color=c, ls="none", zorder=3,
+                            label="DP ceiling on attack UAR (user-level ε)")  # fmt: skip
+        ax.axvline(chance, color="0.4", ls="--", lw=1, label=f"chance ({chance:g}%)", zorder=1)
+        ax.set_title(_panel_title(key), fontsize=10)
+        ax.set_xlabel(f"{F.METRIC_LABELS[metric]} (%)  ← more private")
+        ax.set_ylabel("SER test UAR (%)  ↑ more useful")
+        ax.grid(alpha=0.3)
+        ax.margins(x=0.12, y=0.12)
+    layer_used = data["layer"][0]
+    n_txt = "all" if n_avg == 0 else str(n_avg)
+    fig.suptitle(f"Privacy-utility trade-off (attack on {layer_used}, {protocol}, "
+                 f"n_avg={n_txt}; mean ± 95% CI)", fontsize=11)  # fmt: skip
+    F.legend_outside(fig, axes, title="defense (level or ε)")
+    F.save(fig, out)
+    return data
+
+
+def plot_updates(
+    store_uri: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    where: str | None = None,
+    metric: str = "uar",
+    layer: str | None = None,
+    protocol: str = "per_client",
+) -> pl.DataFrame:
+    """Attack `metric` against the number of averaged updates, one line per defense level."""
+    F.check_output(out)
+    data = T.updates_table(store_uri, where=where, metric=metric, layer=layer, protocol=protocol)
+    data = _require(data, "updates", f"{metric}_mean")
+    keys = data.select(PANEL_KEYS).unique(maintain_order=True).rows()
+    ns = sorted(data["n_avg"].unique().to_list(), key=lambda n: (n == 0, n))
+    pos = {n: i for i, n in enumerate(ns)}
+    series = data.select([*T.DEFENSE_KEYS, *T.ATTACKER_KEYS]).unique(maintain_order=True).rows()
+    style = {s: i for i, s in enumerate(x for x in series if x[0] != T.NO_DEFENSE)}
+    attackers = data.select(T.ATTACKER_KEYS).n_unique()
+    fig, axes = F.panels(len(keys))
+    for ax, key in zip(axes, keys):
+        sub = data.filter(pl.all_horizontal([pl.col(k) == v for k, v in zip(PANEL_KEYS, key)]))
+        for (name, level, attack, adaptive), s in sub.group_by(
+            [*T.DEFENSE_KEYS, *T.ATTACKER_KEYS], maintain_order=True
+        ):
+            s = s.with_columns(pl.col("n_avg").replace_strict(pos).alias("_x")).sort("_x")
+            i = style.get((name, level, attack, adaptive))
+            c, m = (F.NO_DEFENSE_COLOR, "*") if i is None else (F.colour(i), F.marker(i))
+            label = _series_label(name, attack, adaptive, attackers)
+            if name != T.NO_DEFENSE:
+                label += f" {F.fmt_level(level)}"
+            ax.errorbar(s["_x"].to_numpy(), s[f"{metric}_mean"].to_numpy() * 100,
+                        yerr=_err(s, metric), marker=m, ms=7 if m == "*" else 5, color=c,
+                        capsize=2, elinewidth=0.8, label=label)  # fmt: skip
+        ax.axhline(T.CHANCE[metric] * 100, color="0.4", ls="--", lw=1, label="chance")
+        ax.set_xticks(range(len(ns)), ["all" if n == 0 else str(n) for n in ns])
+        ax.set_xlabel("updates averaged per prediction (n)")
+        ax.set_ylabel(f"{F.METRIC_LABELS[metric]} (%)")
+        ax.set_title(_panel_title(key), fontsize=10)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"Attack success vs averaged updates ({data['layer'][0]}, {protocol}; "
+                 "mean ± 95% CI)", fontsize=11)  # fmt: skip
+    F.legend_outside(fig, axes, title="defense level")
+    F.save(fig, out)
+    return data
+
+
+def _layer_order(layers: list[str]) -> list[str]:
+    return sorted(layers, key=lambda x: (x == "fusion", len(x), x))
+
+
+def plot_layers(
+    store_uri: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    where: str | None = None,
+    metric: str = "uar",
+    protocol: str = "per_update",
+    n_avg: int = 1,
+    defense: str | None = T.NO_DEFENSE,
+) -> pl.DataFrame:
+    """Heatmap of attack `metric` per layer (columns) for each corpus x feature x algorithm."""
+    F.check_output(out)
+    data = T.layer_table(store_uri, where=where, metric=metric, protocol=protocol, n_avg=n_avg,
+                         defense=defense)  # fmt: skip
+    data = _require(data, "layers", f"{metric}_mean")
+    row_keys = [*PANEL_KEYS, *T.ATTACKER_KEYS, *T.DEFENSE_KEYS]
+    varying = [k for k in row_keys if data[k].n_unique() > 1 or k in PANEL_KEYS]
+    rows = data.select(varying).unique(maintain_order=True).rows()
+    layers = _layer_order(data["layer"].unique().to_list())
+    grid = np.full((len(rows), len(layers)), np.nan)
+    index = {r: i for i, r in enumerate(rows)}
+    for r in data.iter_rows(named=True):
+        grid[index[tuple(r[k] for k in varying)], layers.index(r["layer"])] = (
+            r[f"{metric}_mean"] * 100
+        )
+    fig = F.Figure(
+        figsize=(2.2 + 1.1 * len(layers) + 2.5, 1.4 + 0.42 * len(rows)), layout="constrained"
+    )
+    ax = fig.subplots()
+    chance = T.CHANCE[metric] * 100
+    im = ax.imshow(
+        grid,
+        cmap="cividis",
+        vmin=min(chance, np.nanmin(grid)),
+        vmax=max(np.nanmax(grid), chance + 1),
+        aspect="auto",
+    )
+    for (i, j), v in np.ndenumerate(grid):
+        if v == v:
+            light = (v - im.norm.vmin) / max(im.norm.vmax - im.norm.vmin, 1e-9) > 0.6
+            ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=8,
+                    color="black" if light else "white")  # fmt: skip
+    ax.set_xticks(range(len(layers)), layers)
+    ax.set_yticks(
+        range(len(rows)),
+        [" · ".join(F.fmt_level(v) if isinstance(v, float) else str(v) for v in r) for r in rows],
+        fontsize=8,
+    )
+    ax.set_xlabel("layer (parameter group attacked)")
+    cbar = fig.colorbar(im, ax=ax, shrink=0.9)
+    cbar.set_label(f"{F.METRIC_LABELS[metric]} (%)  [chance {chance:g}%]")
+    who = "undefended targets" if defense == T.NO_DEFENSE else f"defense {defense or 'all'}"
+    ax.set_title(f"Per-layer leakage ({protocol}, n_avg={'all' if n_avg == 0 else n_avg}; {who})\n"
+                 f"rows: {' · '.join(varying)}", fontsize=10)  # fmt: skip
+    F.save(fig, out)
+    return data

@@ -1,0 +1,167 @@
+"""Figures from per-round and per-prediction data: epsilon against rounds, ROC curves.
+
+Both return the frame they plotted: `plot_epsilon` the per-round mean / min / max epsilon of
+each series, `plot_roc` the curve points (group columns, fpr, tpr) with each curve's auc.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import polars as pl
+
+from sergrad.analysis import figure as F
+from sergrad.analysis import load
+from sergrad.analysis import tables as T
+from sergrad.analysis.query import apply_where
+from sergrad.analysis.roc import auc, roc_curve
+from sergrad.errors import DataError
+
+EPSILON_SERIES: list[str] = ["corpus", "feature_set", "algorithm", "defense", "defense_level"]
+ROC_GROUPS: list[str] = [*T.SETTING_KEYS, "attack", "defense_name", "level"]
+
+
+def epsilon_frame(store_uri: str | os.PathLike, *, where: str | None = None) -> pl.DataFrame:
+    """Per series (corpus, feature, algorithm, defense, level) and round: epsilon mean, min,
+    max and the number of runs, over runs that report an epsilon."""
+    rows = apply_where(load.round_results(store_uri), where).collect()
+    rows = rows.filter(pl.col("epsilon").is_not_null() & pl.col("epsilon").is_not_nan())
+    eps = pl.col("epsilon")
+    out = rows.group_by([*EPSILON_SERIES, "round"]).agg(
+        eps.mean().alias("epsilon_mean"), eps.min().alias("epsilon_min"),
+        eps.max().alias("epsilon_max"), pl.col("run_id").n_unique().alias("n_runs"),
+        pl.col("delta").max().alias("delta"), pl.col("dp_protects").first().alias("dp_protects"),
+    )  # fmt: skip
+    return out.sort([*EPSILON_SERIES, "round"], nulls_last=False)
+
+
+def plot_epsilon(
+    store_uri: str | os.PathLike, out: str | os.PathLike, *, where: str | None = None
+) -> pl.DataFrame:
+    """epsilon spent so far against the round, one line per series (band = min..max over runs)."""
+    F.check_output(out)
+    data = epsilon_frame(store_uri, where=where)
+    if data.is_empty():
+        raise DataError("no data for the epsilon plot (no run reports epsilon per round)")
+    varying = [
+        k for k in EPSILON_SERIES if data[k].n_unique() > 1 or k in ("defense", "defense_level")
+    ]
+    fig, (ax,) = F.panels(1, width=6.5, height=4.2)
+    for i, (key, s) in enumerate(data.group_by(EPSILON_SERIES, maintain_order=True)):
+        row = dict(zip(EPSILON_SERIES, key))
+        label = " · ".join(
+            F.fmt_level(row[k]) if k == "defense_level" else str(row[k]) for k in varying
+        )
+        delta = s["delta"][0]
+        if delta is not None:
+            label += f" (δ={delta:.0e}, protects {s['dp_protects'][0]})"
+        x = s["round"].to_numpy()
+        ax.plot(
+            x,
+            s["epsilon_mean"].to_numpy(),
+            marker=F.marker(i),
+            ms=4,
+            color=F.colour(i),
+            label=label,
+        )
+        if int(s["n_runs"].max()) > 1:
+            ax.fill_between(x, s["epsilon_min"].to_numpy(), s["epsilon_max"].to_numpy(),
+                            color=F.colour(i), alpha=0.2, lw=0)  # fmt: skip
+    ax.set_xlabel("FL round")
+    ax.set_ylabel("ε spent so far (privacy loss, nats)")
+    ax.set_title("Privacy loss against rounds (mean over runs; band = min..max)", fontsize=10)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    F.legend_outside(fig, [ax], title=" · ".join(varying))
+    F.save(fig, out)
+    return data
+
+
+def roc_frame(
+    store_uri: str | os.PathLike,
+    *,
+    where: str | None = None,
+    layer: str | None = None,
+    protocol: str = "per_update",
+    n_avg: int = 1,
+    by: list[str] | None = None,
+) -> pl.DataFrame:
+    """ROC points of the pooled predictions of each group `by` (default: setting x attack x
+    defense x level): columns by..., fpr, tpr, auc, n_pos, n_neg. Unlabelled rows are skipped."""
+    by = by or ROC_GROUPS
+    lf = load.scored_predictions(store_uri)
+    rows = apply_where(lf, where).collect()
+    rows = rows.filter(
+        (pl.col("protocol") == protocol) & (pl.col("n_avg") == n_avg) & pl.col("y").is_not_null()
+    )
+    if rows.is_empty():
+        raise DataError("no data for the roc plot (predictions table empty or filtered out)")
+    rows = rows.filter(pl.col("layer") == T.resolve_layer(rows, layer))
+    parts = []
+    for key, g in rows.group_by(by, maintain_order=True):
+        y, p = g["y"].to_numpy(), g["p_male"].to_numpy()
+        if y.min() == y.max():
+            continue  # one class only: no curve
+        fpr, tpr = roc_curve(y, p)
+        part = pl.DataFrame({"fpr": fpr, "tpr": tpr}).with_columns(
+            *[pl.lit(v, dtype=rows.schema[k]).alias(k) for k, v in zip(by, key)],
+            pl.lit(auc(fpr, tpr)).alias("auc"), pl.lit(int(y.sum())).alias("n_pos"),
+            pl.lit(int(len(y) - y.sum())).alias("n_neg"), pl.lit(g["layer"][0]).alias("layer"),
+        )  # fmt: skip
+        parts.append(part)
+    if not parts:
+        raise DataError("no data for the roc plot (no group has both genders)")
+    out = pl.concat(parts)
+    return out.select([*by, "layer", "fpr", "tpr", "auc", "n_pos", "n_neg"])
+
+
+def _fmt(v) -> str:
+    if v is None or isinstance(v, float):
+        return F.fmt_level(v)
+    return "no defense" if v == T.NO_DEFENSE else str(v)
+
+
+def plot_roc(
+    store_uri: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    where: str | None = None,
+    layer: str | None = None,
+    protocol: str = "per_update",
+    n_avg: int = 1,
+    by: list[str] | None = None,
+) -> pl.DataFrame:
+    """ROC curves (TPR against FPR, both log scale) of the attacks chosen by `where`."""
+    F.check_output(out)
+    by = by or ROC_GROUPS
+    data = roc_frame(store_uri, where=where, layer=layer, protocol=protocol, n_avg=n_avg, by=by)
+    varying = [k for k in by if data[k].n_unique() > 1] or by[-2:]
+    fig, (ax,) = F.panels(1, width=5.5, height=4.8)
+    floor, curves = 1.0, []
+    for key, s in data.group_by(by, maintain_order=True):
+        row = dict(zip(by, key))
+        floor = min(floor, 0.5 / int(s["n_neg"][0]), 0.5 / int(s["n_pos"][0]))
+        parts = [_fmt(row[k]) for k in varying]
+        label = " · ".join(p for p in parts if p) + f" (AUC {s['auc'][0]:.2f})"
+        curves.append((s, label))
+    for i, (s, label) in enumerate(curves):
+        # values below the floor (fpr or tpr of 0) are drawn on the axis edge
+        fpr, tpr = (np.maximum(s[c].to_numpy(), floor) for c in ("fpr", "tpr"))
+        ax.plot(fpr, tpr, color=F.colour(i), lw=1.6, label=label)
+    grid = np.logspace(np.log10(floor), 0, 50)
+    ax.plot(grid, grid, "--", color="0.4", lw=1, label="chance (TPR = FPR)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(floor, 1.05)
+    ax.set_ylim(floor, 1.05)
+    ax.set_xlabel("false positive rate (female predicted male)")
+    ax.set_ylabel("true positive rate (male detected)")
+    n_txt = "all" if n_avg == 0 else str(n_avg)
+    ax.set_title(
+        f"Attack ROC, log-log ({data['layer'][0]}, {protocol}, n_avg={n_txt})", fontsize=10
+    )
+    ax.grid(alpha=0.3, which="both")
+    F.legend_outside(fig, [ax], title=" · ".join(varying))
+    F.save(fig, out)
+    return data

@@ -1,0 +1,63 @@
+"""Summary statistics across seeds and folds: mean, spread and a t confidence interval.
+
+Every run (one fold x one seed) or attack evaluation is one observation. For a group of n
+observations x_1..x_n we report the mean, the sample standard deviation s (n - 1 in the
+denominator), and the two-sided Student-t interval of the mean
+
+    mean +- t_{1 - alpha/2, n-1} * s / sqrt(n)          (alpha = 1 - confidence, default 0.95)
+
+which assumes the observations are independent draws (folds share no test speakers; seeds
+are independent). With n = 1 the std and the interval are null. NaN values are dropped.
+
+>>> round(t_critical(4), 4)
+3.1824
+>>> s = summarize(pl.DataFrame({"g": ["a"] * 4, "v": [0.60, 0.62, 0.64, 0.66]}), ["g"], "v")
+>>> [round(x, 4) for x in s.row(0)[1:]]
+[4, 0.63, 0.0258, 0.5889, 0.6711]
+"""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+
+CONFIDENCE = 0.95
+
+
+def t_critical(n: int, *, confidence: float = CONFIDENCE) -> float:
+    """Two-sided Student-t critical value for a mean of n observations (nan when n < 2)."""
+    if n < 2:
+        return math.nan
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + confidence / 2, n - 1))
+
+
+def summarize(
+    frame: pl.DataFrame,
+    by: list[str],
+    value: str,
+    *,
+    prefix: str | None = None,
+    confidence: float = CONFIDENCE,
+) -> pl.DataFrame:
+    """One row per group of `by`: n, mean, std, ci_low, ci_high of column `value`.
+
+    Output columns are `{prefix}_n, {prefix}_mean, ...` (prefix defaults to `value`).
+    """
+    p = prefix or value
+    v = pl.col(value).cast(pl.Float64)
+    clean = frame.filter(v.is_not_null() & v.is_not_nan())
+    out = clean.group_by(by, maintain_order=True).agg(
+        v.count().alias(f"{p}_n"), v.mean().alias(f"{p}_mean"), v.std(ddof=1).alias(f"{p}_std")
+    )
+    crit = pl.Series(
+        [t_critical(int(n), confidence=confidence) for n in out[f"{p}_n"]], dtype=pl.Float64
+    )
+    half = pl.lit(crit) * pl.col(f"{p}_std") / pl.col(f"{p}_n").cast(pl.Float64).sqrt()
+    half = pl.when(pl.col(f"{p}_n") >= 2).then(half)
+    return out.with_columns(
+        (pl.col(f"{p}_mean") - half).alias(f"{p}_ci_low"),
+        (pl.col(f"{p}_mean") + half).alias(f"{p}_ci_high"),
+    ).with_columns(pl.when(pl.col(f"{p}_n") >= 2).then(pl.col(f"{p}_std")).alias(f"{p}_std"))

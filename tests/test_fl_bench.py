@@ -1,0 +1,28 @@
+"""Smoke test of `sergrad bench fl` pieces at the demo shape (no timing asserted)."""
+
+from __future__ import annotations
+
+import torch
+
+from sergrad.bench.fl import SHAPES, Setup, _build, flops_per_round, measure
+
+
+def test_measure_smoke(monkeypatch):
+    torch.set_num_threads(1)
+    monkeypatch.setitem(SHAPES, "tiny", (16, (8, 4), 5, 10, 4))
+    for engine in ("reference", "fast"):
+        out = measure(Setup("tiny", "fedsgd", engine), seconds=0.0)
+        assert out["updates_per_s"] > 0 and out["gflops"] > 0
+    out = measure(Setup("tiny", "fedavg", "fast"), seconds=0.0, harvest="float16")
+    assert out["bytes_per_update"] > 0
+
+
+def test_flops_count_by_hand(monkeypatch):
+    monkeypatch.setitem(SHAPES, "tiny", (16, (8, 4), 5, 10, 4))
+    part, model, algo, _, _ = _build(Setup("tiny", "fedavg", "fast"))
+    dim, (h1, h2), _, per_client, per_round = SHAPES["tiny"]
+    assert len(part.clients) == per_round and part.x.shape[1] == dim
+    weights = dim * h1 + h1 * h2 + h2 * 4
+    samples = sum(c.n_train for c in part.clients)
+    # forward 2*w, weight grads 2*w, input grads 2*(w - dim*h1) per sample
+    assert flops_per_round(part, model, algo) == samples * (6 * weights - 2 * dim * h1)
