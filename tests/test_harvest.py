@@ -430,6 +430,89 @@ def test_update_bytes_per_row_counts_elements():
     assert update_bytes_per_row({"a": (3, 2), "b": (4,)}, "bfloat16") == 10 * 2 + 32
 
 
+# --- background writer ----------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_background_and_inline_writes_are_identical(tmp_path, dtype):
+    """The background thread writes the same file as the inline writer (double buffers: the
+    rows filled while a group is being written do not clobber it)."""
+    gen = torch.Generator().manual_seed(12)
+    rows = [(r, c, random_tensors(gen)) for r in range(1, 8) for c in range(3)]  # 21 rows
+    files = {}
+    for background in (False, True):
+        store = Store(tmp_path / str(background))
+        hw = HarvestWriter(
+            store, run_id="run1", param_names=NAMES, param_shapes=SHAPES, config=RunConfig(),
+            harvest=HarvestConfig(dtype=dtype, rows_per_group=4), background=background,
+        )  # fmt: skip
+        buf = {n: torch.empty(s) for n, s in SHAPES.items()}
+        with hw:
+            for r, c, t in rows:
+                for n in NAMES:
+                    buf[n].copy_(t[n])  # one reused engine buffer
+                hw.add(update(r, c, buf))
+        assert hw.n_rows == 21 and hw.bytes_written > 0
+        files[background] = pq.read_table(tmp_path / str(background) / "updates")
+        keys, arrays = read_all(store, "run1", NAMES)
+        assert [(k["round"], k["client_id"]) for k in keys] == [(r, c) for r, c, _ in rows]
+        for n in NAMES:
+            oracle = np.stack([fmt_oracle(t[n], dtype) for _, _, t in rows])
+            np.testing.assert_array_equal(arrays[n], oracle)
+    assert files[True].equals(files[False])
+
+
+def fmt_oracle(t: torch.Tensor, dtype: str) -> np.ndarray:
+    """float32 values torch's own conversion to the stored dtype gives back."""
+    to = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+    return t.reshape(-1).to(to).to(torch.float32).numpy()
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_write_error_is_raised_and_publishes_nothing(tmp_path, monkeypatch, background):
+    """A Parquet write failing (here: disk full on the 2nd row group) reaches the caller on a
+    later add or at the end of the block, and no file is published."""
+    calls = []
+    real = pq.ParquetWriter.write_batch
+
+    def failing(self, batch, *args, **kwargs):
+        calls.append(batch.num_rows)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_batch", failing)
+    store = Store(tmp_path)
+    gen = torch.Generator().manual_seed(13)
+    hw = HarvestWriter(
+        store, run_id="run1", param_names=NAMES, param_shapes=SHAPES, config=RunConfig(),
+        harvest=HarvestConfig(rows_per_group=2), background=background,
+    )  # fmt: skip
+    with pytest.raises(OSError, match="disk full"):
+        with hw:
+            for r in range(1, 30):
+                hw.add(update(r, 0, random_tensors(gen)))
+    assert 2 <= len(calls) <= 3  # stopped right after the failure (at most one more group)
+    assert store.files("updates") == [] and hw.bytes_written == 0
+    assert list((tmp_path / "_tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize(("value", "ok"), [(65519.0, True), (-65519.0, True), (65520.0, False)])
+def test_float16_range_boundary_matches_torch(tmp_path, value, ok):
+    """Accepted exactly when torch's float16 conversion is finite (65520 rounds to inf)."""
+    assert bool(torch.isfinite(torch.tensor(value).half())) == ok
+    store = Store(tmp_path)
+    t = random_tensors(torch.Generator().manual_seed(14))
+    t["fc2.bias"] = torch.tensor([value, 0.0])
+    if not ok:
+        with pytest.raises(DataError, match="'fc2.bias' overflows float16"):
+            with writer(store, dtype="float16") as hw:
+                hw.add(update(1, 0, t))
+        return
+    with writer(store, dtype="float16") as hw:
+        hw.add(update(1, 0, t))
+    _, arrays = read_all(store, "run1", ["fc2.bias"])
+    np.testing.assert_array_equal(arrays["fc2.bias"][0], fmt_oracle(t["fc2.bias"], "float16"))
+
+
 # --- bounded memory ---------------------------------------------------------------------------
 def probe(mode: str, root: str, rows: int, h: int, w: int, rows_per_group: int, dtype: str) -> dict:
     """Write (or stream back) `rows` updates of one [h, w] layer; report peak allocations.

@@ -1,11 +1,15 @@
 """HarvestWriter: stream the server's view of every client update into one Parquet file.
 
 Rows are buffered `harvest.rows_per_group` at a time (capped at MAX_GROUP_ELEMENTS values per
-group, e.g. 16 rows of the paper's 256x988 fc1) and flushed as one row group, so memory is
-bounded by one row group (buffer + ~9-17 bytes per value while Parquet encodes it) however
-many rounds run. The file is written under the store's
-`_tmp/` and published on a clean exit of the `with` block; on an exception nothing is visible.
-torch is imported lazily (only `add` touches tensors), so importing this module is cheap.
+group, e.g. 16 rows of the paper's 256x988 fc1) and flushed as one row group. Parquet encoding
+and compression (most of the harvest's cost) run in one background thread (pyarrow releases
+the GIL), overlapping the next rows' training: two row-group buffers alternate, and a flush
+first waits for the previous group's write, so memory is bounded by two row groups (buffers)
+plus one group's encoding (~9-17 bytes per value) however many rounds run. An error in the
+background write is raised by the next `add` or at the end of the `with` block. The file is
+written under the store's `_tmp/` and published on a clean exit of the `with` block; on an
+exception (in the block or in a background write) nothing is visible. torch is imported
+lazily (only `add` touches tensors), so importing this module is cheap.
 
     with HarvestWriter(store, run_id=rid, param_names=names, param_shapes=shapes,
                        config=cfg, harvest=cfg.harvest) as hw:
@@ -18,8 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import operator
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +39,7 @@ from sergrad.fl.records import check_partition_value, versions
 from sergrad.store import Store
 
 MAX_GROUP_ELEMENTS = 4 << 20  # values per row group (16 MiB as float32)
+FLOAT16_MAX_EXCLUSIVE = 65520.0  # |x| >= this rounds to inf in float16 (65504 is the max)
 
 if TYPE_CHECKING:
     from sergrad.fl.config import HarvestConfig
@@ -43,6 +50,7 @@ class HarvestWriter:
     """Context manager writing `updates/run_id=<run_id>/updates.parquet`.
 
     n_rows: rows added so far. bytes_written: size of the published file after exit (0 if none).
+    background: encode and write row groups in a background thread (default) or inline.
     """
 
     def __init__(
@@ -54,6 +62,7 @@ class HarvestWriter:
         param_shapes: dict[str, tuple[int, ...]],
         config: Any,
         harvest: HarvestConfig,
+        background: bool = True,
     ) -> None:
         check_partition_value(run_id, what="run_id")
         missing = [n for n in param_names if n not in param_shapes]
@@ -78,7 +87,12 @@ class HarvestWriter:
         self.n_rows = 0
         self.bytes_written = 0
         self._keys: dict[str, list] = {f.name: [] for f in schema.UPDATE_KEYS}
-        self._buf: dict[str, np.ndarray] = {}  # name -> [rows_per_group, numel]
+        # two alternating sets of buffers: one being filled, one being written in the background
+        self._bufs: list[dict[str, np.ndarray]] = [{}, {}]  # name -> [rows_per_group, numel]
+        self._cur = 0  # index of the set being filled
+        self.background = bool(background)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None  # the previous row group's write
         self._cm: contextlib.AbstractContextManager | None = None
         self._pq = None
 
@@ -112,6 +126,8 @@ class HarvestWriter:
                 options=fmt.WRITER_OPTIONS,
             )
             self._pq = self._cm.__enter__()
+            if self.background:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="harvest-writer")
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -121,17 +137,34 @@ class HarvestWriter:
         if exc_type is None:
             try:
                 self._flush()
+                self._wait()
             except BaseException as flush_exc:  # publish nothing, re-raise the flush error
+                self._shutdown()
                 if not cm.__exit__(type(flush_exc), flush_exc, flush_exc.__traceback__):
                     raise
                 return False
-            self._buf.clear()
+            self._shutdown()
             cm.__exit__(None, None, None)
             self.bytes_written = self.store.fs.get_file_info(self.path).size or 0
             return False
         self._clear()
-        self._buf.clear()
+        self._shutdown()  # the writer must be idle before the file is discarded
         return bool(cm.__exit__(exc_type, exc, tb))
+
+    def _wait(self) -> None:
+        """Wait for the pending background write; re-raise its error here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _shutdown(self) -> None:
+        """Stop the background thread (after its write ends; errors dropped) and free buffers."""
+        with contextlib.suppress(BaseException):
+            self._wait()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._bufs = [{}, {}]
 
     # --- rows ----------------------------------------------------------------------------
     def wants_round(self, round: int) -> bool:
@@ -147,6 +180,8 @@ class HarvestWriter:
             return
         if self._pq is None:
             raise RuntimeError("HarvestWriter.add outside its `with` block")
+        if self._pending is not None and self._pending.done():
+            self._wait()  # surface a background write error as soon as it is known
         where = f"round {update.round} client {update.client_id} (speaker {update.speaker_id})"
         keys = _keys(update, where)
         tensors = [self._checked(update.tensors, n, where) for n in self.params]
@@ -173,11 +208,18 @@ class HarvestWriter:
         if not t.is_floating_point():
             raise DataError(f"update of {where}: {name!r} has dtype {t.dtype}, expected float")
         t = t.reshape(-1).to(torch.float32)  # [numel], still on its device
-        # a NaN/inf element makes the sum non-finite; only then (or on overflow) count them
-        if not bool(torch.isfinite(t.sum(dtype=torch.float64))):
+        if not t.numel():
+            return t
+        # one pass: min/max propagate NaN and are +-inf if any inf; only then count them
+        lo, hi = (float(v) for v in torch.aminmax(t))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
             bad = int((~torch.isfinite(t)).sum())
-            if bad:
-                raise DataError(f"update of {where}: {name!r} has {bad} NaN/inf values")
+            raise DataError(f"update of {where}: {name!r} has {bad} NaN/inf values")
+        if self.dtype == "float16" and max(-lo, hi) >= FLOAT16_MAX_EXCLUSIVE:
+            raise DataError(
+                f"update of {where}: {name!r} overflows float16 (|x| > 65504); "
+                f"use harvest.dtype float32 or bfloat16"
+            )
         return t
 
     def _store_row(self, name: str, i: int, t, where: str) -> None:
@@ -185,37 +227,37 @@ class HarvestWriter:
         import torch
 
         buf = self._buffer(name)  # [rows_per_group, numel] numpy, stored dtype
-        if self.dtype == "float32":
-            torch.from_numpy(buf[i]).copy_(t)
-        elif self.dtype == "float16":
-            row = torch.from_numpy(buf[i])
-            row.copy_(t.half())
-            if not bool(torch.isfinite(row).all()):
-                raise DataError(
-                    f"update of {where}: {name!r} overflows float16 (|x| > 65504); "
-                    f"use harvest.dtype float32 or bfloat16"
-                )
-        else:  # bfloat16 bit pattern, round-to-nearest-even as torch converts
+        if self.dtype == "bfloat16":  # bit pattern, round-to-nearest-even as torch converts
             torch.from_numpy(buf[i].view(np.int16)).copy_(t.bfloat16().view(torch.int16))
+        else:  # float32, or float16 converted by copy_ (range checked in _checked)
+            torch.from_numpy(buf[i]).copy_(t)
 
     def _buffer(self, name: str) -> np.ndarray:
-        if name not in self._buf:
+        bufs = self._bufs[self._cur]
+        if name not in bufs:
             np_dtype = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}
             shape = (self.rows_per_group, self.numel[name])
-            self._buf[name] = np.empty(shape, dtype=np_dtype[self.dtype])
-        return self._buf[name]
+            bufs[name] = np.empty(shape, dtype=np_dtype[self.dtype])
+        return bufs[name]
 
     def _flush(self) -> None:
+        """Hand the filled buffers to the writer (background or inline) and switch buffers."""
         n_rows = len(self._keys["round"])
         if not n_rows:
             return
         cols = [pa.array(self._keys[f.name], type=f.type) for f in schema.UPDATE_KEYS]
+        bufs = self._bufs[self._cur]
         for n in self.params:
-            flat = self._buf[n][:n_rows].reshape(-1)  # [rows * numel], zero-copy view
+            flat = bufs[n][:n_rows].reshape(-1)  # [rows * numel], zero-copy view
             cols.append(pa.FixedSizeListArray.from_arrays(pa.array(flat), self.numel[n]))
         batch = pa.RecordBatch.from_arrays(cols, schema=self.schema)
         self._clear()
-        self._pq.write_batch(batch, row_group_size=n_rows)  # encodes; the buffer is reusable
+        if self._pool is None:
+            self._pq.write_batch(batch, row_group_size=n_rows)  # encodes; buffers reusable
+            return
+        self._wait()  # the previous group is written: its buffers are free for the next rows
+        self._pending = self._pool.submit(self._pq.write_batch, batch, row_group_size=n_rows)
+        self._cur = 1 - self._cur
 
     def _clear(self) -> None:
         for v in self._keys.values():
