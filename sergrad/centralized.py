@@ -37,7 +37,12 @@ def speaker_folds(speakers: np.ndarray, n_folds: int) -> list[np.ndarray]:
 
 
 def centralized_check(
-    x: np.ndarray, *, emotion: np.ndarray, gender: np.ndarray, speakers: np.ndarray, n_folds: int = 5
+    x: np.ndarray,
+    *,
+    emotion: np.ndarray,
+    gender: np.ndarray,
+    speakers: np.ndarray,
+    n_folds: int = 5,
 ) -> CentralizedCheck:
     """Mean held-out-speaker UAR of emotion and gender logistic regressions over folds."""
     from sklearn.linear_model import LogisticRegression

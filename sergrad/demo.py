@@ -1,7 +1,8 @@
 """`sergrad demo`: the whole pipeline on the built-in synthetic corpora, on this machine.
 
-synthesize three corpora -> index them -> extract features -> print a corpus summary and a
-centralized check -> run sweeps/demo.yaml (FL runs, attacks, defenses) -> write the report.
+synthesize three corpora -> index them -> extract features (the sweep's inputs stage) ->
+print a corpus summary and a centralized check -> run sweeps/demo.yaml with Ray Tune (FL
+runs, harvest, attacks, defenses) -> write the HTML report. Re-running resumes.
 """
 
 from __future__ import annotations
@@ -11,88 +12,82 @@ import sys
 import time
 from pathlib import Path
 
-DEMO_PROFILES: tuple[str, ...] = ("synth-studio", "synth-phone", "synth-room")
-DEMO_FEATURE_SET = "combined"
+DEFAULT_SWEEP = Path(__file__).resolve().parent.parent / "sweeps" / "demo.yaml"
 
 
 def add_commands(sub) -> None:
     p = sub.add_parser("demo", help="synthetic corpora -> features -> demo sweep -> report")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    p.add_argument("--sweep", default=None, help="sweep file (default: sweeps/demo.yaml)")
+    p.add_argument("--sweep", default=str(DEFAULT_SWEEP), help="sweep file (default: demo)")
     p.add_argument("--inputs-only", action="store_true", help="stop after the corpus summary")
-    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=main)
 
 
-def prepare_inputs(out: Path, *, seed: int = 0) -> list[tuple[str, Path, Path]]:
-    """Synthesize, index and featurize each demo corpus: [(corpus, utterances, features)]."""
-    from sergrad.corpora import index_corpus, write_utterances
-    from sergrad.corpora.synth import synthesize
-    from sergrad.features import features_cached
-
-    prepared = []
-    for profile in DEMO_PROFILES:
-        root = synthesize(out / "corpora" / profile, profile=profile, seed=seed)
-        utt_path = out / "inputs" / f"{profile}.utterances.parquet"
-        if not utt_path.exists():
-            table, problems = index_corpus(
-                "crema-d", root, options={"labels": "acted"}, corpus_name=profile
-            )
-            if problems.count:
-                print(problems.summary(), file=sys.stderr)
-            utt_path.parent.mkdir(parents=True, exist_ok=True)
-            write_utterances(table, utt_path)
-        feat_path = features_cached(
-            utt_path, feature_set=DEMO_FEATURE_SET, params={}, cache_dir=out / "inputs" / "features"
-        )
-        prepared.append((profile, utt_path, Path(feat_path)))
-    return prepared
-
-
-def print_summary(prepared: list[tuple[str, Path, Path]]) -> None:
+def print_summary(store_uri: str, inputs) -> None:
+    """Per corpus: speakers by gender, utterances by emotion, dimension, centralized check."""
     import numpy as np
+    import pyarrow.parquet as pq
+    from pyarrow import fs as pafs
 
     from sergrad.centralized import centralized_check
-    from sergrad.corpora import read_utterances, summarize
-    from sergrad.features import read_features
+    from sergrad.corpora import summarize
+    from sergrad.fl.data import DataConfig, load_dataset
 
-    for corpus, utt_path, feat_path in prepared:
-        utts = read_utterances(utt_path)
-        ids, x, meta = read_features(str(feat_path))
-        rows = {u: i for i, u in enumerate(ids)}
-        table = utts.to_pydict()
-        keep = [i for i, u in enumerate(table["utt_id"]) if u in rows]
-        xs = x[[rows[table["utt_id"][i]] for i in keep]]
-        cols = {
-            c: np.array([table[c][i] for i in keep]) for c in ("emotion", "gender", "speaker_id")
-        }
-        check = centralized_check(
-            xs, emotion=cols["emotion"], gender=cols["gender"], speakers=cols["speaker_id"]
+    for spec in inputs:
+        ds = load_dataset(
+            DataConfig(features=(spec.features_uri,), utterances=(spec.utterances_uri,))
         )
-        print(f"\n== {corpus} ==")
+        fs, path = pafs.FileSystem.from_uri(spec.utterances_uri)
+        utts = pq.read_table(path, filesystem=fs)
+        check = centralized_check(
+            ds.x,
+            emotion=ds.emotion,
+            gender=np.asarray(ds.gender),
+            speakers=np.asarray(ds.speaker_id),
+        )
+        print(f"\n== {spec.corpus} ({spec.spec.profile}) ==")
         print(summarize(utts))
-        print(f"feature set {DEMO_FEATURE_SET}: dimension {x.shape[1]}")
+        print(f"feature set {spec.features.name}: dimension {ds.x.shape[1]}")
         print(
             "centralized check (logistic regression, held-out speakers): "
-            f"emotion UAR {check.emotion_uar:.3f}, gender UAR {check.gender_uar:.3f}"
+            f"emotion UAR {check.emotion_uar:.3f}, gender UAR {check.gender_uar:.3f}",
+            flush=True,
         )
 
 
 def main(args: argparse.Namespace) -> int:
-    out = Path(args.out)
+    from sergrad.store import Store
+    from sergrad.sweep.driver import options_for, run_sweep
+    from sergrad.sweep.expand import expand
+    from sergrad.sweep.inputs import ensure_inputs
+    from sergrad.sweep.schema import load_sweep
+
     start = time.time()
-    print(f"[demo] preparing synthetic corpora and features in {out}/ ...", file=sys.stderr)
-    prepared = prepare_inputs(out, seed=args.seed)
-    print_summary(prepared)
+    out = Path(args.out).resolve()
+    store_uri = str(out / "store")
+    sweep = load_sweep(args.sweep)
+    say = lambda m: print(f"[demo] {m}", file=sys.stderr, flush=True)  # noqa: E731
+    say(f"synthetic corpora and features -> {store_uri}/inputs")
+    plan = expand(sweep, store_uri)
+    ensure_inputs(Store(store_uri), plan.inputs, progress=say)
+    print_summary(store_uri, plan.inputs)
     if args.inputs_only:
         return 0
-    try:
-        from sergrad.sweep.runner import run_sweep_file  # noqa: F401
-    except ImportError:
-        print(f"\n[demo] done in {time.time() - start:.0f}s (sweep engine not available)")
-        return 0
-    return _run_sweep_and_report(out, args, start)
+    say(f"sweep {sweep.name}: {len(plan.runs)} FL runs, {len(plan.evals)} attack evaluations")
+    progress = run_sweep(
+        sweep,
+        store_uri=store_uri,
+        options=options_for(sweep, address=None, max_concurrent=None),
+        log=say,
+    )
+    from sergrad.analysis.report import write_report
 
-
-def _run_sweep_and_report(out: Path, args: argparse.Namespace, start: float) -> int:
-    raise NotImplementedError  # filled in when the sweep engine and report land
+    report = write_report(store_uri, out / "report")
+    print(
+        f"\n[demo] runs {progress.runs_done}/{progress.runs_total}, "
+        f"evaluations {progress.evals_done}/{progress.evals_total}, failed {progress.failed}, "
+        f"{(time.time() - start) / 60:.1f} min"
+    )
+    print(f"[demo] results store: {store_uri}")
+    print(f"[demo] report: {report}")
+    return 0 if progress.failed == 0 else 1

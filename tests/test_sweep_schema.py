@@ -154,3 +154,44 @@ def test_cuda_runs_request_a_gpu():
     cpu = parse_sweep({"corpora": corpora})
     assert options_for(gpu, address=None, max_concurrent=0).gpus_per_run == 1.0
     assert options_for(cpu, address=None, max_concurrent=0).gpus_per_run == 0.0
+
+
+def test_attack_blocks_with_defense_filter(tmp_path):
+    """A list of attack blocks; `defenses:` limits a block to some in-loop defenses."""
+    body = """\
+    defenses:
+      - {name: none}
+      - {name: layer_perturbation, params: {std: {grid: [0.01, 0.1]}}}
+    folds: [0]
+    shadow_folds: [0, 1]
+    seeds: [0]
+    attack:
+      - {models: [{name: logreg_stats}], layers: [fc1]}
+      - {models: [{name: cnn}], defenses: [none], layers: [fc1]}
+      - {models: [{name: logreg_stats}], defenses: [layer_perturbation], adaptive: [true]}
+    """
+    plan = expand(load_sweep(write(tmp_path, body)), str(tmp_path / "store"))
+    targets = 3 * 3  # pairings x (none + 2 levels)
+    # block 1 on every target, block 2 on the 3 undefended, block 3 on the 6 defended
+    assert len(plan.evals) == targets + 3 + 6
+    models = [(e.config.model.name, e.config.adaptive) for e in plan.evals]
+    assert models.count(("cnn", False)) == 3
+    assert models.count(("logreg_stats", True)) == 6
+    # shadow runs: undefended (3 pairings x 2 folds) + adaptive (3 x 2 levels x 2 folds)
+    assert sum(r.role == "shadow" for r in plan.runs) == 6 + 12
+    adaptive_shadows = {s for e in plan.evals if e.config.adaptive for s in e.config.shadow_runs}
+    plain_shadows = {s for e in plan.evals if not e.config.adaptive for s in e.config.shadow_runs}
+    assert len(adaptive_shadows) == 12 and len(plain_shadows) == 6
+    assert not adaptive_shadows & plain_shadows
+
+
+def test_attack_block_unknown_defense_is_an_error(tmp_path):
+    body = """\
+    defenses: [{name: none}]
+    attack:
+      - {models: [{name: cnn}], defenses: [user_dpp]}
+    """
+    with pytest.raises(
+        ConfigError, match=r"'user_dpp' is not a defense of this sweep; valid: none"
+    ):
+        load_sweep(write(tmp_path, body))

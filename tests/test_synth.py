@@ -176,7 +176,7 @@ def test_phone_band_has_little_energy_above_4khz(profile, limited):
     high = power[freqs > 4000].sum() / power.sum()
     low = power[freqs < 250].sum() / power.sum()
     if limited:
-        assert high < 1e-4 and low < 1e-3
+        assert high < 1e-4 and low < 2e-3  # full-band male speech: ~10-30% below 250 Hz
     else:
         assert high > 1e-3
 

@@ -2,8 +2,8 @@
 
 A `Population` holds overlapping gender-conditional distributions (F0, vocal-tract length,
 voice quality). `draw_voice` samples one speaker from it; each speaker also gets its own
-way of expressing emotions (`Voice.styles`): the shared emotion effects of EFFECTS scaled by
-a personal expressiveness, with per-dimension factors and offsets. `utterance_style` then
+way of expressing emotions (`Voice.styles`): the shared emotion effects of EFFECTS, shaped
+by gender (GENDER_STYLE), scaled by a personal expressiveness, with per-dimension factors and offsets. `utterance_style` then
 adds utterance-to-utterance variation. All draws use the generator passed in.
 """
 
@@ -32,6 +32,26 @@ EFFECTS: dict[str, np.ndarray] = {  # shared effect of each emotion at intensity
     "happy": np.array([2.0, 2.0, 0.05, 2.5, 0.8, -0.03, 0.0]),
     "sad": np.array([-1.0, -1.3, -0.15, -3.5, -1.2, 0.05, 0.04]),
     "angry": np.array([2.5, 1.0, 0.07, 5.0, 2.0, -0.08, -0.02]),
+}
+# How each gender scales the shared effect, per style dimension. Women and men express
+# emotions differently on average (e.g. larger pitch excursions and more breathy sadness in
+# female speech, larger loudness and tilt changes in male anger and joy). These differences
+# survive per-speaker z-normalisation (which removes a speaker's mean and scale but not the
+# direction in which emotions move the features), which is what lets a speaker's gender
+# leak through the gradients of an emotion model, as it does with real corpora.
+GENDER_STYLE: dict[str, dict[str, np.ndarray]] = {
+    "F": {
+        "neutral": np.ones(7),
+        "happy": np.array([1.6, 1.7, 1.0, 0.6, 0.5, 1.0, 1.0]),
+        "sad": np.array([0.5, 0.7, 1.0, 0.8, 0.7, 1.5, 2.0]),
+        "angry": np.array([1.5, 1.6, 1.0, 0.7, 0.6, 1.0, 1.0]),
+    },
+    "M": {
+        "neutral": np.ones(7),
+        "happy": np.array([0.5, 0.4, 1.0, 1.4, 1.5, 1.0, 1.0]),
+        "sad": np.array([1.5, 1.3, 0.7, 1.2, 1.3, 0.5, 0.3]),
+        "angry": np.array([0.5, 0.4, 1.0, 1.4, 1.5, 1.0, 1.0]),
+    },
 }
 UTTERANCE_SD = np.array([1.0, 0.8, 0.07, 2.0, 0.8, 0.03, 0.02])  # per-utterance variation
 BASE_RANGE_ST = 3.5
@@ -81,7 +101,8 @@ def draw_voice(pop: Population, gender: str, rng: np.random.Generator, *, streng
     for emo in EMOTIONS:
         factor = 1.0 + 0.4 * rng.standard_normal(len(STYLE_DIMS))
         offset = 0.5 * UTTERANCE_SD * rng.standard_normal(len(STYLE_DIMS))
-        styles[emo] = EFFECTS[emo] * expressiveness * factor + offset
+        effect = EFFECTS[emo] * GENDER_STYLE[gender][emo]
+        styles[emo] = effect * expressiveness * factor + offset
     return Voice(
         gender=gender,
         age=age,

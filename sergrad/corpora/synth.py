@@ -53,7 +53,7 @@ from sergrad.errors import ConfigError, DataError
 from sergrad.registry import Registry
 from sergrad.schema import EMOTIONS
 
-SYNTH_VERSION = 1
+SYNTH_VERSION = 2  # 2: gender-dependent emotional styles (speakers.GENDER_STYLE)
 MANIFEST = "sergrad_synth.json"
 SKIPPED_ACTORS = frozenset({1076})  # CREMA-D adapters skip 1076_MTI_SAD_XX (no audio there)
 

@@ -155,18 +155,21 @@ def defense_variants(sweep: Sweep) -> list[tuple[DefenseConfig, ...]]:
     return out
 
 
-def attack_variants(sweep: Sweep) -> list[dict]:
-    """Attack-config mappings (minus target/shadow/seed) for every attack-grid point."""
-    attack = dict(sweep.attack)
-    models = [p for m in attack.pop("models") for p in grid_points(AttackModelConfig, m)]
-    posthocs = [p for m in attack.pop("posthoc") for p in grid_points(PostHocConfig, m)]
-    adaptive = attack.pop("adaptive")
+def attack_variants(sweep: Sweep) -> list[tuple[dict, tuple[str, ...] | None]]:
+    """(attack-config mapping minus target/shadow/seed, defense-name filter) per grid point."""
     out = []
-    for base, model, posthoc, adapt in itertools.product(
-        grid_points(AttackConfig, attack), models, posthocs, adaptive
-    ):
-        ph = () if posthoc.get("name", "none") == "none" else (posthoc,)
-        out.append({**base, "model": model, "posthoc": ph, "adaptive": adapt})
+    for block in sweep.attack:
+        attack = dict(block)
+        models = [p for m in attack.pop("models") for p in grid_points(AttackModelConfig, m)]
+        posthocs = [p for m in attack.pop("posthoc") for p in grid_points(PostHocConfig, m)]
+        adaptive = attack.pop("adaptive")
+        only = attack.pop("defenses", None)
+        for base, model, posthoc, adapt in itertools.product(
+            grid_points(AttackConfig, attack), models, posthocs, adaptive
+        ):
+            ph = () if posthoc.get("name", "none") == "none" else (posthoc,)
+            variant = {**base, "model": model, "posthoc": ph, "adaptive": adapt}
+            out.append((variant, tuple(only) if only is not None else None))
     return out
 
 
@@ -208,7 +211,10 @@ def expand(sweep: Sweep, store_uri: str) -> Plan:
 
         for defense, fold in itertools.product(defenses, sweep.folds):
             target = add_run("target", (pairing.target,), fs, point, defense, fold, seed)
-            for attack in attacks:
+            defense_name = defense[0].name if defense else "none"
+            for attack, only in attacks:
+                if only is not None and defense_name not in only:
+                    continue
                 adaptive = attack["adaptive"] and bool(defense)
                 cfg = from_dict(
                     AttackConfig,

@@ -15,11 +15,11 @@ import re
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
-from sergrad.errors import ConfigError, DataError
-from sergrad.schema import FEATURE_ID, FEATURE_VECTOR, features_schema
+from sergrad.errors import ConfigError
+from sergrad.schema import FEATURE_ID, FEATURE_VECTOR
 from sergrad.store import Store
 from sergrad.sweep.expand import InputSpec, feature_name, input_dir
 
@@ -69,30 +69,21 @@ def _utterances(spec: InputSpec) -> pa.Table:
     return table
 
 
-def _features(spec: InputSpec, utterances: pa.Table) -> pa.Table:
-    """One vector per utterance (feature-set registry + sergrad.audio), schema (utt_id, x)."""
-    import sergrad.features.handcrafted  # noqa: F401  (registers the built-in sets)
-    from sergrad.audio import load_mono
-    from sergrad.features.base import get_feature_set, params_json, resolve_params
+def _features(spec: InputSpec, utterances: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """(features table, utterances that got a vector); per-file problems are logged."""
+    from sergrad.features import extract_features
 
-    fs = get_feature_set(spec.features.name)
-    params = resolve_params(fs.name, spec.features.params, fs.defaults)
-    extractor = fs.build(params)
-    if not fs.reads_audio:
-        raise ConfigError(f"feature set {fs.name!r} is a table source; not supported in sweeps")
-    vectors = [extractor(load_mono(p)[0]) for p in utterances.column("path").to_pylist()]
-    x = np.stack(vectors).astype(np.float32)  # [N, D]
-    if not np.isfinite(x).all():
-        raise DataError(f"{spec.corpus}/{fs.name}: non-finite feature values")
-    schema = features_schema(x.shape[1]).with_metadata(
-        {
-            b"sergrad.feature_set": fs.name.encode(),
-            b"sergrad.feature_params": params_json(params).encode(),
-        }
+    table, problems = extract_features(
+        utterances,
+        feature_set=spec.features.name,
+        params=dict(spec.features.params),
+        workers=max(1, os.cpu_count() or 1),
+        progress=True,
     )
-    values = pa.array(x.reshape(-1), type=pa.float32())
-    col = pa.FixedSizeListArray.from_arrays(values, x.shape[1])
-    return pa.Table.from_arrays([utterances.column("utt_id"), col], schema=schema)
+    if problems.count:
+        log.warning("%s/%s: %s", spec.corpus, spec.features.name, problems.summary())
+    kept = pa.compute.is_in(utterances.column("utt_id"), value_set=table.column("utt_id"))
+    return table, utterances.filter(kept)
 
 
 def ensure_inputs(store: Store, inputs: tuple[InputSpec, ...], *, progress=None) -> int:
@@ -107,12 +98,14 @@ def ensure_inputs(store: Store, inputs: tuple[InputSpec, ...], *, progress=None)
             continue
         if progress:
             progress(f"inputs: {spec.corpus} x {spec.features.name}")
-        utterances = _utterances(spec) if not have_utts else _read(store, base, "utterances")
-        if not have_utts:
+        utterances = _read(store, base, "utterances") if have_utts else _utterances(spec)
+        if not have_feats:
+            features, utterances = _features(spec, utterances)
+        if not have_utts:  # only utterances that have a vector reach the FL runs
             store.write_table(base, utterances, partition=None, name="utterances")
             written += 1
         if not have_feats:
-            store.write_table(base, _features(spec, utterances), partition=None, name=feat_name)
+            store.write_table(base, features, partition=None, name=feat_name)
             written += 1
     return written
 

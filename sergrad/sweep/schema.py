@@ -6,9 +6,12 @@ existing configs and are validated against them field by field:
 
 - ``run``: any `sergrad.fl.config.RunConfig` field except the ones the sweep sets itself
   (data.features, data.utterances, data.fold, defenses, seed);
-- ``attack``: any `sergrad.attack.config.AttackConfig` field except target_run,
-  shadow_runs, model, posthoc, adaptive and seed, plus ``models`` (a list of
-  AttackModelConfig), ``posthoc`` (a list of PostHocConfig alternatives) and ``adaptive``.
+- ``attack``: one block or a list of blocks. A block takes any
+  `sergrad.attack.config.AttackConfig` field except target_run, shadow_runs, model,
+  posthoc, adaptive and seed, plus ``models`` (a list of AttackModelConfig), ``posthoc``
+  (a list of PostHocConfig alternatives), ``adaptive`` and ``defenses`` (the in-loop
+  defense names the block applies to; default all). Blocks let a costly attack (the CNN)
+  run on a subset of the grid while a fast attack covers all of it.
 
 Grid syntax, for any field: ``{grid: [v1, v2]}``; a plain list is a grid too, except for
 fields that are themselves lists (``hidden: [256, 128]`` is one value, so write
@@ -110,7 +113,7 @@ class SweepFile:
     folds: Any = "all"  # target folds: "all" or a list
     shadow_folds: Any = "all"  # folds of each shadow run set: "all" or a list
     seeds: tuple[int, ...] = (0,)
-    attack: dict = field(default_factory=dict)  # AttackConfig fields with grids
+    attack: Any = field(default_factory=dict)  # one block or a list of blocks (see docstring)
     resources: ResourcesSpec = ResourcesSpec()
 
 
@@ -128,7 +131,7 @@ class Sweep:
     folds: tuple[int, ...]
     shadow_folds: tuple[int, ...]
     seeds: tuple[int, ...]
-    attack: dict
+    attack: tuple[dict, ...]  # attack blocks, each a grid (see _attack_block)
     resources: ResourcesSpec
     source: str = ""  # file it came from
 
@@ -281,6 +284,40 @@ def _pairings(value: Any, corpora: dict, where: _Where) -> tuple[PairingSpec, ..
     return tuple(out)
 
 
+def _attack_block(block: Any, path: Path_, where: _Where, *, defense_names: set) -> dict:
+    """One attack block: AttackConfig grid fields plus models, posthoc, adaptive, defenses."""
+    if not isinstance(block, dict):
+        raise where.error(path, f"{_dotted(path)}: expected a mapping, got {block!r}")
+    attack = dict(block)
+    models = attack.pop("models", [{"name": "cnn"}])
+    posthoc = attack.pop("posthoc", [{"name": "none"}])
+    adaptive = attack.pop("adaptive", [False])
+    only = attack.pop("defenses", None)  # in-loop defense names this block applies to
+    check_grid(AttackConfig, attack, path, where, forbidden=ATTACK_SET_BY_SWEEP)
+    for key, items, cls in (
+        ("models", models, AttackModelConfig),
+        ("posthoc", posthoc, PostHocConfig),
+    ):
+        if not isinstance(items, list) or not items:
+            raise where.error((*path, key), f"{_dotted((*path, key))}: expected a non-empty list")
+        for i, m in enumerate(items):
+            check_grid(cls, m, (*path, key, i), where)
+    adaptive = adaptive if isinstance(adaptive, list) else [adaptive]
+    if not all(isinstance(a, bool) for a in adaptive):
+        raise where.error((*path, "adaptive"), "adaptive: expected true/false or a list")
+    if only is not None:
+        if not isinstance(only, list) or not all(isinstance(n, str) for n in only):
+            raise where.error((*path, "defenses"), "defenses: expected a list of defense names")
+        unknown = sorted(set(only) - defense_names)
+        if unknown:
+            raise where.error(
+                (*path, "defenses"),
+                f"defenses: {unknown[0]!r} is not a defense of this sweep; "
+                f"valid: {', '.join(sorted(defense_names))}",
+            )
+    return {**attack, "models": models, "posthoc": posthoc, "adaptive": adaptive, "defenses": only}
+
+
 def parse_sweep(data: dict, *, source: str = "<sweep>", lines: dict | None = None) -> Sweep:
     """Validate a sweep mapping (as loaded from YAML) into a `Sweep`."""
     where = _Where(source, lines or {})
@@ -297,22 +334,19 @@ def parse_sweep(data: dict, *, source: str = "<sweep>", lines: dict | None = Non
     check_grid(RunConfig, top.run, ("run",), where, forbidden=RUN_SET_BY_SWEEP)
     for i, d in enumerate(top.defenses):
         check_grid(DefenseConfig, d, ("defenses", i), where)
-    attack = dict(top.attack)
-    models = attack.pop("models", [{"name": "cnn"}])
-    posthoc = attack.pop("posthoc", [{"name": "none"}])
-    adaptive = attack.pop("adaptive", [False])
-    check_grid(AttackConfig, attack, ("attack",), where, forbidden=ATTACK_SET_BY_SWEEP)
-    for key, items, cls in (
-        ("models", models, AttackModelConfig),
-        ("posthoc", posthoc, PostHocConfig),
-    ):
-        if not isinstance(items, list) or not items:
-            raise where.error(("attack", key), f"attack.{key}: expected a non-empty list")
-        for i, m in enumerate(items):
-            check_grid(cls, m, ("attack", key, i), where)
-    adaptive = adaptive if isinstance(adaptive, list) else [adaptive]
-    if not all(isinstance(a, bool) for a in adaptive):
-        raise where.error(("attack", "adaptive"), "attack.adaptive: expected true/false or a list")
+    blocks = top.attack if isinstance(top.attack, list) else [top.attack]
+    if not blocks:
+        raise where.error(("attack",), "attack: expected a mapping or a non-empty list of them")
+    defense_names = {d.get("name", "none") for d in top.defenses if isinstance(d, dict)}
+    attacks = tuple(
+        _attack_block(
+            b,
+            ("attack", i) if isinstance(top.attack, list) else ("attack",),
+            where,
+            defense_names=defense_names,
+        )
+        for i, b in enumerate(blocks)
+    )
     n_folds = (
         top.run.get("data", {}).get("n_folds", 5) if isinstance(top.run.get("data"), dict) else 5
     )
@@ -329,7 +363,7 @@ def parse_sweep(data: dict, *, source: str = "<sweep>", lines: dict | None = Non
         folds=_folds(top.folds, n_folds, ("folds",), where),
         shadow_folds=_folds(top.shadow_folds, n_folds, ("shadow_folds",), where),
         seeds=tuple(top.seeds),
-        attack={**attack, "models": models, "posthoc": posthoc, "adaptive": adaptive},
+        attack=attacks,
         resources=top.resources,
         source=source,
     )
