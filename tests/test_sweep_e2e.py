@@ -34,10 +34,10 @@ def synth_cache(tmp_path_factory):
         os.environ["SERGRAD_CACHE"] = old
 
 
-def check_store(uri: str) -> None:
+def check_store(uri: str, sweep_file: Path = SMALL) -> None:
     """Every planned run and evaluation recorded ok exactly once; no stray files."""
     store = Store(uri)
-    plan = expand(load_sweep(SMALL), uri)
+    plan = expand(load_sweep(sweep_file), uri)
     runs = store.read("runs", columns=["run_id", "status"]).to_pylist()
     assert sorted(r["run_id"] for r in runs) == sorted(r.run_id for r in plan.runs)
     assert {r["status"] for r in runs} == {"ok"}
@@ -69,8 +69,13 @@ def test_local_sweep_status_and_resume(tmp_path, monkeypatch, capsys):
 
 
 def test_kill9_driver_then_resume(tmp_path):
+    # small.yaml with more seeds and rounds, so the kill lands while runs are still pending
+    sweep_file = tmp_path / "kill9.yaml"
+    text = SMALL.read_text().replace("seeds: [0]", "seeds: [0, 1, 2, 3, 4, 5]")
+    sweep_file.write_text(text.replace("rounds: 4,", "rounds: 30,"))
+    total = len(expand(load_sweep(sweep_file), str(tmp_path / "store")).runs)
     uri = str(tmp_path / "store")
-    cmd = [sys.executable, "-m", "sergrad.cli", "sweep", "run", str(SMALL), "--store", uri]
+    cmd = [sys.executable, "-m", "sergrad.cli", "sweep", "run", str(sweep_file), "--store", uri]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     runs_dir = Path(uri) / "runs"
@@ -79,11 +84,12 @@ def test_kill9_driver_then_resume(tmp_path):
         while time.monotonic() < deadline and proc.poll() is None:
             if len(list(runs_dir.rglob("*.parquet"))) >= 1:
                 break
-            time.sleep(0.2)
+            time.sleep(0.05)
     finally:  # kill -9 the driver and the private Ray processes it started (its group)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     n_before = len(list(runs_dir.rglob("*.parquet")))
-    assert 1 <= n_before < 4, "the kill should land mid-sweep"
-    assert main(["sweep", "run", str(SMALL), "--store", uri]) == 0
-    check_store(uri)
+    assert total >= 20
+    assert 1 <= n_before < total, "the kill should land mid-sweep"
+    assert main(["sweep", "run", str(sweep_file), "--store", uri]) == 0
+    check_store(uri, sweep_file)
