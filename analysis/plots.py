@@ -50,10 +50,27 @@ def _colours(names: list[str]) -> dict[str, str]:
 
 
 def _err(frame: pl.DataFrame, prefix: str) -> np.ndarray | None:
-    lo, hi, mean = (frame[f"{prefix}_{s}"].to_numpy() for s in ("ci_low", "ci_high", "mean"))
-    if np.all(np.isnan(lo.astype(float))):
+    """Error bars in percent: the standard error of the mean over folds x seeds.
+
+    (The tables carry the 95% t-interval too; with 2-3 observations its half-width is
+    4-13 standard errors, which would bury the figure. None when n = 1 everywhere.)
+    """
+    std, n = (frame[f"{prefix}_{s}"].to_numpy().astype(float) for s in ("std", "n"))
+    if np.all(np.isnan(std)):
         return None
-    return np.nan_to_num(np.vstack([mean - lo, hi - mean]).astype(float) * 100)
+    return np.nan_to_num(std / np.sqrt(np.maximum(n, 1))) * 100
+
+
+def _clip_percent(ax) -> None:
+    """Keep percentage axes inside [0, 100] whatever the error bars reach."""
+    lo, hi = ax.get_xlim()
+    ax.set_xlim(max(lo, 0.0), min(hi, 100.0))
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(max(lo, 0.0), min(hi, 100.0))
+
+
+def _series(name: str, adaptive: bool) -> str:
+    return f"{name} [adaptive]" if adaptive else name
 
 
 def plot_tradeoff(
@@ -72,7 +89,9 @@ def plot_tradeoff(
                             protocol=protocol, n_avg=n_avg)  # fmt: skip
     data = _require(data, "tradeoff", f"{metric}_mean")
     keys = data.select(PANEL_KEYS).unique(maintain_order=True).rows()
-    colours = _colours(data["defense_name"].to_list())
+    colours = _colours(
+        [_series(n, a) for n, a in zip(data["defense_name"], data["adaptive"], strict=True)]
+    )
     attackers = data.select(T.ATTACKER_KEYS).n_unique()
     fig, axes = F.panels(len(keys))
     chance = T.CHANCE[metric] * 100
@@ -83,13 +102,15 @@ def plot_tradeoff(
         ):
             s = s.sort("level", nulls_last=False)
             x, y = s[f"{metric}_mean"].to_numpy() * 100, s["ser_mean"].to_numpy() * 100
-            c = colours[name]
+            c = colours[_series(name, adaptive)]
             label = _series_label(name, attack, adaptive, attackers)
-            if name == T.NO_DEFENSE:
+            if name == T.NO_DEFENSE:  # one star per attacker: filled, then hollow
+                hollow = sorted(sub["attack"].unique().to_list()).index(attack) % 2 == 1
                 ax.errorbar(x, y, xerr=_err(s, metric), yerr=_err(s, "ser"), fmt="*", ms=14,
-                            color=c, ecolor=c, elinewidth=0.8, capsize=2, label=label, zorder=5)  # fmt: skip
+                            color=c, ecolor=c, elinewidth=0.8, capsize=2, label=label, zorder=5,
+                            mfc="white" if hollow else c)  # fmt: skip
                 continue
-            idx = sorted(colours).index(name)
+            idx = sorted(colours).index(_series(name, adaptive))
             ax.errorbar(x, y, xerr=_err(s, metric), yerr=_err(s, "ser"), fmt="-",
                         marker=F.marker(idx), ms=6, color=c, elinewidth=0.8, capsize=2,
                         label=label, zorder=4)  # fmt: skip
@@ -111,10 +132,11 @@ def plot_tradeoff(
         ax.set_ylabel("SER test UAR (%)  ↑ more useful")
         ax.grid(alpha=0.3)
         ax.margins(x=0.12, y=0.12)
+        _clip_percent(ax)
     layer_used = data["layer"][0]
     n_txt = "all" if n_avg == 0 else str(n_avg)
     fig.suptitle(f"Privacy-utility trade-off (attack on {layer_used}, {protocol}, "
-                 f"n_avg={n_txt}; mean ± 95% CI)", fontsize=11)  # fmt: skip
+                 f"n_avg={n_txt}; mean ± s.e. over folds x seeds)", fontsize=11)  # fmt: skip
     F.legend_outside(fig, axes, title="defense (level or ε)")
     F.save(fig, out)
     return data
@@ -160,8 +182,10 @@ def plot_updates(
         ax.set_ylabel(f"{F.METRIC_LABELS[metric]} (%)")
         ax.set_title(_panel_title(key), fontsize=10)
         ax.grid(alpha=0.3)
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(max(lo, 0.0), min(hi, 100.0))
     fig.suptitle(f"Attack success vs averaged updates ({data['layer'][0]}, {protocol}; "
-                 "mean ± 95% CI)", fontsize=11)  # fmt: skip
+                 "mean ± s.e. over folds x seeds)", fontsize=11)  # fmt: skip
     F.legend_outside(fig, axes, title="defense level")
     F.save(fig, out)
     return data
