@@ -44,36 +44,43 @@ def plot_epsilon(
     data = epsilon_frame(store_uri, where=where)
     if data.is_empty():
         raise DataError("no data for the epsilon plot (no run reports epsilon per round)")
-    varying = [
-        k for k in EPSILON_SERIES if data[k].n_unique() > 1 or k in ("defense", "defense_level")
-    ]
-    fig, (ax,) = F.panels(1, width=6.5, height=4.2)
-    for i, (key, s) in enumerate(data.group_by(EPSILON_SERIES, maintain_order=True)):
-        row = dict(zip(EPSILON_SERIES, key))
-        label = " · ".join(
-            F.fmt_level(row[k]) if k == "defense_level" else str(row[k]) for k in varying
-        )
-        delta = s["delta"][0]
-        if delta is not None:
-            label += f" (δ={delta:.0e}, protects {s['dp_protects'][0]})"
-        x = s["round"].to_numpy()
-        ax.plot(
-            x,
-            s["epsilon_mean"].to_numpy(),
-            marker=F.marker(i),
-            ms=4,
-            color=F.colour(i),
-            label=label,
-        )
-        if int(s["n_runs"].max()) > 1:
+    # One panel per defense; one line per algorithm x level, pooled over the other keys
+    # (corpora, features, seeds): mean line, min..max band. Log scale: epsilons span decades.
+    series = ["algorithm", "defense_level"]
+    pooled = (
+        data.group_by(["defense", *series, "round"], maintain_order=True)
+        .agg(
+            pl.col("epsilon_mean").mean(),
+            pl.col("epsilon_min").min(),
+            pl.col("epsilon_max").max(),
+            pl.col("delta").first(),
+            pl.col("dp_protects").first(),
+        )  # fmt: skip
+        .sort(["defense", *series, "round"])
+    )
+    defenses = pooled["defense"].unique(maintain_order=True).to_list()
+    fig, axes = F.panels(len(defenses), width=5.0, height=3.8)
+    for ax, defense in zip(axes, defenses):
+        sub = pooled.filter(pl.col("defense") == defense)
+        for i, (key, s) in enumerate(sub.group_by(series, maintain_order=True)):
+            algorithm, level = key
+            x = s["round"].to_numpy()
+            colour = F.colour(i)
+            ax.plot(x, s["epsilon_mean"].to_numpy(), marker=F.marker(i), ms=3, color=colour,
+                    ls="--" if i % 2 else "-",  # equal epsilons (e.g. FedSGD = FedAvg) stay visible
+                    label=f"{defense} {F.fmt_level(level)} · {algorithm}")  # fmt: skip
             ax.fill_between(x, s["epsilon_min"].to_numpy(), s["epsilon_max"].to_numpy(),
-                            color=F.colour(i), alpha=0.2, lw=0)  # fmt: skip
-    ax.set_xlabel("FL round")
-    ax.set_ylabel("ε spent so far (privacy loss, nats)")
-    ax.set_title("Privacy loss against rounds (mean over runs; band = min..max)", fontsize=10)
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    F.legend_outside(fig, [ax], title=" · ".join(varying))
+                            color=colour, alpha=0.15, lw=0)  # fmt: skip
+        delta, protects = sub["delta"][0], sub["dp_protects"][0]
+        delta_txt = f"δ={delta:.0e}, " if delta is not None else ""
+        ax.set_title(f"{defense} ({delta_txt}protects {protects})", fontsize=10)
+        ax.set_xlabel("FL round")
+        ax.set_ylabel("ε spent so far")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+    fig.suptitle("Privacy loss against rounds (line: mean over runs; band: min..max)",
+                 fontsize=11)  # fmt: skip
+    F.legend_outside(fig, axes, title="defense level · algorithm")
     F.save(fig, out)
     return data
 
