@@ -31,6 +31,7 @@ from sergrad.corpora.table import (
     probe,
     progress,
     read_text,
+    utterance_row,
 )
 from sergrad.errors import DataError
 from sergrad.problems import Problems
@@ -119,15 +120,14 @@ def rows(root: Path, options: dict[str, Any], problems: Problems) -> list[dict]:
         if info is None:
             continue
         result.append(
-            dict(
+            utterance_row(
                 utt_id=stem,
                 speaker_id=actor,
                 gender=gender,
                 emotion=keep[code],
                 raw_label=code,
-                path=str(wav),
-                sample_rate=info.sample_rate,
-                duration_s=info.duration_s,
+                wav=wav,
+                info=info,
                 session=None,
             )
         )

@@ -27,6 +27,7 @@ from sergrad.corpora.table import (
     probe,
     progress,
     read_text,
+    utterance_row,
 )
 from sergrad.errors import DataError
 from sergrad.problems import Problems
@@ -104,15 +105,14 @@ def rows(root: Path, options: dict[str, Any], problems: Problems) -> list[dict]:
                 continue
             tag, gender = m.group(1), m.group(2)
             result.append(
-                dict(
+                utterance_row(
                     utt_id=utt,
                     speaker_id=tag + gender,
                     gender=gender,
                     emotion=KEEP[code],
                     raw_label=code,
-                    path=str(wav),
-                    sample_rate=info.sample_rate,
-                    duration_s=info.duration_s,
+                    wav=wav,
+                    info=info,
                     session=tag,
                 )
             )

@@ -30,6 +30,7 @@ from sergrad.corpora.table import (
     probe,
     progress,
     read_text,
+    utterance_row,
     walk,
 )
 from sergrad.problems import Problems
@@ -122,15 +123,14 @@ def rows(root: Path, options: dict[str, Any], problems: Problems) -> list[dict]:
         if info is None:
             continue
         result.append(
-            dict(
+            utterance_row(
                 utt_id=utt,
                 speaker_id=gender + number,
                 gender=gender,
                 emotion=KEEP[code],
                 raw_label=code,
-                path=str(wav),
-                sample_rate=info.sample_rate,
-                duration_s=info.duration_s,
+                wav=wav,
+                info=info,
                 session=session_of(wav, number),
             )
         )

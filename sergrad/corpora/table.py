@@ -150,6 +150,18 @@ def read_text(path: Path) -> str:
         return data.decode("latin-1")
 
 
+def utterance_row(
+    *, utt_id: str, speaker_id: str, gender: str, emotion: str, raw_label: str,
+    wav: Path, info: AudioInfo, session: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    """One row of the utterance table (schema.UTTERANCES) for an indexed audio file."""
+    return dict(
+        utt_id=utt_id, speaker_id=speaker_id, gender=gender, emotion=emotion,
+        raw_label=raw_label, path=str(wav), sample_rate=info.sample_rate,
+        duration_s=info.duration_s, session=session,
+    )  # fmt: skip
+
+
 def probe(path: Path, problems: Problems, *, expected_sr: int | None) -> AudioInfo | None:
     """Audio info, or None after recording why the file is unusable."""
     if not path.is_file():
