@@ -129,6 +129,10 @@ def _fmt(v) -> str:
     return "no defense" if v == T.NO_DEFENSE else str(v)
 
 
+DEFAULT_ROC_WHERE = "defense_name = 'none'"
+MAX_ROC_CURVES = 12
+
+
 def plot_roc(
     store_uri: str | os.PathLike,
     out: str | os.PathLike,
@@ -139,10 +143,19 @@ def plot_roc(
     n_avg: int = 1,
     by: list[str] | None = None,
 ) -> pl.DataFrame:
-    """ROC curves (TPR against FPR, both log scale) of the attacks chosen by `where`."""
+    """ROC curves (TPR against FPR, both log scale) of the attacks chosen by `where`.
+
+    Without `where`, only undefended targets are drawn (defense_name = 'none'), and at most
+    MAX_ROC_CURVES curves (the highest AUCs) so the figure stays readable.
+    """
     F.check_output(out)
     by = by or ROC_GROUPS
+    if where is None:
+        where = DEFAULT_ROC_WHERE
     data = roc_frame(store_uri, where=where, layer=layer, protocol=protocol, n_avg=n_avg, by=by)
+    ranked = data.group_by(by, maintain_order=True).agg(pl.col("auc").first()).sort("auc")
+    if ranked.height > MAX_ROC_CURVES:  # keep the strongest attacks
+        data = data.join(ranked.tail(MAX_ROC_CURVES).select(by), on=by, how="semi")
     varying = [k for k in by if data[k].n_unique() > 1] or by[-2:]
     fig, (ax,) = F.panels(1, width=5.5, height=4.8)
     floor, curves = 1.0, []

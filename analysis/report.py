@@ -46,7 +46,7 @@ CAPTIONS: dict[str, str] = {
     "a defense that only holds at n = 1 leaks when the attacker averages (n = all).",
     "layers": "Attack UAR per attacked parameter group on undefended targets.",
     "epsilon": "Epsilon spent so far, per round, for runs with an accountant.",
-    "roc": "Pooled predictions per setting and defense; low-FPR behaviour shows on log axes.",
+    "roc": "Pooled predictions of the undefended targets (the 12 strongest attacks); low-FPR behaviour shows on log axes.",
 }
 
 

@@ -70,7 +70,10 @@ def test_roc_curve_matches_sklearn():
 
 
 def test_roc(fx, tmp_path):
-    data = plots_runs.plot_roc(fx.root, tmp_path / "r.png")
+    default = plots_runs.plot_roc(fx.root, tmp_path / "d.png")  # undefended targets only
+    assert set(default["defense_name"]) == {"none"}
+    where = "defense_name IN ('none', 'user_dp')"
+    data = plots_runs.plot_roc(fx.root, tmp_path / "r.png", where=where)
     _check_file(tmp_path / "r.png")
     assert set(data["defense_name"]) == {"none", "user_dp"}
     for eid, name in (
