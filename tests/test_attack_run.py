@@ -105,7 +105,6 @@ def test_rerun_is_skipped_and_returns_stored_rows(tmp_path, monkeypatch):
 
 
 def test_posthoc_noise_hook_and_adaptive_attacker(tmp_path):
-    pytest.importorskip("sergrad.defenses.posthoc")
     store = Store(tmp_path)
     shadows, target = _shadows(store), _target(store)
     noise = (PostHocConfig("layer_perturbation", {"std": 50.0}),)

@@ -17,9 +17,9 @@ from scipy import stats
 from torch import nn
 
 from sergrad.defenses import create_defense
+from sergrad.fl import dp_clip  # noqa: E402
 from sergrad.fl.config import DefenseConfig
 
-dp_clip = pytest.importorskip("sergrad.fl.dp_clip")
 torch.set_num_threads(1)
 pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook")
 

@@ -14,8 +14,9 @@ from sergrad.features.table import features_table, read_features, write_features
 
 @pytest.fixture()
 def s3_uri(monkeypatch):
-    boto3 = pytest.importorskip("boto3")
-    server_mod = pytest.importorskip("moto.server")
+    import boto3
+    import moto.server as server_mod
+
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -140,7 +140,6 @@ def test_harvest_dtype_and_off(tmp_path):
     ],
 )
 def test_defenses_in_the_loop_same_in_both_engines(tmp_path, defense):
-    pytest.importorskip("sergrad.defenses")
     a = AlgoConfig(name="fedavg", rounds=3, batch_size=5, client_fraction=0.5, eps=1e-6)
     rows = {}
     for engine in ("reference", "fast"):

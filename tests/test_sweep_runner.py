@@ -81,7 +81,7 @@ def free_port() -> int:
 
 @pytest.fixture()
 def moto_s3(monkeypatch):
-    boto3 = pytest.importorskip("boto3")
+    import boto3
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
