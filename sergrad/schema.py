@@ -170,11 +170,6 @@ TABLES: dict[str, tuple[pa.Schema, str]] = {
 }
 
 
-def empty_row(schema: pa.Schema) -> dict:
-    """A row of nulls for `schema`, to be filled in."""
-    return {name: None for name in schema.names}
-
-
 def table_from_rows(rows: list[dict], schema: pa.Schema) -> pa.Table:
     """Build a table with exactly `schema`'s columns; missing keys are null, extra keys an error."""
     for row in rows:

@@ -66,11 +66,6 @@ class Store:
     def file_path(self, table: str, *, partition: tuple[str, str] | None, name: str) -> str:
         return f"{self.table_dir(table, partition)}/{_safe(name)}.parquet"
 
-    def local_path(self, *parts: str) -> Path:
-        if not self.is_local:
-            raise StoreError(f"{self.uri} is not a local store")
-        return Path(self.path(*parts))
-
     # --- writing -------------------------------------------------------------------------
     def _tmp_path(self, name: str) -> str:
         return self.path(TMP_DIR, f"{uuid.uuid4().hex}-{_safe(name)}.parquet")
