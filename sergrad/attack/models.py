@@ -16,6 +16,14 @@ Every attack sees one layer group's normalised update as a dict {param: float32 
   each weight update (mean, std, L2 norm per row and per column) plus the bias update.
 - `mlp_proj`: a small MLP (dim-64-2) on a seeded count-sketch random projection of the whole
   flattened update (a sparse JL projection: each element adds +-x to one of `dim` buckets).
+- `logreg_colcorr`: logistic regression on how the update's input columns move together: for
+  each weight update G [out, in], the cosine similarity between columns G[:, i] and G[:, j]
+  for `columns` evenly spaced inputs (default 96), plus each column's log share of the column
+  norms. A first-layer update is sum_i delta_i x_i^T, so these cosines are a weighted
+  correlation of the client's input features across its utterances (after per-speaker
+  normalisation, how the speaker's features co-move with emotion, which differs by gender).
+  They are unchanged by any rotation or permutation of the hidden units, so they transfer
+  across runs, seeds and rounds, where the raw elements do not. Bias updates are not used.
 
 Fast attacks default to batch 64 and lr 1e-2 (logreg_stats) / 1e-3 (mlp_proj) (`train`
 overrides); set model.params lr / batch_size to change them. The cnn trains with AttackModelConfig's lr and batch size.
@@ -226,6 +234,44 @@ def _mlp_proj(*, shapes: Shapes, params: dict) -> AttackModel:
         ),  # [B, dim]
         module=module,
         n_features=dim,
+        train={"lr": 1e-3, "batch_size": 64, **_train_keys(params)},
+    )
+
+
+def column_correlations(arrays: dict[str, np.ndarray], shapes: Shapes, columns: dict) -> np.ndarray:
+    """Per 2-D param: upper-triangle cosines between the chosen columns, then log norm shares."""
+    feats = []
+    for p, idx in columns.items():
+        w = np.asarray(arrays[p], np.float32).reshape(-1, *shapes[p])[:, :, idx]  # [B, out, k]
+        gram = np.einsum("boi,boj->bij", w, w)  # [B, k, k]
+        norm = np.sqrt(np.maximum(np.einsum("bii->bi", gram), 0.0)) + 1e-12  # [B, k]
+        cos = gram / norm[:, :, None] / norm[:, None, :]
+        iu = np.triu_indices(len(idx), 1)
+        share = norm / norm.sum(axis=1, keepdims=True)
+        feats += [cos[:, iu[0], iu[1]], np.log(share)]
+    return np.concatenate(feats, axis=1).astype(np.float32)  # [B, F]
+
+
+def spaced_columns(in_dim: int, k: int) -> np.ndarray:
+    """min(k, in_dim) evenly spaced column indices of a weight with `in_dim` inputs."""
+    return np.unique(np.linspace(0, in_dim - 1, min(k, in_dim)).round().astype(np.int64))
+
+
+@ATTACK_MODELS.register("logreg_colcorr")
+def _logreg_colcorr(*, shapes: Shapes, params: dict) -> AttackModel:
+    k = int(params.get("columns", 96))
+    if k < 2:
+        raise ConfigError(f"logreg_colcorr: columns must be >= 2, got {k}")
+    columns = {p: spaced_columns(s[1], k) for p, s in shapes.items() if len(s) == 2}
+    if not columns:
+        raise ConfigError(f"logreg_colcorr needs a 2-D weight in the layer group, got {shapes}")
+    n = sum(len(i) * (len(i) - 1) // 2 + len(i) for i in columns.values())
+    module = nn.Sequential(nn.BatchNorm1d(n, affine=False), nn.Linear(n, 2))
+    return AttackModel(
+        name="logreg_colcorr",
+        transform=lambda arrays: column_correlations(arrays, shapes, columns),
+        module=module,
+        n_features=n,
         train={"lr": 1e-3, "batch_size": 64, **_train_keys(params)},
     )
 

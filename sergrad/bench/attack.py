@@ -20,7 +20,7 @@ import resource
 import tempfile
 import time
 
-DEFAULT_MODELS = ("logreg_stats", "mlp_proj", "cnn")
+DEFAULT_MODELS = ("logreg_colcorr", "logreg_stats", "mlp_proj", "cnn")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
