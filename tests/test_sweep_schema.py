@@ -56,6 +56,32 @@ def test_unknown_top_level_key_and_bad_value_lines(tmp_path):
         load_sweep(p)
 
 
+def test_unknown_attack_model_names_its_line_and_the_valid_models(tmp_path):
+    p = write(tmp_path, "attack:\n  models: [{name: logreg_stats}, {name: logreg_colcor}]\n")
+    with pytest.raises(ConfigError) as err:
+        load_sweep(p)
+    msg = str(err.value)
+    assert f"{p}:10:" in msg and "attack.models[1].name" in msg and "'logreg_colcor'" in msg
+    assert "valid: cnn, logreg_colcorr, logreg_stats, mlp_proj" in msg
+
+
+def test_attack_model_names_match_the_registry():
+    from sergrad.attack.config import MODEL_NAMES
+    from sergrad.attack.models import ATTACK_MODELS
+
+    assert sorted(MODEL_NAMES) == sorted(ATTACK_MODELS.names())
+
+
+@pytest.mark.parametrize("name", ["small", "defenses", "demo", "leakage", "paper"])
+def test_shipped_sweeps_load(name, monkeypatch, tmp_path):
+    from pathlib import Path
+
+    for var in ("IEMOCAP_ROOT", "CREMAD_ROOT", "MSPIMPROV_ROOT"):
+        monkeypatch.setenv(var, str(tmp_path))
+    sweep = load_sweep(Path(__file__).resolve().parents[1] / "sweeps" / f"{name}.yaml")
+    assert sweep.attack
+
+
 def test_grid_points_is_the_cartesian_product():
     from sergrad.fl.config import RunConfig
 

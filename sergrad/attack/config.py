@@ -10,6 +10,11 @@ from dataclasses import dataclass, field
 
 from sergrad.config import content_hash
 
+# Names in the attack-model registry (models.py, which imports torch). Kept here so that
+# planning a sweep can reject an unknown name without importing torch; a test keeps the
+# two in step.
+MODEL_NAMES: tuple[str, ...] = ("cnn", "logreg_colcorr", "logreg_stats", "mlp_proj")
+
 
 @dataclass(frozen=True)
 class AttackModelConfig:

@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from sergrad.attack.config import AttackConfig, AttackModelConfig, PostHocConfig
+from sergrad.attack.config import MODEL_NAMES, AttackConfig, AttackModelConfig, PostHocConfig
 from sergrad.config import from_dict
 from sergrad.errors import ConfigError
 from sergrad.fl.config import DefenseConfig, RunConfig
@@ -302,6 +302,13 @@ def _attack_block(block: Any, path: Path_, where: _Where, *, defense_names: set)
             raise where.error((*path, key), f"{_dotted((*path, key))}: expected a non-empty list")
         for i, m in enumerate(items):
             check_grid(cls, m, (*path, key, i), where)
+    for i, m in enumerate(models):
+        name = m.get("name", AttackModelConfig.name)
+        if isinstance(name, str) and name not in MODEL_NAMES:
+            at = (*path, "models", i, "name")
+            raise where.error(
+                at, f"{_dotted(at)}: unknown attack model {name!r}; valid: {', '.join(MODEL_NAMES)}"
+            )
     adaptive = adaptive if isinstance(adaptive, list) else [adaptive]
     if not all(isinstance(a, bool) for a in adaptive):
         raise where.error((*path, "adaptive"), "adaptive: expected true/false or a list")
