@@ -155,7 +155,9 @@ def plot_roc(
     data = roc_frame(store_uri, where=where, layer=layer, protocol=protocol, n_avg=n_avg, by=by)
     ranked = data.group_by(by, maintain_order=True).agg(pl.col("auc").first()).sort("auc")
     if ranked.height > MAX_ROC_CURVES:  # keep the strongest attacks
-        data = data.join(ranked.tail(MAX_ROC_CURVES).select(by), on=by, how="semi")
+        data = data.join(
+            ranked.tail(MAX_ROC_CURVES).select(by), on=by, how="semi", nulls_equal=True
+        )
     varying = [k for k in by if data[k].n_unique() > 1] or by[-2:]
     fig, (ax,) = F.panels(1, width=5.5, height=4.8)
     floor, curves = 1.0, []

@@ -88,6 +88,19 @@ def test_roc(fx, tmp_path):
         assert got["n_pos"][0] + got["n_neg"][0] == 40  # the unlabelled row is skipped
 
 
+def test_roc_keeps_the_strongest_curves_when_capped(fx, tmp_path, monkeypatch):
+    """Undefended rows have a null level: the cap must still keep their curves."""
+    where = "defense_name IN ('none', 'user_dp')"
+    full = plots_runs.plot_roc(fx.root, tmp_path / "a.png", where=where)
+    groups = full.group_by(plots_runs.ROC_GROUPS).agg(pl.col("auc").first())
+    assert groups.height >= 2 and groups["level"].null_count() >= 1
+    monkeypatch.setattr(plots_runs, "MAX_ROC_CURVES", groups.height - 1)
+    capped = plots_runs.plot_roc(fx.root, tmp_path / "b.png", where=where)
+    kept = capped.group_by(plots_runs.ROC_GROUPS).agg(pl.col("auc").first())
+    assert kept.height == groups.height - 1
+    assert sorted(kept["auc"]) == sorted(groups["auc"])[1:]  # the weakest curve dropped
+
+
 def test_cli_plot_commands(fx, tmp_path, capsys):
     w = "fold = 0 AND feature_set = 'prosody' AND target_corpus = 'alpha'"
     where = {"epsilon": "fold = 0 AND corpus = 'alpha'"}  # rounds view: corpus, not target_corpus
