@@ -24,6 +24,7 @@ from sergrad.errors import DataError
 
 PANEL_KEYS = T.SETTING_KEYS
 LABEL_BOX = {"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8}
+NO_DEFENSE_MARKERS = ("*", "P", "X", "D")  # undefended point of each attack model
 
 
 def _panel_title(key: tuple) -> str:
@@ -104,11 +105,12 @@ def plot_tradeoff(
             x, y = s[f"{metric}_mean"].to_numpy() * 100, s["ser_mean"].to_numpy() * 100
             c = colours[_series(name, adaptive)]
             label = _series_label(name, attack, adaptive, attackers)
-            if name == T.NO_DEFENSE:  # one star per attacker: filled, then hollow
-                hollow = sorted(sub["attack"].unique().to_list()).index(attack) % 2 == 1
-                ax.errorbar(x, y, xerr=_err(s, metric), yerr=_err(s, "ser"), fmt="*", ms=14,
-                            color=c, ecolor=c, elinewidth=0.8, capsize=2, label=label, zorder=5,
-                            mfc="white" if hollow else c)  # fmt: skip
+            if name == T.NO_DEFENSE:  # one marker per attacker: star, plus, cross, ...
+                i = sorted(data["attack"].unique().to_list()).index(attack)
+                m, hollow = NO_DEFENSE_MARKERS[i % len(NO_DEFENSE_MARKERS)], i % 2 == 1
+                ax.errorbar(x, y, xerr=_err(s, metric), yerr=_err(s, "ser"), fmt=m,
+                            ms=14 if m == "*" else 10, color=c, ecolor=c, elinewidth=0.8,
+                            capsize=2, label=label, zorder=5, mfc="white" if hollow else c)  # fmt: skip
                 continue
             idx = sorted(colours).index(_series(name, adaptive))
             ax.errorbar(x, y, xerr=_err(s, metric), yerr=_err(s, "ser"), fmt="-",
