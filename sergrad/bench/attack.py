@@ -1,8 +1,7 @@
 """`sergrad bench attack`: training throughput, peak memory and UAR of the attack models.
 
 Synthetic, random-but-separable updates at the paper's first-layer shape (fc1 256 x 988 plus
-its bias, float32, ~1 MB each; gender shifts a fixed rank-1 pattern, sergrad.attack.synth) go
-through the attack's real data path: one streaming pass of float64 moments, a second pass that
+its bias, float32, ~1 MB each) go through the attack's real data path: one streaming pass of float64 moments, a second pass that
 normalises, applies each model's fixed transform and writes a RowFile, then training
 (speaker-free 80/20 split) and scoring on fresh updates. Updates are generated batch by batch,
 so nothing holds the whole set. Reported per model: training updates/s (read + forward +
@@ -10,6 +9,13 @@ backward + step), feature-building updates/s, peak RSS of the process during tha
 (Linux: VmHWM after resetting it via /proc/self/clear_refs, beside the RSS
 before the model: torch alone is several hundred MB), and test UAR.
 Prints a markdown table. `--quick` shrinks everything to a smoke test.
+
+Two kinds of leak (`--leak`):
+- `shift` (default): gender adds a fixed rank-1 pattern to every element (sergrad.attack.synth),
+  the same hidden basis in every update: what element-wise attacks (cnn, stats) see best.
+- `comovement`: gradient-like updates mean_i(a_i x_i^T) with a fresh random hidden basis per
+  update, gender only choosing the direction along which the inputs co-move: what a real
+  first layer shows across runs and rounds, and what `logreg_colcorr` is built for.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import tempfile
 import time
 
 DEFAULT_MODELS = ("logreg_colcorr", "logreg_stats", "mlp_proj", "cnn")
+LEAKS = ("shift", "comovement")
+DEFAULT_SIGNAL = {"shift": 0.05, "comovement": 1.0}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-test", type=int, default=250, help="target updates")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--shape", type=int, nargs=2, default=(256, 988), metavar=("OUT", "IN"))
-    parser.add_argument("--signal", type=float, default=0.05, help="leak strength / noise std")
+    parser.add_argument("--leak", choices=LEAKS, default="shift",
+                        help="how gender shows in the updates (see module docstring)")  # fmt: skip
+    parser.add_argument("--signal", type=float, default=None,
+                        help="leak strength (default 0.05 for shift, 1.0 for comovement)")  # fmt: skip
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
@@ -56,17 +67,39 @@ def _status_mb(key: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _batches(n: int, *, shapes, signal: float, seed: int, batch: int = 32):
+def _batches(n: int, *, shapes, signal: float, seed: int, leak: str = "shift", batch: int = 32):
     """(genders [b], arrays) batches, regenerated identically for the same seed."""
     import numpy as np
 
     from sergrad.attack.synth import synthetic_updates
 
     rng = np.random.default_rng(seed)
+    patterns = np.random.default_rng([seed, 7]).standard_normal((2, shapes["fc1.weight"][1]))
     for s in range(0, n, batch):
         g = rng.integers(0, 2, size=min(batch, n - s))
-        sig = {"fc1": signal}
-        yield g, synthetic_updates(shapes, g, signal=sig, rng=rng, offset=0.01, scale=1.0)
+        if leak == "comovement":
+            yield g, comovement_updates(shapes, g, patterns, signal=signal, rng=rng)
+        else:
+            sig = {"fc1": signal}
+            yield g, synthetic_updates(shapes, g, signal=sig, rng=rng, offset=0.01, scale=1.0)
+
+
+def comovement_updates(shapes, genders, patterns, *, signal: float, rng, samples: int = 20):
+    """Gradient-like fc1 updates mean_i(a_i x_i^T) with fresh hidden directions a_i per update
+    (no two updates share a hidden basis, as across runs and rounds); each gender's inputs
+    co-move along its own fixed direction (patterns [2, in]) with strength `signal`."""
+    import numpy as np
+
+    out_dim, in_dim = shapes["fc1.weight"]
+    w = np.empty((len(genders), out_dim * in_dim), np.float32)
+    b = np.empty((len(genders), out_dim), np.float32)
+    for k, g in enumerate(genders):
+        x = rng.standard_normal((samples, in_dim))
+        x += signal * rng.standard_normal((samples, 1)) * patterns[g]  # [samples, in]
+        a = rng.standard_normal((samples, out_dim))  # [samples, out]
+        w[k] = (a.T @ x / samples).ravel()
+        b[k] = a.mean(axis=0)
+    return {"fc1.weight": w, "fc1.bias": b}
 
 
 def bench_model(name: str, args, tmp: str) -> dict:
@@ -84,7 +117,8 @@ def bench_model(name: str, args, tmp: str) -> dict:
     _reset_peak()
     base_mb = _status_mb("VmRSS")
     moments = {p: D.Moments.zeros(int(np.prod(s))) for p, s in shapes.items()}
-    for _, arrays in _batches(args.n_train, shapes=shapes, signal=args.signal, seed=args.seed):
+    data = {"shapes": shapes, "signal": args.signal, "leak": args.leak}
+    for _, arrays in _batches(args.n_train, seed=args.seed, **data):
         for p in shapes:
             moments[p].update(arrays[p])
     stats = {p: (m.mean, m.std()) for p, m in moments.items()}
@@ -94,7 +128,7 @@ def bench_model(name: str, args, tmp: str) -> dict:
                      dtype=model.storage_dtype)  # fmt: skip
     labels = []
     t0 = time.perf_counter()
-    for g, arrays in _batches(args.n_train, shapes=shapes, signal=args.signal, seed=args.seed):
+    for g, arrays in _batches(args.n_train, seed=args.seed, **data):
         rows.append(model.transform(D.normalise_arrays(arrays, stats)))
         labels.append(g)
     build_s = time.perf_counter() - t0
@@ -105,7 +139,7 @@ def bench_model(name: str, args, tmp: str) -> dict:
     fit = train_attack(model, rows, y, train_idx=np.sort(perm[n_val:]), val_idx=np.sort(perm[:n_val]),
                        config=cfg, generator=gen, device=args.device)  # fmt: skip
     preds, truth = [], []
-    for g, arrays in _batches(args.n_test, shapes=shapes, signal=args.signal, seed=args.seed + 1):
+    for g, arrays in _batches(args.n_test, seed=args.seed + 1, **data):
         feats = model.transform(D.normalise_arrays(arrays, stats))
         preds.append(predict_features(model, feats, device=args.device) >= 0.5)
         truth.append(g)
@@ -146,13 +180,16 @@ def main(args) -> int:
     if args.quick:
         args.n_train, args.n_test, args.epochs = 60, 20, 1
         args.shape = (16, 40)
+    if args.signal is None:
+        args.signal = DEFAULT_SIGNAL[args.leak]
     torch.set_num_threads(args.threads)
     results = []
     with tempfile.TemporaryDirectory(prefix="sergrad-bench-attack-") as tmp:
         for name in args.models:
             results.append(bench_model(name, args, tmp))
     out_dim, in_dim = args.shape
-    print(f"attack bench: fc1 {out_dim}x{in_dim}, {args.n_train} train / {args.n_test} test "
-          f"updates, {args.epochs} epochs, device {args.device}, {args.threads} thread(s)")  # fmt: skip
+    print(f"attack bench: fc1 {out_dim}x{in_dim}, {args.leak} leak (signal {args.signal}), "
+          f"{args.n_train} train / {args.n_test} test updates, {args.epochs} epochs, "
+          f"device {args.device}, {args.threads} thread(s)")  # fmt: skip
     print(format_markdown(results))
     return 0
