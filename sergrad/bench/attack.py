@@ -29,6 +29,7 @@ import time
 DEFAULT_MODELS = ("logreg_colcorr", "logreg_stats", "mlp_proj", "cnn")
 LEAKS = ("shift", "comovement")
 DEFAULT_SIGNAL = {"shift": 0.05, "comovement": 1.0}
+PATTERN_SEED = 7  # gender directions of the comovement leak
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +75,8 @@ def _batches(n: int, *, shapes, signal: float, seed: int, leak: str = "shift", b
     from sergrad.attack.synth import synthetic_updates
 
     rng = np.random.default_rng(seed)
-    patterns = np.random.default_rng([seed, 7]).standard_normal((2, shapes["fc1.weight"][1]))
+    # the same two gender directions for shadow (seed) and target (seed + 1) updates
+    patterns = np.random.default_rng(PATTERN_SEED).standard_normal((2, shapes["fc1.weight"][1]))
     for s in range(0, n, batch):
         g = rng.integers(0, 2, size=min(batch, n - s))
         if leak == "comovement":
