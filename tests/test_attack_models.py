@@ -125,6 +125,10 @@ def test_column_correlations_against_a_loop():
     m = create("logreg_colcorr", shapes=shapes, params={"columns": 4}, generator=_gen())
     assert m.n_features == got.shape[1] == 6 + 4
     assert spaced_columns(3, 96).tolist() == [0, 1, 2]  # fewer inputs than columns: all
+    zero = column_correlations(
+        {"fc.weight": np.zeros((1, 45), np.float32)}, shapes, {"fc.weight": idx}
+    )
+    assert np.isfinite(zero).all()  # an all-zero update (or column) gives finite features
 
 
 def test_colcorr_ignores_rotations_of_the_hidden_units_and_stats_do_not():
