@@ -23,7 +23,7 @@ def test_bench_quick_comovement_leak(capsys):
     args = parser.parse_args(["--quick", "--leak", "comovement", "--models", "logreg_colcorr"])
     assert attack.main(args) == 0
     out = capsys.readouterr().out
-    assert "comovement leak (signal 1.0)" in out and "| logreg_colcorr |" in out
+    assert "comovement leak (signal 0.15)" in out and "| logreg_colcorr |" in out
 
 
 def test_comovement_updates_are_sums_of_outer_products():
