@@ -85,6 +85,37 @@ def test_leaky_first_layer_far_above_chance(tmp_path, name):
     assert np.mean([np.mean(pm[y] == 1), np.mean(pm[~y] == 0)]) == pytest.approx(fc1["uar"])
 
 
+def test_per_client_vote_is_the_mean_of_the_clients_update_predictions(tmp_path):
+    store = Store(tmp_path)
+    shadows, target = _shadows(store), _target(store)
+    cfg = _config(target, shadows, layers=("fc1", "fc2"), n_avg=(1, 3, 0),
+                  protocols=("per_update", "per_client", "per_client_vote"))  # fmt: skip
+    rows = run_attack(cfg, store)
+    preds = store.read("predictions").to_pylist()
+    for layer in ("fc1", "fc2", "fusion"):
+        per_update = [p for p in preds if p["layer"] == layer and p["protocol"] == "per_update"]
+        by_client: dict[int, list[float]] = {}
+        for p in per_update:
+            by_client.setdefault(p["client_id"], []).append(p["p_male"])
+        votes = {p["client_id"]: p["p_male"] for p in preds if p["layer"] == layer
+                 and p["protocol"] == "per_client_vote" and p["n_avg"] == 0}  # fmt: skip
+        assert votes.keys() == by_client.keys()
+        for c, ps in by_client.items():
+            assert votes[c] == pytest.approx(np.mean(ps), abs=1e-6)
+        # one update: voting and averaging the update give the same prediction
+        one = {(p["protocol"], p["client_id"], p["trial"]): p["p_male"] for p in preds
+               if p["layer"] == layer and p["n_avg"] == 1 and p["protocol"] != "per_update"}  # fmt: skip
+        for (proto, c, t), pm in one.items():
+            if proto == "per_client_vote":
+                assert pm == pytest.approx(one[("per_client", c, t)], abs=1e-5)
+    vote_rows = [r for r in rows if r["protocol"] == "per_client_vote"]
+    assert {(r["layer"], r["n_avg"]) for r in vote_rows} == {
+        (layer, n) for layer in ("fc1", "fc2", "fusion") for n in (1, 3, 0)
+    }
+    assert _row(rows, "fc1", "per_client_vote", 0)["uar"] >= 0.8
+    assert _row(rows, "none", "baseline_majority_per_client_vote", 0)["uar"] == 0.5
+
+
 def test_shuffled_shadow_labels_give_chance(tmp_path):
     store = Store(tmp_path)
     shadows, target = _shadows(store, shuffle=True), _target(store)

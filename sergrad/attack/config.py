@@ -49,7 +49,7 @@ class AttackConfig:
     fusion: bool = True  # also fuse per-layer predictions weighted by parameter count
     model: AttackModelConfig = AttackModelConfig()
     posthoc: tuple[PostHocConfig, ...] = ()
-    protocols: tuple[str, ...] = ("per_update", "per_client")
+    protocols: tuple[str, ...] = ("per_update", "per_client")  # + "per_client_vote"
     n_avg: tuple[int, ...] = (1, 3, 5, 10, 0)  # per_client: updates averaged; 0 = all
     trials: int = 10  # per_client: seeded trials per client and n
     bootstrap: int = 1000  # bootstrap resamples (over clients) for the CI

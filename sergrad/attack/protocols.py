@@ -5,6 +5,10 @@
   average of n of its updates drawn without replacement (generator seeded by
   (seed, n, trial, client)); a client with fewer than n updates uses all of them (noted).
   With n = 0, or n >= every client's count, all trials are identical and one trial is kept.
+- per_client_vote: the same draws, but the client's prediction is the mean of the n
+  updates' own P(male) (average the predictions, not the updates). An average of n updates
+  is not distributed like one update (row/column statistics and cosines shrink or sharpen),
+  so a model trained on single updates can do worse on it; voting avoids that shift.
 - fusion: per-layer P(male) averaged with weights = the layer's parameter count.
 - baselines: `majority` predicts the shadow set's majority class for every target;
   `no_updates` is a logistic regression on update metadata only (log n_samples, round),
@@ -61,6 +65,12 @@ def client_selections(
 def average_rows(x: np.ndarray) -> np.ndarray:
     """Mean of normalised update rows [k, D] -> [D], accumulated in float64."""
     return np.asarray(x, np.float64).mean(axis=0).astype(np.float32)
+
+
+def vote(p_update: np.ndarray, selections: list[Selection]) -> np.ndarray:
+    """Per selection: the mean P(male) of its updates (float64)."""
+    p = np.asarray(p_update, np.float64)
+    return np.array([p[s.rows].mean() for s in selections], dtype=np.float64)
 
 
 def fuse(probs: dict[str, np.ndarray], weights: dict[str, int]) -> np.ndarray:

@@ -34,6 +34,7 @@ from sergrad.attack.protocols import (
     majority_baseline,
     metadata_features,
     no_updates_baseline,
+    vote,
 )
 from sergrad.attack.train import split_by_speaker
 from sergrad.config import canonical_json
@@ -41,7 +42,8 @@ from sergrad.errors import ConfigError, DataError
 from sergrad.fl.records import now_iso
 from sergrad.store import Store
 
-PROTOCOLS = ("per_update", "per_client")
+PROTOCOLS = ("per_update", "per_client", "per_client_vote")
+CLIENT_PROTOCOLS = ("per_client", "per_client_vote")
 
 
 def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) -> list[dict]:
@@ -102,7 +104,7 @@ def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) ->
                               note=f"weights={json.dumps(weights)}",
                               wall=time.perf_counter() - t0, attack=config.model.name)  # fmt: skip
         results += _baselines(config, shadow, target, sels, scored)
-        preds = _prediction_rows(probs, target, sels)
+        preds = _prediction_rows(probs, target, sels, config.protocols)
     wall = time.perf_counter() - t0
     common = {"eval_id": eid, "status": "ok", "error": None, "adaptive": config.adaptive,
               "target_run": config.target_run, "shadow_runs": json.dumps(list(config.shadow_runs)),
@@ -154,7 +156,7 @@ def _posthoc(config: AttackConfig):
 
 
 def _selections(config: AttackConfig, target: pipeline.TargetSet) -> dict[int, list]:
-    if "per_client" not in config.protocols:
+    if not any(p in config.protocols for p in CLIENT_PROTOCOLS):
         return {}
     by_client = client_rows(np.asarray(target.keys.client_id))
     out = {}
@@ -181,15 +183,17 @@ def _score(config, layer, probs, target, sels, scored, *, note, wall, attack) ->
         rows.append({"attack": attack, "layer": layer, "protocol": "per_update", "n_avg": 1,
                      "wall_s": wall, **m})  # fmt: skip
     by_client = client_rows(client_ids)
-    for n, sel in sels.items():
-        keep = np.array([target.labels[s.rows[0]] >= 0 for s in sel], dtype=bool)
-        y = _client_labels(target, sel)[keep]
-        m = binary_metrics(y, p_client[n][keep], groups=np.array([s.client for s in sel])[keep],
-                           n_boot=config.bootstrap, rng=rng)  # fmt: skip
-        _, sel_note = client_selections(by_client, n=n, trials=config.trials, seed=config.seed)
-        m["note"] = "; ".join(filter(None, [sel_note, m["note"]]))
-        rows.append({"attack": attack, "layer": layer, "protocol": "per_client", "n_avg": n,
-                     "wall_s": wall, **m})  # fmt: skip
+    for protocol in (p for p in CLIENT_PROTOCOLS if p in config.protocols):
+        for n, sel in sels.items():
+            p_sel = p_client[n] if protocol == "per_client" else vote(p_update, sel)
+            keep = np.array([target.labels[s.rows[0]] >= 0 for s in sel], dtype=bool)
+            y = _client_labels(target, sel)[keep]
+            m = binary_metrics(y, p_sel[keep], groups=np.array([s.client for s in sel])[keep],
+                               n_boot=config.bootstrap, rng=rng)  # fmt: skip
+            _, sel_note = client_selections(by_client, n=n, trials=config.trials, seed=config.seed)
+            m["note"] = "; ".join(filter(None, [sel_note, m["note"]]))
+            rows.append({"attack": attack, "layer": layer, "protocol": protocol, "n_avg": n,
+                         "wall_s": wall, **m})  # fmt: skip
     return rows
 
 
@@ -209,13 +213,15 @@ def _baselines(config, shadow, target, sels, scored) -> list[dict]:
     for name, pu, pc in (("majority", maj_u, maj_c), ("no_updates", meta_u, meta_c)):
         for r in _score(config, "none", (pu, pc), target, sels, scored, note="",
                         wall=0.0, attack=name):  # fmt: skip
-            suffix = "" if r["protocol"] == "per_update" else "_per_client"
+            suffix = "" if r["protocol"] == "per_update" else f"_{r['protocol']}"
             r["protocol"] = f"baseline_{name}{suffix}"
             rows.append(r)
     return rows
 
 
-def _prediction_rows(probs: dict, target: pipeline.TargetSet, sels: dict) -> list[dict]:
+def _prediction_rows(
+    probs: dict, target: pipeline.TargetSet, sels: dict, protocols: tuple[str, ...]
+) -> list[dict]:
     k = target.keys
     out = []
     for layer, (pu, pc) in probs.items():
@@ -224,11 +230,14 @@ def _prediction_rows(probs: dict, target: pipeline.TargetSet, sels: dict) -> lis
                         "round": k.round[i], "client_id": k.client_id[i],
                         "speaker_id": k.speaker_id[i], "gender": k.gender[i],
                         "p_male": float(pu[i])})  # fmt: skip
-        for n, sel in sels.items():
-            for s, p in zip(sel, pc[n]):
-                i = int(s.rows[0])
-                out.append({"layer": layer, "protocol": "per_client", "n_avg": n, "trial": s.trial,
-                            "round": k.round[i] if len(s.rows) == 1 else -1,
-                            "client_id": s.client, "speaker_id": k.speaker_id[i],
-                            "gender": k.gender[i], "p_male": float(p)})  # fmt: skip
+        for protocol in (p for p in CLIENT_PROTOCOLS if p in protocols):
+            for n, sel in sels.items():
+                p_sel = pc[n] if protocol == "per_client" else vote(pu, sel)
+                for s, p in zip(sel, p_sel):
+                    i = int(s.rows[0])
+                    out.append({"layer": layer, "protocol": protocol, "n_avg": n,
+                                "trial": s.trial, "client_id": s.client,
+                                "round": k.round[i] if len(s.rows) == 1 else -1,
+                                "speaker_id": k.speaker_id[i], "gender": k.gender[i],
+                                "p_male": float(p)})  # fmt: skip
     return out
