@@ -19,7 +19,7 @@ Contract (METHOD.md sections 4-5):
 - Training (train.py): validation split by shadow SPEAKER, Adam, ReduceLROnPlateau, early
   stopping, best validation UAR kept, seeded, CPU or CUDA.
 - Protocols (protocols.py) and metrics (metrics.py): per update, per client (n-update
-  averages, seeded trials), per layer, parameter-count-weighted fusion, baselines (majority
+  averages, seeded trials; or `per_client_vote`, averaging their predictions), per layer, parameter-count-weighted fusion, baselines (majority
   class, metadata-only attacker); UAR, accuracy, AUC, TPR at 1%/10% FPR (NaN + note when too
   few negatives), bootstrap 95% CI over clients.
 - Post-hoc defenses (`sergrad.defenses.posthoc.create_posthoc`) transform the target's raw
