@@ -165,6 +165,12 @@ def _selections(config: AttackConfig, target: pipeline.TargetSet) -> dict[int, l
     return out
 
 
+def _client_probs(protocol: str, p_update, p_client: dict, n: int, sel: list) -> np.ndarray:
+    """P(male) per selection: of the averaged update (per_client) or the mean of the
+    updates' own predictions (per_client_vote)."""
+    return p_client[n] if protocol == "per_client" else vote(p_update, sel)
+
+
 def _client_labels(target: pipeline.TargetSet, sels: list) -> np.ndarray:
     return np.array([target.labels[s.rows[0]] for s in sels], dtype=np.int64)
 
@@ -185,7 +191,7 @@ def _score(config, layer, probs, target, sels, scored, *, note, wall, attack) ->
     by_client = client_rows(client_ids)
     for protocol in (p for p in CLIENT_PROTOCOLS if p in config.protocols):
         for n, sel in sels.items():
-            p_sel = p_client[n] if protocol == "per_client" else vote(p_update, sel)
+            p_sel = _client_probs(protocol, p_update, p_client, n, sel)
             keep = np.array([target.labels[s.rows[0]] >= 0 for s in sel], dtype=bool)
             y = _client_labels(target, sel)[keep]
             m = binary_metrics(y, p_sel[keep], groups=np.array([s.client for s in sel])[keep],
@@ -232,7 +238,7 @@ def _prediction_rows(
                         "p_male": float(pu[i])})  # fmt: skip
         for protocol in (p for p in CLIENT_PROTOCOLS if p in protocols):
             for n, sel in sels.items():
-                p_sel = pc[n] if protocol == "per_client" else vote(pu, sel)
+                p_sel = _client_probs(protocol, pu, pc, n, sel)
                 for s, p in zip(sel, p_sel):
                     i = int(s.rows[0])
                     out.append({"layer": layer, "protocol": protocol, "n_avg": n,
