@@ -8,8 +8,8 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --retries 10 --upgrade pip
+	$(BIN)/python -m pip install --quiet --retries 10 --resume-retries 20 -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
