@@ -23,7 +23,7 @@ Every attack sees one layer group's normalised update as a dict {param: float32 
   correlation of the client's input features across its utterances (after per-speaker
   normalisation, how the speaker's features co-move with emotion, which differs by gender).
   They are unchanged by any rotation or permutation of the hidden units, so they transfer
-  across runs, seeds and rounds, where the raw elements do not. Bias updates are not used.
+  across runs, seeds and rounds, while the raw elements drift. Bias updates are not used.
 
 Fast attacks default to batch 64 and lr 1e-2 (logreg_stats) / 1e-3 (mlp_proj) (`train`
 overrides); set model.params lr / batch_size to change them. The cnn trains with AttackModelConfig's lr and batch size.
