@@ -183,6 +183,11 @@ def _cnn(*, shapes: Shapes, params: dict) -> AttackModel:
 
 
 # --- fast attacks ---------------------------------------------------------------------------
+def _logistic(n: int) -> nn.Module:
+    """Logistic regression on standardised features: batch-norm (no affine) + linear."""
+    return nn.Sequential(nn.BatchNorm1d(n, affine=False), nn.Linear(n, 2))
+
+
 def row_col_stats(arrays: dict[str, np.ndarray], shapes: Shapes) -> np.ndarray:
     """Per 2-D param: row mean/std/norm and column mean/std/norm; 1-D params as they are."""
     feats = []
@@ -200,7 +205,7 @@ def row_col_stats(arrays: dict[str, np.ndarray], shapes: Shapes) -> np.ndarray:
 @ATTACK_MODELS.register("logreg_stats")
 def _logreg_stats(*, shapes: Shapes, params: dict) -> AttackModel:
     n = sum(3 * (s[0] + s[1]) if len(s) == 2 else math.prod(s) for s in shapes.values())
-    module = nn.Sequential(nn.BatchNorm1d(n, affine=False), nn.Linear(n, 2))
+    module = _logistic(n)
     return AttackModel(
         name="logreg_stats",
         transform=lambda arrays: row_col_stats(arrays, shapes),
@@ -266,7 +271,7 @@ def _logreg_colcorr(*, shapes: Shapes, params: dict) -> AttackModel:
     if not columns:
         raise ConfigError(f"logreg_colcorr needs a 2-D weight in the layer group, got {shapes}")
     n = sum(len(i) * (len(i) - 1) // 2 + len(i) for i in columns.values())
-    module = nn.Sequential(nn.BatchNorm1d(n, affine=False), nn.Linear(n, 2))
+    module = _logistic(n)
     return AttackModel(
         name="logreg_colcorr",
         transform=lambda arrays: column_correlations(arrays, shapes, columns),

@@ -77,6 +77,8 @@ def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) ->
                                       posthoc=posthoc, tmp=tmp)  # fmt: skip
         scored = target.labels >= 0
         sels = _selections(config, target)
+        # averaged-update predictions are only needed by the per_client protocol
+        averaged = sels if "per_client" in config.protocols else {}
         probs: dict[str, tuple[np.ndarray, dict]] = {}
         for li, (layer, ps) in enumerate(groups.items()):
             tl = time.perf_counter()
@@ -87,7 +89,7 @@ def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) ->
                                             posthoc=posthoc, split=split, generator=gen,
                                             tmp=tmp, name=str(li), progress=progress)  # fmt: skip
             probs[layer] = pipeline.score_layer(model, target.rows[layer], ps, shapes=shapes,
-                                                selections=sels, device=config.device)  # fmt: skip
+                                                selections=averaged, device=config.device)  # fmt: skip
             note = (f"train: val_uar={fit.best_val_uar:.3f} best_epoch={fit.best_epoch} "
                     f"epochs={fit.epochs_run} n_train={fit.n_train} n_val={fit.n_val} "
                     f"{fit.updates_per_s:.0f} updates/s")  # fmt: skip
@@ -98,7 +100,7 @@ def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) ->
                 layer: sum(int(np.prod(shapes[p])) for p in ps) for layer, ps in groups.items()
             }
             pu = fuse({k: v[0] for k, v in probs.items()}, weights)
-            pc = {n: fuse({k: v[1][n] for k, v in probs.items()}, weights) for n in sels}
+            pc = {n: fuse({k: v[1][n] for k, v in probs.items()}, weights) for n in averaged}
             probs["fusion"] = (pu, pc)
             results += _score(config, "fusion", probs["fusion"], target, sels, scored,
                               note=f"weights={json.dumps(weights)}",
