@@ -34,6 +34,8 @@ import polars as pl
 
 from sergrad.analysis import load
 from sergrad.analysis import tables as T
+from sergrad.analysis.stats import MIN_N_INTERVAL, t_critical
+from sergrad.privacy_bound import dp_attack_ceiling
 
 VERDICT_PROTOCOLS: tuple[str, ...] = ("per_client", "per_client_vote")
 LEGITIMATE: tuple[str, ...] = ("shadow", "prior")  # calibrations that may give a verdict
@@ -119,12 +121,13 @@ def candidates(
     where: str | None = None,
     n_avg: int = 1,
     extra_keys: list[str] | None = None,
+    protocols: tuple[str, ...] = VERDICT_PROTOCOLS,
 ) -> pl.DataFrame:
     """Mean per-client success per cell x attacker (legitimate calibrations only)."""
     rows = T.attack_rows(store_uri, where=where)
     cal = pl.col("calibration").fill_null("shadow")
     rows = rows.with_columns(cal.alias("calibration")).filter(
-        pl.col("protocol").is_in(VERDICT_PROTOCOLS)
+        pl.col("protocol").is_in(protocols)
         & (pl.col("n_avg") == n_avg)
         & (pl.col("layer") != "none")
         & pl.col("calibration").is_in(LEGITIMATE)
@@ -155,11 +158,14 @@ def verdicts(
     n_boot: int = 1000,
     n_perm: int = 1000,
     seed: int = 0,
+    protocols: tuple[str, ...] = VERDICT_PROTOCOLS,
 ) -> pl.DataFrame:
     """One row per cell (x extra_keys): the strongest attacker, its pooled per-client UAR with
     the cluster-bootstrap interval, p-value, n_runs, n_clients and how many attackers competed."""
     keys = [*CELL_KEYS, *(extra_keys or [])]
-    cand = candidates(store_uri, where=where, n_avg=n_avg, extra_keys=extra_keys)
+    cand = candidates(
+        store_uri, where=where, n_avg=n_avg, extra_keys=extra_keys, protocols=protocols
+    )
     if cand.is_empty():
         return pl.DataFrame()
     counted = cand.group_by(keys, maintain_order=True).agg(pl.len().alias("n_candidates"))
@@ -190,7 +196,8 @@ def verdicts(
         uar = pooled_uar(runs) if full else row["uar_mean"]
         lo, hi = cluster_bootstrap(runs, n_boot=n_boot, rng=rng) if full else (None, None)
         pval = permutation_pvalue(runs, n_perm=n_perm, rng=rng) if full else None
-        ser = [s for s in row["ser_uars"] if s is not None]
+        ser = [s for s in row["ser_uars"] if s is not None and s == s]
+        ser_lo, ser_hi = _t_interval(ser)
         out.append({
             **{k: row[k] for k in keys}, **{k: row[k] for k in ATTACKER_KEYS},
             "uar": uar, "uar_ci_low": lo, "uar_ci_high": hi, "p_value": pval,
@@ -202,10 +209,48 @@ def verdicts(
             "n_clients": int(sum(len(r[0]) for r in runs)) if full else None,
             "n_candidates": row["n_candidates"],
             "ser_uar_mean": float(np.mean(ser)) if ser else None, "ser_n": len(ser),
+            "ser_ci_low": ser_lo, "ser_ci_high": ser_hi,
             "interval": INTERVAL if full else "none (no stored predictions)",
         })  # fmt: skip
     frame = pl.DataFrame(out, infer_schema_length=None)
     return frame.sort(keys, nulls_last=False)
+
+
+def _t_interval(values: list[float]) -> tuple[float | None, float | None]:
+    """stats.py's rule for run-level values: t-interval with n >= 3, clipped to [0, 1]."""
+    n = len(values)
+    if n < MIN_N_INTERVAL:
+        return None, None
+    half = t_critical(n) * float(np.std(values, ddof=1)) / np.sqrt(n)
+    m = float(np.mean(values))
+    return max(0.0, m - half), min(1.0, m + half)
+
+
+def verdict_tradeoff(
+    store_uri: str | os.PathLike,
+    *,
+    where: str | None = None,
+    layer: str | None = None,
+    n_avg: int = 1,
+    protocols: tuple[str, ...] = VERDICT_PROTOCOLS,
+    n_boot: int = 1000,
+    n_perm: int = 1000,
+) -> pl.DataFrame:
+    """Verdicts on one layer (default fc1) with the SER UAR of the defended target runs, the
+    accountant's epsilon and the DP ceiling where a user-level guarantee applies."""
+    v = verdicts(store_uri, where=where, n_avg=n_avg, protocols=protocols, n_boot=n_boot,
+                 n_perm=n_perm)  # fmt: skip
+    if v.is_empty():
+        return v
+    v = v.filter(pl.col("layer") == T.resolve_layer(v, layer))
+    ceil = [
+        None if e is None or e != e else dp_attack_ceiling(e, d if d is not None and d == d else 0)
+        for e, d in zip(v["epsilon"], v["delta"])
+    ]
+    return v.with_columns(
+        pl.Series("ceiling", ceil, dtype=pl.Float64),
+        (pl.col("dp_protects") == "speakers").fill_null(False).alias("ceiling_applies"),
+    )
 
 
 def verdict_text(row: dict) -> str:
