@@ -38,7 +38,9 @@ def test_tradeoff(fx, tmp_path):
     assert set(data["layer"]) == {"fc1"}
     # the x axis is the verdict: the per-client UAR at n_avg 1 of the only attacker (cnn)
     none = data.filter((pl.col("defense_name") == "none") & (pl.col("target_corpus") == "alpha"))
-    assert none["uar"].to_list() == pytest.approx([LAYER["fc1"] + PROTO[("per_client", 1)] + 0.005] * 4)
+    assert none["uar"].to_list() == pytest.approx(
+        [LAYER["fc1"] + PROTO[("per_client", 1)] + 0.005] * 4
+    )
     ceil = data.filter(pl.col("ceiling_applies"))
     assert set(ceil["defense_name"]) == {"user_dp"}
 
