@@ -134,7 +134,8 @@ def candidates(
         & pl.col("uar").is_not_null()
     )
     keys = [*CELL_KEYS, *(extra_keys or [])]
-    return rows.group_by([*keys, *ATTACKER_KEYS], maintain_order=True).agg(
+    attacker = [k for k in ATTACKER_KEYS if k not in keys]
+    return rows.group_by([*keys, *attacker], maintain_order=True).agg(
         pl.col("uar").mean().alias("uar_mean"),
         pl.col("auc").mean().alias("auc_mean"),
         pl.col("tpr_at_10fpr").mean().alias("tpr_at_10fpr_mean"),
@@ -199,7 +200,7 @@ def verdicts(
         ser = [s for s in row["ser_uars"] if s is not None and s == s]
         ser_lo, ser_hi = _t_interval(ser)
         out.append({
-            **{k: row[k] for k in keys}, **{k: row[k] for k in ATTACKER_KEYS},
+            **{k: row[k] for k in [*keys, *ATTACKER_KEYS]},
             "uar": uar, "uar_ci_low": lo, "uar_ci_high": hi, "p_value": pval,
             "significant": None if pval is None else pval < ALPHA,
             "auc": row["auc_mean"], "tpr_at_10fpr": row["tpr_at_10fpr_mean"],
