@@ -166,3 +166,18 @@ def test_attack_tables_split_by_calibration(tmp_path):
     assert {"auc_mean", "tpr_at_10fpr_mean", "n_degenerate"} <= set(t.columns)
     shifted = t.filter((pl.col("attack") == "shifted") & (pl.col("calibration") == "shadow"))
     assert shifted["n_degenerate"].item() == 3
+
+
+def test_findings_section_from_the_store(tmp_path):
+    from sergrad.analysis.findings import findings_frame, findings_html
+
+    _store(tmp_path)
+    f = findings_frame(tmp_path, n_boot=50, n_perm=50)
+    assert f.height == 1 and f["layer"].to_list() == ["fc1"]
+    v = V.verdicts(tmp_path, n_boot=50, n_perm=50).row(0, named=True)
+    assert f["uar_1"].item() == pytest.approx(v["uar"])
+    page = findings_html(tmp_path, n_boot=50, n_perm=50)
+    assert page.startswith("<h2>Key findings</h2>")
+    assert "SER utility without defense: 61.0% [" in page and "(n=3)" in page
+    assert f"{v['uar'] * 100:.1f}% [" in page and "chance" not in page
+    assert "not evaluated" in page  # no n_avg = all rows in this store
