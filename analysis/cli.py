@@ -1,8 +1,8 @@
 """CLI: `sergrad query`, `sergrad table`, `sergrad plot ...`, `sergrad report`.
 
 sergrad query STORE "SELECT ... FROM results ..." [-o out.csv|out.parquet]
-sergrad table ser|layers|updates|tradeoff STORE [-o out.csv|out.parquet] [--where ...]
-sergrad plot tradeoff|layers|updates|epsilon|roc STORE -o FILE.png|svg|pdf [--where ...]
+sergrad table ser|layers|updates|tradeoff|verdicts|eps STORE [-o out.csv|out.parquet] [--where ...]
+sergrad plot tradeoff|layers|updates|epsilon|eps_lb|roc STORE -o FILE.png|svg|pdf [--where ...]
 sergrad report STORE -o DIR [--where ...]
 """
 
@@ -25,7 +25,9 @@ def add_commands(sub) -> None:
     t = sub.add_parser(
         "table", help="a table in the paper's shape (mean, 95%% CI over folds x seeds)"
     )
-    t.add_argument("kind", choices=("ser", "layers", "updates", "tradeoff"))
+    t.add_argument("kind", choices=("ser", "layers", "updates", "tradeoff", "verdicts", "eps"),
+                   help="verdicts: strongest legitimate attacker per cell (cluster-bootstrap "
+                   "interval, permutation p); eps: empirical epsilon beside the accountant's")  # fmt: skip
     t.add_argument("store")
     t.add_argument("-o", "--output", help="write .csv or .parquet instead of printing")
     t.add_argument("--where", help=WHERE_HELP)
@@ -38,6 +40,7 @@ def add_commands(sub) -> None:
         ("updates", "attack success against the number of averaged updates"),
         ("layers", "per-layer leakage heatmap"),
         ("epsilon", "epsilon against rounds"),
+        ("eps_lb", "the attack's empirical epsilon lower bound beside the accountant's"),
         ("roc", "ROC curves on log-log axes"),
     ):
         k = kinds.add_parser(name, help=help_)
@@ -47,9 +50,9 @@ def add_commands(sub) -> None:
         if name in ("tradeoff", "updates", "layers"):
             k.add_argument("--metric", default="uar",
                            help="uar | acc | auc | tpr_at_1fpr | tpr_at_10fpr (default uar)")  # fmt: skip
-        if name in ("tradeoff", "updates", "roc"):
+        if name in ("tradeoff", "updates", "roc", "eps_lb"):
             k.add_argument("--layer", help="attacked layer (default fc1, else the first)")
-        if name != "epsilon":
+        if name not in ("epsilon", "eps_lb"):
             default = {"layers": "per_update", "roc": "per_update", "tradeoff": None}.get(
                 name, "per_client"
             )
@@ -83,11 +86,13 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _table(args: argparse.Namespace) -> int:
+    from sergrad.analysis import plots as P
     from sergrad.analysis import tables as T
+    from sergrad.analysis import verdicts as V
     from sergrad.analysis.query import format_frame, write_frame
 
     fn = {"ser": T.ser_table, "layers": T.layer_table, "updates": T.updates_table,
-          "tradeoff": T.tradeoff_table}[args.kind]  # fmt: skip
+          "tradeoff": T.tradeoff_table, "verdicts": V.verdicts, "eps": P.eps_table}[args.kind]  # fmt: skip
     frame = fn(args.store, where=args.where)
     if args.output:
         print(f"wrote {frame.height} rows to {write_frame(frame, args.output)}")
@@ -101,6 +106,7 @@ def _plot(args: argparse.Namespace) -> int:
 
     fn = {"tradeoff": plots.plot_tradeoff, "updates": plots.plot_updates,
           "layers": plots.plot_layers, "epsilon": plots_runs.plot_epsilon,
+          "eps_lb": plots.plot_eps_lb,
           "roc": plots_runs.plot_roc}[args.plot]  # fmt: skip
     kw = {"where": args.where}
     for name in ("metric", "layer", "protocol", "n_avg"):

@@ -122,7 +122,8 @@ def _store(root) -> Store:
                              "n_avg": 1, "calibration": cal, "threshold": t, "uar": u,
                              "auc": 0.9, "degenerate": bool(pred.all() or not pred.any()),
                              "feature_set": "f", "algorithm": "fedsgd", "defense": "none",
-                             "posthoc": "none"})  # fmt: skip
+                             "posthoc": "none", "n_clients": 12,
+                             "eps_lb": 0.1 * (fold + 1) if cal == "shadow" else None})  # fmt: skip
             store.write_table("attacks", schema.table_from_rows(rows, schema.ATTACKS),
                               partition=("target_corpus", "c"), name=eid)  # fmt: skip
     return store
@@ -181,3 +182,18 @@ def test_findings_section_from_the_store(tmp_path):
     assert "SER utility without defense: 61.0% [" in page and "(n=3)" in page
     assert f"{v['uar'] * 100:.1f}% [" in page and "chance" not in page
     assert "not evaluated" in page  # no n_avg = all rows in this store
+
+
+def test_eps_table_plot_and_cli(tmp_path, capsys):
+    from sergrad.analysis import plots
+    from sergrad.cli import main
+
+    _store(tmp_path)
+    t = plots.eps_table(tmp_path)
+    assert t.height == 1 and t["eps_lb"].item() == pytest.approx(0.3)  # max over runs, attackers
+    assert not t["eps_violation"].item()
+    data = plots.plot_eps_lb(tmp_path, tmp_path / "eps.png")
+    assert data.height == 1 and (tmp_path / "eps.png").stat().st_size > 1000
+    assert main(["table", "verdicts", str(tmp_path), "-o", str(tmp_path / "v.csv")]) == 0
+    v = pl.read_csv(tmp_path / "v.csv")
+    assert v["attack"].to_list() == ["shifted"] and v["calibration"].to_list() == ["prior"]
