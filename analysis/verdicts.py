@@ -184,7 +184,7 @@ def verdicts(
     rng = np.random.default_rng(seed)
     out = []
     for row in best.iter_rows(named=True):
-        runs = []
+        runs, speakers = [], set()
         for eid, t in zip(row["eval_ids"], row["thresholds"]):
             p = preds.filter(
                 (pl.col("eval_id") == eid)
@@ -193,6 +193,7 @@ def verdicts(
             )
             if not p.is_empty():
                 runs.append(clusters_of(p, t))
+                speakers.update(p["speaker_id"].drop_nulls().to_list())
         full = len(runs) == len(row["eval_ids"])
         uar = pooled_uar(runs) if full else row["uar_mean"]
         lo, hi = cluster_bootstrap(runs, n_boot=n_boot, rng=rng) if full else (None, None)
@@ -208,6 +209,7 @@ def verdicts(
             "epsilon": row["epsilon"], "delta": row["delta"], "dp_protects": row["dp_protects"],
             "n_runs": len(row["eval_ids"]),
             "n_clients": int(sum(len(r[0]) for r in runs)) if full else None,
+            "n_speakers": len(speakers) if full else None,
             "n_candidates": row["n_candidates"],
             "ser_uar_mean": float(np.mean(ser)) if ser else None, "ser_n": len(ser),
             "ser_ci_low": ser_lo, "ser_ci_high": ser_hi,
@@ -255,8 +257,8 @@ def verdict_tradeoff(
 
 
 def verdict_text(row: dict) -> str:
-    """'83.1% [75.2, 90.0] (p=0.001, 40 speakers, 4 runs; cnn, prior, per_client)' or the
-    honest 'no leak detected at this sample size' form; never 'chance'."""
+    """'83.1% [75.2, 90.0] (p=0.001, 40 speakers, 4 runs; cnn, prior)', or the honest
+    'no leak detected at this sample size' / 'degenerate threshold' forms; never 'chance'."""
     u = row["uar"]
     if u is None or u != u:
         return "no data"
@@ -266,10 +268,14 @@ def verdict_text(row: dict) -> str:
         else " (no interval)"
     )
     who = f"{row['attack']}{' adaptive' if row['adaptive'] else ''}, {row['calibration']}"
-    n = f"{row['n_clients']} speakers, " if row.get("n_clients") else ""
+    n = f"{row['n_speakers']} speakers, " if row.get("n_speakers") else ""
     p = row.get("p_value")
-    stat = f"p={p:.3g}, " if p is not None else ""
+    stat = f"p={p:.2g}, " if p is not None else ""
     base = f"{u * 100:.1f}%{ci} ({stat}{n}{row['n_runs']} runs; {who})"
+    if row.get("degenerate") and row.get("significant") is not True:
+        auc = row.get("auc")
+        auc_txt = f"AUC {auc:.2f}" if auc is not None and auc == auc else "AUC unknown"
+        return f"degenerate threshold (every prediction one class; {auc_txt}), not evidence of privacy: {base}"
     if row.get("significant") is False:
         return f"no leak detected at this sample size: {base}"
     return base

@@ -150,7 +150,7 @@ def test_verdict_is_the_strongest_legitimate_attacker(tmp_path):
     shifted = cands.filter((pl.col("attack") == "shifted") & (pl.col("calibration") == "shadow"))
     assert shifted["degenerate"].item() and shifted["uar_mean"].item() == pytest.approx(0.5)
     text = V.verdict_text(row)
-    assert "chance" not in text and "36 speakers" in text
+    assert "chance" not in text and "12 speakers, 3 runs" in text
 
 
 def test_not_significant_reads_no_leak_detected(tmp_path):
@@ -197,3 +197,12 @@ def test_eps_table_plot_and_cli(tmp_path, capsys):
     assert main(["table", "verdicts", str(tmp_path), "-o", str(tmp_path / "v.csv")]) == 0
     v = pl.read_csv(tmp_path / "v.csv")
     assert v["attack"].to_list() == ["shifted"] and v["calibration"].to_list() == ["prior"]
+
+
+def test_degenerate_verdict_is_named_not_called_private():
+    row = {"uar": 0.5, "uar_ci_low": 0.5, "uar_ci_high": 0.5, "p_value": 1.0,
+           "significant": False, "degenerate": True, "auc": 0.8, "attack": "cnn",
+           "adaptive": False, "calibration": "shadow", "n_speakers": 12, "n_runs": 2}  # fmt: skip
+    text = V.verdict_text(row)
+    assert text.startswith("degenerate threshold") and "AUC 0.80" in text
+    assert "chance" not in text
