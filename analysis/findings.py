@@ -88,8 +88,7 @@ def findings_frame(
         e = _lookup(eps, **cell, n_avg=1)
         out.append({
             **cell,
-            "verdict_1": V.verdict_text(row) + (" [degenerate at the shadow threshold]"
-                                                 if row["degenerate"] else ""),
+            "verdict_1": V.verdict_text(row),
             "verdict_all": V.verdict_text(all_row) if all_row else "not evaluated",
             "uar_1": row["uar"], "uar_1_ci_low": row["uar_ci_low"],
             "uar_1_ci_high": row["uar_ci_high"], "p_value_1": row["p_value"],

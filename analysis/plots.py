@@ -332,18 +332,23 @@ def plot_eps_lb(
         if fm.any():
             ax.plot(x[fm], mech[fm], "v", color="#a00", ms=7, ls="none",
                     label="local mechanism ε (per update, replacement)")  # fmt: skip
+        for i, v in enumerate(sub["eps_lb"].to_list()):
+            ax.annotate(f"{v:.2f}", (i, v), ha="center", xytext=(0, 2), fontsize=7,
+                        textcoords="offset points")  # fmt: skip
         for i, bad in enumerate(sub["eps_violation"].to_list()):
             if bad:
                 ax.annotate("VIOLATION", (i, sub["eps_lb"][i]), color="#a00", ha="center",
-                            xytext=(0, 4), textcoords="offset points", fontsize=8)  # fmt: skip
+                            xytext=(0, 12), textcoords="offset points", fontsize=8)  # fmt: skip
         ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("ε")
         ax.set_yscale("symlog", linthresh=1.0)
+        tops = [v for v in (*sub["eps_lb"], *acc[finite], *mech[fm]) if v is not None]
+        ax.set_ylim(0, max(2.0, 2.0 * max(tops, default=1.0)))
         ax.set_title(_panel_title(key), fontsize=10)
         ax.grid(alpha=0.3, axis="y")
-    fig.suptitle(f"Effective ε: the attack's 95% Clopper-Pearson lower bound ({data['layer'][0]}, "
-                 "shadow threshold, one update per client; max over attackers) beside the "
-                 "accountant's ε", fontsize=10)  # fmt: skip
+    fig.suptitle(f"Effective ε on {data['layer'][0]}: the attack's 95% Clopper-Pearson lower "
+                 "bound\n(shadow threshold, one update per client; max over attackers) beside "
+                 "the accountant's ε", fontsize=10)  # fmt: skip
     F.legend_outside(fig, axes)
     F.save(fig, out)
     return data

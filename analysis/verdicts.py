@@ -3,7 +3,8 @@
 A cell is target corpus x feature set x algorithm x defense x level x layer. Its verdict is the
 attacker (attack model x adaptive x calibration x protocol) with the highest mean per-client
 success (UAR of the per-client protocols at one `n_avg`) over the cell's target runs. The
-`oracle` calibration is an upper bound and never competes. Extra keys (e.g. adaptive,
+`oracle` calibration is an upper bound and never competes; a degenerate attacker (every
+prediction one class, UAR 0.5 by construction) is chosen only when no other exists. Extra keys (e.g. adaptive,
 calibration) split cells to compare attacker families.
 
 Interval (clients are the unit): a cluster bootstrap pooled over the cell's runs (folds x
@@ -171,7 +172,7 @@ def verdicts(
         return pl.DataFrame()
     counted = cand.group_by(keys, maintain_order=True).agg(pl.len().alias("n_candidates"))
     best = (
-        cand.sort("uar_mean", descending=True, nulls_last=True)
+        cand.sort(["degenerate", "uar_mean"], descending=[False, True], nulls_last=True)
         .unique(subset=keys, keep="first", maintain_order=True)
         .join(counted, on=keys, how="left", nulls_equal=True)
     )
