@@ -79,3 +79,13 @@ def test_central_user_dp_audit_positive_without_noise_below_accountant_with_nois
     for seed in range(2):
         noisy = central_user_dp_canary_audit(noise_multiplier=5.0, rounds=10, seed=seed)
         assert noisy.eps_lb <= noisy.accountant_epsilon
+
+
+def test_cli(capsys):
+    from sergrad.cli import main
+
+    assert main(["audit", "canary", "user_dp", "--noise-multiplier", "5", "--rounds", "5"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("user_dp: eps_lb") and "accountant epsilon" in out
+    assert main(["audit", "canary", "dp_sgd", "--noise-multiplier", "1", "--delta", "2"]) == 2
+    assert "--delta" in capsys.readouterr().err
