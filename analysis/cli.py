@@ -31,6 +31,9 @@ def add_commands(sub) -> None:
     t.add_argument("store")
     t.add_argument("-o", "--output", help="write .csv or .parquet instead of printing")
     t.add_argument("--where", help=WHERE_HELP)
+    t.add_argument("--n-avg", type=int, default=1,
+                   help="verdicts: updates averaged per client (0 = all; default 1)")  # fmt: skip
+    t.add_argument("--by", help="verdicts: extra keys splitting cells, e.g. adaptive,calibration")
     t.set_defaults(func=_table)
 
     p = sub.add_parser("plot", help="privacy-utility figures (.png, .svg or .pdf)")
@@ -93,7 +96,12 @@ def _table(args: argparse.Namespace) -> int:
 
     fn = {"ser": T.ser_table, "layers": T.layer_table, "updates": T.updates_table,
           "tradeoff": T.tradeoff_table, "verdicts": V.verdicts, "eps": P.eps_table}[args.kind]  # fmt: skip
-    frame = fn(args.store, where=args.where)
+    kw = {}
+    if args.kind == "verdicts":
+        kw["n_avg"] = args.n_avg
+        if args.by:
+            kw["extra_keys"] = [c.strip() for c in args.by.split(",") if c.strip()]
+    frame = fn(args.store, where=args.where, **kw)
     if args.output:
         print(f"wrote {frame.height} rows to {write_frame(frame, args.output)}")
     else:
