@@ -17,7 +17,8 @@ Test against chance: one-sided permutation test, permuting speaker labels within
 (a speaker keeps one label); p = (1 + #{perm UAR >= observed}) / (1 + n_perm). A verdict that is
 not significant reads "no leak detected at this sample size", never "chance". Selecting the
 best of several attackers makes the observed maximum optimistic: `n_candidates` says how many
-competed.
+competed. `eps_lb` is the cell's largest empirical epsilon lower bound over the competing
+(shadow-calibrated) attackers, not only the winner's.
 
 Cells whose evaluations have no stored predictions keep the mean over runs with no interval.
 
@@ -170,7 +171,9 @@ def verdicts(
     )
     if cand.is_empty():
         return pl.DataFrame()
-    counted = cand.group_by(keys, maintain_order=True).agg(pl.len().alias("n_candidates"))
+    counted = cand.group_by(keys, maintain_order=True).agg(
+        pl.len().alias("n_candidates"), pl.col("eps_lb").max().alias("cell_eps_lb")
+    )
     best = (
         cand.sort(["degenerate", "uar_mean"], descending=[False, True], nulls_last=True)
         .unique(subset=keys, keep="first", maintain_order=True)
@@ -206,7 +209,7 @@ def verdicts(
             "uar": uar, "uar_ci_low": lo, "uar_ci_high": hi, "p_value": pval,
             "significant": None if pval is None else pval < ALPHA,
             "auc": row["auc_mean"], "tpr_at_10fpr": row["tpr_at_10fpr_mean"],
-            "degenerate": row["degenerate"], "eps_lb": row["eps_lb"],
+            "degenerate": row["degenerate"], "eps_lb": row["cell_eps_lb"],
             "epsilon": row["epsilon"], "delta": row["delta"], "dp_protects": row["dp_protects"],
             "n_runs": len(row["eval_ids"]),
             "n_clients": int(sum(len(r[0]) for r in runs)) if full else None,
