@@ -193,10 +193,15 @@ def plot_updates(
                 label += f" [{calibration}]"
             if name != T.NO_DEFENSE:
                 label += f" {F.fmt_level(level)}"
+            degenerate = bool((s["n_degenerate"] >= s[f"{metric}_n"]).all())
+            if degenerate:
+                label += " (degenerate: one class)"
             ax.errorbar(s["_x"].to_numpy(), s[f"{metric}_mean"].to_numpy() * 100,
                         yerr=_err(s, metric), marker=m, ms=7 if m == "*" else 5, color=c,
-                        capsize=2, elinewidth=0.8, label=label)  # fmt: skip
-        ax.axhline(T.CHANCE[metric] * 100, color="0.4", ls="--", lw=1, label="chance")
+                        capsize=2, elinewidth=0.8, label=label, ls=":" if degenerate else "-",
+                        mfc="white" if calibration == "shadow" and i is None else c)  # fmt: skip
+        ax.axhline(T.CHANCE[metric] * 100, color="0.4", ls="--", lw=1,
+                   label=f"{T.CHANCE[metric] * 100:g}% (no information)")  # fmt: skip
         ax.set_xticks(range(len(ns)), ["all" if n == 0 else str(n) for n in ns])
         ax.set_xlabel("updates averaged per prediction (n)")
         ax.set_ylabel(f"{F.METRIC_LABELS[metric]} (%)")
