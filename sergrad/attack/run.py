@@ -256,13 +256,14 @@ def _privacy_columns(ctx: _ScoreContext, y, p, sel, *, n: int, threshold: float)
     return out
 
 
-def _calibrated(ctx: _ScoreContext, y, p, *, groups, share: float, rng) -> list[dict]:
-    """binary_metrics once per configured calibration (same scores, different thresholds)."""
+def _calibrated(ctx: _ScoreContext, y, p, *, groups, clients, share: float, rng) -> list[dict]:
+    """binary_metrics once per configured calibration (same scores, different thresholds);
+    the CI resamples `groups` (speakers)."""
     out = []
     for cal in ctx.config.calibrations:
         t = threshold_for(cal, y_true=y, score=p, share_positive=share)
         m = binary_metrics(y, p, groups=groups, n_boot=ctx.config.bootstrap, rng=rng,
-                           threshold=t)  # fmt: skip
+                           threshold=t, clients=clients)  # fmt: skip
         out.append({"calibration": cal, **m, **NO_PRIVACY_COLUMNS})
     return out
 
@@ -276,9 +277,11 @@ def _score(ctx, layer, probs, target, sels, scored, *, note, wall, attack) -> li
     rng = np.random.default_rng([config.seed, 3, zlib.crc32(f"{attack}/{layer}".encode())])
     rows = []
     client_ids = np.asarray(target.keys.client_id)
+    speakers = np.asarray(target.keys.speaker_groups())
     if "per_update" in config.protocols:
         for m in _calibrated(ctx, target.labels[scored], p_update[scored],
-                             groups=client_ids[scored], share=ctx.share_updates, rng=rng):  # fmt: skip
+                             groups=speakers[scored], clients=client_ids[scored],
+                             share=ctx.share_updates, rng=rng):  # fmt: skip
             m["note"] = "; ".join(filter(None, [note, m["note"]]))
             rows.append({"attack": attack, "layer": layer, "protocol": "per_update", "n_avg": 1,
                          "wall_s": wall, **m})  # fmt: skip
@@ -290,7 +293,9 @@ def _score(ctx, layer, probs, target, sels, scored, *, note, wall, attack) -> li
             y = _client_labels(target, sel)[keep]
             kept = [s for s, k in zip(sel, keep) if k]
             _, sel_note = client_selections(by_client, n=n, trials=config.trials, seed=config.seed)
-            for m in _calibrated(ctx, y, p_sel[keep], groups=np.array([s.client for s in kept]),
+            for m in _calibrated(ctx, y, p_sel[keep],
+                                 groups=np.array([speakers[s.rows[0]] for s in kept]),
+                                 clients=np.array([s.client for s in kept]),
                                  share=ctx.share_clients, rng=rng):  # fmt: skip
                 m["note"] = "; ".join(filter(None, [sel_note, m["note"]]))
                 if m["calibration"] == "shadow" and len(y):
