@@ -261,7 +261,7 @@ def verdict_tradeoff(
 
 
 def verdict_text(row: dict) -> str:
-    """'83.1% [75.2, 90.0] (p=0.001, 40 speakers, 4 runs; cnn, prior)', or the honest
+    """'83.1% [75.2, 90.0] (AUC 0.90, p=0.001, 40 speakers, 4 runs; cnn, prior)', or the honest
     'no leak detected at this sample size' / 'degenerate threshold' forms; never 'chance'."""
     u = row["uar"]
     if u is None or u != u:
@@ -275,10 +275,10 @@ def verdict_text(row: dict) -> str:
     n = f"{row['n_speakers']} speakers, " if row.get("n_speakers") else ""
     p = row.get("p_value")
     stat = f"p={p:.2g}, " if p is not None else ""
-    base = f"{u * 100:.1f}%{ci} ({stat}{n}{row['n_runs']} runs; {who})"
+    auc = row.get("auc")
+    auc_txt = f"AUC {auc:.2f}" if auc is not None and auc == auc else "AUC unknown"
+    base = f"{u * 100:.1f}%{ci} ({auc_txt}, {stat}{n}{row['n_runs']} runs; {who})"
     if row.get("degenerate") and row.get("significant") is not True:
-        auc = row.get("auc")
-        auc_txt = f"AUC {auc:.2f}" if auc is not None and auc == auc else "AUC unknown"
         return f"degenerate threshold (every prediction one class; {auc_txt}), not evidence of privacy: {base}"
     if row.get("significant") is False:
         return f"no leak detected at this sample size: {base}"

@@ -150,7 +150,7 @@ def test_verdict_is_the_strongest_legitimate_attacker(tmp_path):
     shifted = cands.filter((pl.col("attack") == "shifted") & (pl.col("calibration") == "shadow"))
     assert shifted["degenerate"].item() and shifted["uar_mean"].item() == pytest.approx(0.5)
     text = V.verdict_text(row)
-    assert "chance" not in text and "12 speakers, 3 runs" in text
+    assert "chance" not in text and "(AUC 0.90, p=" in text and "12 speakers, 3 runs" in text
 
 
 def test_not_significant_reads_no_leak_detected(tmp_path):
