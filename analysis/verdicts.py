@@ -182,20 +182,22 @@ def verdicts(
     ids = [e for lst in best["eval_ids"] for e in lst]
     preds = (
         load.scan(store_uri, "predictions")
-        .filter(pl.col("eval_id").is_in(ids) & (pl.col("n_avg") == n_avg))
+        .filter(
+            pl.col("eval_id").is_in(ids)
+            & (pl.col("n_avg") == n_avg)
+            & pl.col("protocol").is_in(protocols)
+        )
+        .select("eval_id", "layer", "protocol", "speaker_id", "client_id", "gender", "p_male")
         .collect()
     )
+    by_eval = preds.partition_by(["eval_id", "layer", "protocol"], as_dict=True)
     rng = np.random.default_rng(seed)
     out = []
     for row in best.iter_rows(named=True):
         runs, speakers = [], set()
         for eid, t in zip(row["eval_ids"], row["thresholds"]):
-            p = preds.filter(
-                (pl.col("eval_id") == eid)
-                & (pl.col("layer") == row["layer"])
-                & (pl.col("protocol") == row["protocol"])
-            )
-            if not p.is_empty():
+            p = by_eval.get((eid, row["layer"], row["protocol"]))
+            if p is not None and not p.is_empty():
                 runs.append(clusters_of(p, t))
                 speakers.update(p["speaker_id"].drop_nulls().to_list())
         full = len(runs) == len(row["eval_ids"])
