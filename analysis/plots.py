@@ -97,7 +97,7 @@ def plot_tradeoff(
     """SER UAR (y) against the VERDICT (x): per defense level, the strongest legitimate
     attacker's per-client UAR (max over attack models, shadow/prior calibration, adaptive or
     not, per_client / per_client_vote; `protocol` restricts it to one), with its cluster-
-    bootstrap interval. Hollow markers: no leak detected at this sample size (p >= 0.05)."""
+    bootstrap interval. Hollow markers: no leak detected at this sample size (adjusted p >= 0.05)."""
     from sergrad.analysis.verdicts import INTERVAL, VERDICT_PROTOCOLS, verdict_tradeoff
 
     F.check_output(out)
@@ -154,7 +154,7 @@ def plot_tradeoff(
     fig.suptitle(f"Privacy-utility trade-off (attack on {data['layer'][0]}, n_avg={n_txt}); x: "
                  "strongest legitimate attacker's per-client UAR, "
                  f"{INTERVAL}\ny: SER mean, 95% t-interval with n >= 3 runs; "
-                 "hollow: no leak detected at this sample size (p >= 0.05)", fontsize=10)  # fmt: skip
+                 "hollow: no leak detected at this sample size (adjusted p >= 0.05)", fontsize=10)  # fmt: skip
     F.legend_outside(fig, axes, title="defense (level or ε)")
     F.save(fig, out)
     return data

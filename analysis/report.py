@@ -43,7 +43,7 @@ CAPTIONS: dict[str, str] = {
     "tradeoff": "Each point is one defense level; x = the verdict, the strongest legitimate "
     "attacker's per-client UAR (bars: 95% cluster bootstrap over runs and speakers); y = SER "
     "test UAR (bars: 95% t-interval, only with >= 3 runs). Up and left is better. Hollow: no "
-    "leak detected at this sample size (permutation p >= 0.05), which is not a proof of "
+    "leak detected at this sample size (permutation p >= 0.05 after adjusting for the attackers compared), which is not a proof of "
     "privacy. The star is the undefended model; '|' marks the DP ceiling on attack UAR implied "
     "by a user-level epsilon, which no attacker can beat.",
     "updates": "Averaging more of a client's updates before predicting removes per-update noise: "

@@ -17,7 +17,8 @@ Test against chance: one-sided permutation test, permuting speaker labels within
 (a speaker keeps one label); p = (1 + #{perm UAR >= observed}) / (1 + n_perm). A verdict that is
 not significant reads "no leak detected at this sample size", never "chance". Selecting the
 best of several attackers makes the observed maximum optimistic: `n_candidates` says how many
-competed. `eps_lb` is the cell's largest empirical epsilon lower bound over the competing
+competed, and `significant` uses the Bonferroni-adjusted p (p x n_candidates, capped at 1:
+`p_value_adjusted`); the interval is the winner's own, not adjusted for the selection. `eps_lb` is the cell's largest empirical epsilon lower bound over the competing
 (shadow-calibrated) attackers, not only the winner's.
 
 Cells whose evaluations have no stored predictions keep the mean over runs with no interval.
@@ -209,7 +210,8 @@ def verdicts(
         out.append({
             **{k: row[k] for k in [*keys, *ATTACKER_KEYS]},
             "uar": uar, "uar_ci_low": lo, "uar_ci_high": hi, "p_value": pval,
-            "significant": None if pval is None else pval < ALPHA,
+            "p_value_adjusted": None if pval is None else min(1.0, pval * row["n_candidates"]),
+            "significant": None if pval is None else pval * row["n_candidates"] < ALPHA,
             "auc": row["auc_mean"], "tpr_at_10fpr": row["tpr_at_10fpr_mean"],
             "degenerate": row["degenerate"], "eps_lb": row["cell_eps_lb"],
             "epsilon": row["epsilon"], "delta": row["delta"], "dp_protects": row["dp_protects"],
@@ -276,7 +278,10 @@ def verdict_text(row: dict) -> str:
     who = f"{row['attack']}{' adaptive' if row['adaptive'] else ''}, {row['calibration']}"
     n = f"{row['n_speakers']} speakers, " if row.get("n_speakers") else ""
     p = row.get("p_value")
+    pa = row.get("p_value_adjusted")
     stat = f"p={p:.2g}, " if p is not None else ""
+    if pa is not None and p is not None and pa != p:
+        stat = f"p={p:.2g} (x{row['n_candidates']} attackers: {pa:.2g}), "
     auc = row.get("auc")
     auc_txt = f"AUC {auc:.2f}" if auc is not None and auc == auc else "AUC unknown"
     base = f"{u * 100:.1f}%{ci} ({auc_txt}, {stat}{n}{row['n_runs']} runs; {who})"
