@@ -22,6 +22,7 @@ from sergrad.analysis import load
 from sergrad.analysis import plots as P
 from sergrad.analysis import plots_runs as R
 from sergrad.analysis import tables as T
+from sergrad.analysis.findings import findings_html
 from sergrad.errors import DataError
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -35,17 +36,25 @@ FIGURES: dict[str, tuple[str, Callable]] = {
     "updates": ("Attack success against averaged updates", P.plot_updates),
     "layers": ("Per-layer leakage", P.plot_layers),
     "epsilon": ("Privacy loss against rounds", R.plot_epsilon),
+    "eps_lb": ("Empirical epsilon beside the accountant's", P.plot_eps_lb),
     "roc": ("Attack ROC curves (log-log)", R.plot_roc),
 }
 CAPTIONS: dict[str, str] = {
-    "tradeoff": "Each point is one defense level (mean over folds x seeds, bars = 95% t-interval). "
-    "Up and left is better: useful SER, attack near chance. The star is the undefended model; "
-    "the dashed line is chance; '|' marks the DP ceiling on attack UAR implied by a user-level "
-    "epsilon, which no attacker can beat.",
+    "tradeoff": "Each point is one defense level; x = the verdict, the strongest legitimate "
+    "attacker's per-client UAR (bars: 95% cluster bootstrap over runs and speakers); y = SER "
+    "test UAR (bars: 95% t-interval, only with >= 3 runs). Up and left is better. Hollow: no "
+    "leak detected at this sample size (permutation p >= 0.05 after adjusting for the attackers compared), which is not a proof of "
+    "privacy. The star is the undefended model; '|' marks the DP ceiling on attack UAR implied "
+    "by a user-level epsilon, which no attacker can beat.",
     "updates": "Averaging more of a client's updates before predicting removes per-update noise: "
     "a defense that only holds at n = 1 leaks when the attacker averages (n = all).",
     "layers": "Attack UAR per attacked parameter group on undefended targets.",
     "epsilon": "Epsilon spent so far, per round, for runs with an accountant.",
+    "eps_lb": "Bars: the largest 95% Clopper-Pearson lower bound on epsilon any attacker "
+    "demonstrates (one update per client, threshold fixed on shadow data): an effective epsilon "
+    "for every defense, including those without a guarantee. Diamonds: the accountant's epsilon "
+    "(what the guarantee protects: utterances for dp_sgd, clients for user_dp). Triangles: the "
+    "per-update epsilon of the local Gaussian mechanism; a bar above it is a bug.",
     "roc": "Pooled predictions of the undefended targets (the 12 strongest attacks); low-FPR behaviour shows on log axes.",
 }
 
@@ -154,8 +163,10 @@ def write_report(
         + (f", filter <code>{html.escape(where)}</code>" if where else "")
         + "</p>",
         _counts(store_uri),
-        "<p>Values are means over folds x seeds with a 95% Student-t interval (± half-width); "
-        "n = number of runs or evaluations.</p>",
+        findings_html(store_uri, where=where),
+        "<p>Table values are means over folds x seeds with a 95% Student-t interval (± "
+        "half-width) only where n >= 3, clipped to [0, 100]; n = number of runs or "
+        "evaluations.</p>",
         "<h2>SER utility (undefended target runs)</h2>",
         frame_html(tables["ser"]),
     ]

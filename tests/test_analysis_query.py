@@ -68,11 +68,12 @@ def test_report(fx, tmp_path):
                     "Per-layer leakage", "Privacy loss against rounds", "Attack ROC",
                     "Sweep definition"):  # fmt: skip
         assert heading in text
-    for name in ("tradeoff", "updates", "layers", "epsilon", "roc"):
+    for name in ("tradeoff", "updates", "layers", "epsilon", "eps_lb", "roc"):
         f = tmp_path / "rep" / f"{name}.png"
         assert f.read_bytes().startswith(b"\x89PNG")
         assert f"href='{name}.png'" in text
-    assert text.count("data:image/png;base64,") == 5
+    assert text.count("data:image/png;base64,") == 6
+    assert text.index("Key findings") < text.index("SER utility (undefended")
     assert '"name": "fixture"' in text and SWEEP["name"] == "fixture"
     assert "no data" not in text
     assert "63.0 ± 4.1 (n=4)" in text  # alpha / prosody / fedsgd SER UAR
