@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
 from store_fixtures import SWEEP, build_store
@@ -91,3 +93,99 @@ def test_report_on_empty_and_partial_store(fx, tmp_path):
     shutil.copytree(fx.root / "runs", part / "runs")
     text = write_report(part, tmp_path / "r2").read_text()
     assert "63.0 ± 4.1" in text and "no data" in text
+
+
+def _readme_queries() -> list[str]:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "analysis" / "README.md").read_text()
+    section = text.split("## Worked queries")[1].split("\n## ")[0]
+    return [" ".join(q.split()) for q in re.findall(r'sergrad query STORE "(.*?)"', section, re.S)]
+
+
+def test_readme_worked_queries_against_naive_loops(fx):
+    by_layer, ser, levels = (run_query(fx.root, q) for q in _readme_queries())
+    # 1. attack by layer, undefended, per_update n_avg 1: naive mean per (corpus, algo, attack, layer)
+    naive: dict[tuple, list[float]] = {}
+    for a in fx.attacks:
+        if a["defense"] == "none" and a["posthoc"] == "none" and a["protocol"] == "per_update":
+            key = (a["target_corpus"], a["algorithm"], a["attack"], a["layer"])
+            naive.setdefault(key, []).append(a["uar"])
+    got = {tuple(r[:4]): (r[4], r[5]) for r in by_layer.iter_rows()}
+    assert got == {k: (pytest.approx(sum(v) / len(v)), len(v)) for k, v in naive.items()}
+    assert got[("alpha", "fedsgd", "cnn", "fc2")][1] == 8  # 2 features x 2 folds x 2 seeds
+    # 2. SER by defense: target runs with status ok only
+    runs = [r for r in fx.runs if r["status"] == "ok" and r["role"] == "target"]
+    naive = {}
+    for r in runs:
+        key = (r["corpus"], r["algorithm"], r["defense"], r["defense_level"])
+        naive.setdefault(key, []).append(r["test_uar"])
+    got = {tuple(r[:4]): (r[4], r[5]) for r in ser.iter_rows()}
+    assert got == {k: (pytest.approx(sum(v) / len(v)), len(v)) for k, v in naive.items()}
+    # 3. user_dp across levels: epsilon = level + 0.1 * fold, folds 0 and 1
+    assert levels["level"].to_list() == [1.0, 4.0]
+    assert levels["epsilon"].to_list() == pytest.approx([1.05, 4.05])
+    assert levels["n"].to_list() == [2, 2]
+    shrink = {1.0: 0.1, 4.0: 0.4}
+    for lv, uar in zip(levels["level"], levels["attack_uar"]):  # (0.80 + 0.02 + 0.005 - 0.5) * s
+        assert uar == pytest.approx(0.5 + (0.825 - 0.5) * shrink[lv])
+
+
+def test_query_schema_and_formats(fx, capsys):
+    from sergrad.analysis.query import schema_frame
+
+    schema = schema_frame(fx.root)
+    values = {(t, c): v for t, c, _, v in schema.iter_rows()}
+    assert values[("attacks", "protocol")] == "baseline_majority, per_client, per_update"
+    assert values[("runs", "defense")] == "dp_sgd, layer_perturbation, none, user_dp"
+    assert values[("results", "defense_name")].split(", ") == sorted(
+        ["dp_sgd", "layer_perturbation", "layer_perturbation (post-hoc)", "none", "user_dp"]
+    )
+    assert values[("runs", "run_id")] == ""  # ids are never listed
+    assert main(["query", str(fx.root), "--schema"]) == 0
+    out = capsys.readouterr().out
+    assert "results (view" in out and "defense_name" in out
+    sql = "SELECT layer, count(*) AS n FROM attacks GROUP BY layer ORDER BY layer"
+    assert main(["query", str(fx.root), sql, "--format", "csv"]) == 0
+    n = sum(a["layer"] == "fc1" for a in fx.attacks)
+    assert capsys.readouterr().out.splitlines()[:2] == ["layer,n", f"fc1,{n}"]
+    assert main(["query", str(fx.root), sql, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0] == {"layer": "fc1", "n": n}
+    assert main(["query", str(fx.root), sql, "--format", "markdown"]) == 0
+    assert capsys.readouterr().out.splitlines()[:3] == [
+        "| layer | n |",
+        "|---|---:|",
+        f"| fc1 | {n} |",
+    ]
+
+
+def test_printed_table_fits_the_width():
+    from sergrad.analysis.terminal import render
+
+    frame = pl.DataFrame({f"column_{i}": ["x" * (5 + 7 * i)] * 3 for i in range(12)})
+    for width in (40, 80, 200):
+        text = render(frame, "table", width=width)
+        lines = text.splitlines()
+        assert max(len(x) for x in lines[:-1]) <= width
+        shown = lines[0].split()
+        hidden = [c for c in frame.columns if c not in shown]
+        note = lines[-1]
+        assert (
+            (f"{len(hidden)} more column(s) not shown: " + ", ".join(hidden)) in note
+            if hidden
+            else "not shown" not in note
+        )
+        assert "cut to fit" in note  # the widest columns are cut
+    assert "cut" not in render(frame.select("column_0"), "table", width=80)
+
+
+def test_query_piped_into_head_exits_quietly(fx):
+    import subprocess
+    import sys
+
+    cmd = (f"{sys.executable} -m sergrad.cli query {fx.root} 'SELECT * FROM results' "
+           "--max-rows 500 | head -2")  # fmt: skip
+    res = subprocess.run(["bash", "-c", f"set -o pipefail; {cmd}"], capture_output=True, text=True)
+    assert len(res.stdout.splitlines()) == 2
+    assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr
