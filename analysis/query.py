@@ -48,20 +48,50 @@ def run_query(
 
 def _first_lines(exc: Exception, n: int = 3) -> str:
     """The message without Polars' query-plan dump."""
-    text = str(exc).split("\n\nResolved plan")[0]
+    text = str(exc).split("\n\nResolved plan")[0].split("; valid columns:")[0]
     return "\n".join(text.splitlines()[:n])
 
 
+# One --where vocabulary for every table and view: a column a frame lacks is derived from
+# its counterpart when that one is there (runs say corpus, attacks say target_corpus, ...).
+ALIASES: dict[str, pl.Expr] = {
+    "corpus": pl.col("target_corpus"),
+    "target_corpus": pl.col("corpus"),
+    "defense_name": pl.col("defense").fill_null(load.NO_DEFENSE),
+    "level": pl.col("defense_level").cast(pl.Float64),
+    "run_seed": pl.col("seed"),
+}
+
+
+def where_columns(where: str) -> set[str]:
+    """The column names a --where condition reads; ConfigError when it does not parse."""
+    try:
+        return set(pl.sql_expr(where).meta.root_names())
+    except (pl.exceptions.PolarsError, ValueError) as exc:
+        raise ConfigError(f"--where {where!r}: {_first_lines(exc)}") from exc
+
+
+def vocabulary(columns: list[str]) -> set[str]:
+    """`columns` plus the aliases apply_where can derive from them."""
+    have = set(columns)
+    return have | {n for n, e in ALIASES.items() if set(e.meta.root_names()) <= have}
+
+
 def apply_where(frame: pl.LazyFrame, where: str | None) -> pl.LazyFrame:
-    """Filter with a Polars SQL condition (e.g. "target_corpus = 'iemocap' AND n_avg = 1")."""
+    """Filter with a Polars SQL condition (e.g. "corpus = 'iemocap' AND n_avg = 1"); the names
+    of ALIASES work on every table and view (target_corpus on runs, corpus on attacks, ...)."""
     if not where:
         return frame
+    names = frame.collect_schema().names()
+    needed = where_columns(where)
+    add = {n: e for n, e in ALIASES.items()
+           if n in needed and n not in names and set(e.meta.root_names()) <= set(names)}  # fmt: skip
     try:
-        out = frame.filter(pl.sql_expr(where))
+        out = frame.with_columns(**add).filter(pl.sql_expr(where)).drop(list(add))
         out.collect_schema()
         return out
     except (pl.exceptions.PolarsError, ValueError) as exc:
-        cols = ", ".join(frame.collect_schema().names())
+        cols = ", ".join(sorted(vocabulary(names)))
         raise ConfigError(f"--where {where!r}: {_first_lines(exc)}\n  columns: {cols}") from exc
 
 

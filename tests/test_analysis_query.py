@@ -68,14 +68,14 @@ def test_report(fx, tmp_path):
     text = path.read_text()
     for heading in ("SER utility", "Privacy-utility trade-off", "Attack success against averaged",
                     "Per-layer leakage", "Privacy loss against rounds", "Attack ROC",
-                    "Sweep definition"):  # fmt: skip
+                    "Sweep settings"):  # fmt: skip
         assert heading in text
     for name in ("tradeoff", "updates", "layers", "epsilon", "roc"):
         f = tmp_path / "rep" / f"{name}.png"
         assert f.read_bytes().startswith(b"\x89PNG")
         assert f"href='{name}.png'" in text
     assert text.count("data:image/png;base64,") == 5
-    assert '"name": "fixture"' in text and SWEEP["name"] == "fixture"
+    assert "corpora: [alpha, beta]" in text and SWEEP["name"] == "fixture"  # YAML grid
     assert "no data" not in text
     assert "63.0 ± 4.1 (n=4)" in text  # alpha / prosody / fedsgd SER UAR
 
@@ -189,3 +189,57 @@ def test_query_piped_into_head_exits_quietly(fx):
     res = subprocess.run(["bash", "-c", f"set -o pipefail; {cmd}"], capture_output=True, text=True)
     assert len(res.stdout.splitlines()) == 2
     assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr
+
+
+def test_report_tables_state_constants_fold_and_link_csv(fx, tmp_path):
+    text = write_report(fx.root, tmp_path / "rep").read_text()
+    ser = pl.read_csv(tmp_path / "rep" / "ser.csv")  # the whole table, constants included
+    assert ser.height == 8 and set(ser["corpus"]) == {"alpha", "beta"}
+    # n_folds and n_seeds are 2 in every SER row: stated once above the table, not as columns
+    ser_html = text.split("SER utility")[1].split("<h2>")[0]
+    assert "In every row: n_folds = <b>2</b> · n_seeds = <b>2</b>" in ser_html
+    assert "<th class=''>n_folds</th>" not in ser_html and ">corpus</th>" in ser_html
+    assert "href='ser.csv'" in ser_html and "<details>" not in ser_html  # 8 rows: not folded
+    updates = pl.read_csv(tmp_path / "rep" / "updates.csv")
+    assert updates.height > 15
+    upd_html = text.split("Attack vs number of averaged updates")[1].split("<h2>")[0]
+    assert f"<summary>{updates.height} rows: show the table</summary>" in upd_html
+
+
+def test_report_where_vocabulary_and_atomic_folder(fx, tmp_path, monkeypatch):
+    from sergrad.analysis import report
+
+    for cond in ("target_corpus = 'alpha'", "corpus = 'alpha'"):
+        out = tmp_path / cond.split()[0]
+        assert main(["report", str(fx.root), "-o", str(out), "--where", cond]) == 0
+        text = (out / "index.html").read_text()
+        assert "not shown" not in text and "no data" not in text
+        assert set(pl.read_csv(out / "ser.csv")["corpus"]) == {"alpha"}
+        assert set(pl.read_csv(out / "layers.csv")["target_corpus"]) == {"alpha"}
+    # a column only attack views have: the SER and epsilon sections say so, the rest filter
+    text = write_report(fx.root, tmp_path / "lay", where="layer = 'fc1'").read_text()
+    assert text.count("not shown: the filter reads layer") == 2
+    # a column no view has: exit 2 and no folder at all
+    bad = tmp_path / "bad"
+    assert main(["report", str(fx.root), "-o", str(bad), "--where", "corpuss = 'a'"]) == 2
+    assert not bad.exists() and not list(tmp_path.glob(".bad*"))
+    # a report that fails half-way leaves the earlier report untouched and no temp folder
+    good = tmp_path / "target_corpus"
+    before = (good / "index.html").read_text()
+
+    def boom(ctx):
+        raise RuntimeError("figure exploded")
+
+    monkeypatch.setattr(report, "SECTIONS", [report.SECTIONS[0], boom])
+    with pytest.raises(RuntimeError, match="exploded"):
+        write_report(fx.root, good)
+    assert (good / "index.html").read_text() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    # a folder with other contents is never replaced
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    monkeypatch.undo()
+    with pytest.raises(ConfigError, match="holds no report"):
+        write_report(fx.root, other)
+    assert (other / "notes.txt").read_text() == "keep me"
