@@ -52,8 +52,12 @@ def add_commands(sub) -> None:
         if name in ("tradeoff", "updates", "roc"):
             k.add_argument("--layer", help="attacked layer (default fc1, else the first)")
         if name != "epsilon":
-            default = "per_update" if name in ("layers", "roc") else "per_client"
-            k.add_argument("--protocol", default=default, help=f"default {default}")
+            default = {"layers": "per_update", "roc": "per_update", "tradeoff": None}.get(
+                name, "per_client"
+            )
+            help_ = "default: the verdict's (per_client or per_client_vote, the stronger)"
+            k.add_argument("--protocol", default=default,
+                           help=help_ if default is None else f"default {default}")  # fmt: skip
         if name in ("tradeoff", "layers", "roc"):
             k.add_argument("--n-avg", type=int, default=1, help="updates averaged (0 = all)")
         if name == "layers":
