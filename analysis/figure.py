@@ -229,10 +229,12 @@ def place_labels(fig: Figure, ax, labels: list[tuple[float, float, str, str, int
 
 
 def suptitle(fig: Figure, text: str, *, fontsize: float = 10) -> None:
-    """A figure title wrapped to the figure's width (call once the width is final)."""
+    """A figure title wrapped to the figure's width (call once the width is final); the
+    figure grows by the title's height, so the panels keep theirs."""
     chars = max(40, int(fig.get_figwidth() * 72 / (fontsize * 0.56)))
     lines = [w for line in text.split("\n") for w in textwrap.wrap(line, chars) or [""]]
     fig.suptitle("\n".join(lines), fontsize=fontsize)
+    fig.set_figheight(fig.get_figheight() + len(lines) * fontsize * 1.4 / 72)
 
 
 def fmt_level(level: float | None) -> str:

@@ -98,7 +98,7 @@ def plot_tradeoff(
     attacker's per-client UAR (max over attack models, shadow/prior calibration, adaptive or
     not, per_client / per_client_vote; `protocol` restricts it to one), with its cluster-
     bootstrap interval. Hollow markers: no leak detected at this sample size (p >= 0.05)."""
-    from sergrad.analysis.verdicts import INTERVAL, VERDICT_PROTOCOLS, verdict_tradeoff
+    from sergrad.analysis.verdicts import VERDICT_PROTOCOLS, verdict_tradeoff
 
     F.check_output(out)
     if metric != "uar":
@@ -106,6 +106,14 @@ def plot_tradeoff(
     protocols = VERDICT_PROTOCOLS if protocol is None else (protocol,)
     data = verdict_tradeoff(store_uri, where=where, layer=layer, n_avg=n_avg, protocols=protocols)
     data = _require(data, "tradeoff", "uar")
+    F.save(tradeoff_figure(data, n_avg=n_avg), out)
+    return data
+
+
+def tradeoff_figure(data: pl.DataFrame, *, n_avg: int = 1) -> F.Figure:
+    """The trade-off figure of a verdict_tradeoff frame (see plot_tradeoff)."""
+    from sergrad.analysis.verdicts import INTERVAL
+
     keys = data.select(PANEL_KEYS).unique(maintain_order=True).rows()
     names = data["defense_name"].to_list()
     colours, markers = F.colour_map(names), F.marker_map(n for n in names if n != T.NO_DEFENSE)
@@ -166,8 +174,7 @@ def plot_tradeoff(
                     "hollow: no leak detected at this sample size (p >= 0.05)")  # fmt: skip
     for ax, labels in zip(axes, labels_per_ax):
         F.place_labels(fig, ax, labels, box=LABEL_BOX)
-    F.save(fig, out)
-    return data
+    return fig
 
 
 def plot_updates(
@@ -183,6 +190,14 @@ def plot_updates(
     F.check_output(out)
     data = T.updates_table(store_uri, where=where, metric=metric, layer=layer, protocol=protocol)
     data = _require(data, "updates", f"{metric}_mean")
+    F.save(updates_figure(data, metric=metric, protocol=protocol), out)
+    return data
+
+
+def updates_figure(
+    data: pl.DataFrame, *, metric: str = "uar", protocol: str = "per_client"
+) -> F.Figure:
+    """The averaged-updates figure of an updates_table frame (see plot_updates)."""
     keys = data.select(PANEL_KEYS).unique(maintain_order=True).rows()
     ns = sorted(data["n_avg"].unique().to_list(), key=lambda n: (n == 0, n))
     pos = {n: i for i, n in enumerate(ns)}
@@ -219,8 +234,7 @@ def plot_updates(
     F.legend_outside(fig, axes, title="defense level (attack model)")
     F.suptitle(fig, f"Attack success vs averaged updates ({data['layer'][0]}, {protocol}; "
                     "mean ± s.e. over folds x seeds; series side by side at each n)")  # fmt: skip
-    F.save(fig, out)
-    return data
+    return fig
 
 
 def _level_styles(data: pl.DataFrame) -> dict[tuple, tuple[str, str, object]]:

@@ -184,6 +184,12 @@ def plot_roc(
         data = data.join(
             ranked.tail(MAX_ROC_CURVES).select(by), on=by, how="semi", nulls_equal=True
         )
+    F.save(roc_figure(data, by=by, protocol=protocol, n_avg=n_avg), out)
+    return data
+
+
+def roc_figure(data: pl.DataFrame, *, by: list[str], protocol: str, n_avg: int) -> F.Figure:
+    """ROC curves of a roc_frame (see plot_roc); the legend sits below the axes."""
     varying = [k for k in by if data[k].n_unique() > 1] or by[-2:]
     fig, (ax,) = F.panels(1, width=5.5, height=4.8)
     floor, curves = 1.0, []
@@ -217,5 +223,4 @@ def plot_roc(
     ax.grid(alpha=0.3, which="both")
     title = " · ".join(varying) + ("  (line style: attack model)" if len(attack_style) > 1 else "")
     F.legend_below(fig, ax, title=title, ncols=2 if len(curves) > 6 else 1)
-    F.save(fig, out)
-    return data
+    return fig

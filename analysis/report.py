@@ -50,11 +50,12 @@ class Figure:
 
 FIGURES: dict[str, Figure] = {
     "tradeoff": Figure("Privacy-utility trade-off", P.plot_tradeoff, "results",
-        "Each point is one defense level (mean over folds x seeds; bars = ±1 standard error, the "
-        "table gives the 95% t-interval). Up and left is better: useful SER, attack near chance. "
-        "Colour = defense (black = no defense), marker shape = attack model; labels give ε or the "
-        "level. The dashed line is chance; '|' marks the DP ceiling on attack UAR implied by a "
-        "user-level ε, which no attacker can beat.", "tradeoff"),
+        "Each point is one defense level. x: the verdict, i.e. the strongest legitimate "
+        "attacker's per-client UAR with its cluster-bootstrap interval (hollow: no leak detected "
+        "at this sample size); y: SER test UAR over folds x seeds. Up and left is better. Colour "
+        "and marker = defense (black star = no defense); labels give ε, else the level; points "
+        "that coincide are drawn side by side. The dashed line is 50%; '|' marks the DP ceiling "
+        "on attack UAR implied by a user-level ε, which no attacker can beat.", "tradeoff"),
     "updates": Figure("Attack success against averaged updates", P.plot_updates, "results",
         "Averaging more of a client's updates before predicting removes per-update noise: a "
         "defense that only holds at n = 1 leaks when the attacker averages (n = all). Bars = ±1 "
@@ -139,8 +140,9 @@ def _header(ctx: Context) -> str:
         f"written {time.strftime('%Y-%m-%d %H:%M:%S')}{where}.</p>"
         f"<p>{runs.height} runs ({ok} ok, {runs.height - ok} failed), "
         f"{attacks['eval_id'].n_unique()} attack evaluations ({attacks.height} rows). "
-        "Tables give means over folds x seeds with the 95% Student-t interval (± half-width) "
-        "and n = number of runs or evaluations; figures show ±1 standard error.</p>"
+        "Tables give means over folds x seeds with the 95% Student-t interval (± half-width, "
+        "from n >= 3) and n = number of runs or evaluations; figure captions state their bars."
+        "</p>"
     )
 
 
@@ -177,9 +179,12 @@ def _figure(name: str) -> Callable[[Context], str]:
             spec.plot(ctx.store_uri, path, where=ctx.where)
         except DataError as exc:
             return head + f"<p class='nodata'>no data ({html.escape(str(exc))})</p>"
-        data = base64.b64encode(path.read_bytes()).decode()
+        raw = path.read_bytes()
+        data = base64.b64encode(raw).decode()
+        px = H.png_width(raw)  # shown at 100 of its 150 dpi: every figure at one text size
+        size = f" width='{px * 2 // 3}'" if px else ""
         out = (
-            f"{head}<figure><a href='{path.name}'><img alt='{html.escape(spec.title)}' "
+            f"{head}<figure><a href='{path.name}'><img alt='{html.escape(spec.title)}'{size} "
             f"src='data:image/png;base64,{data}'></a><figcaption>{html.escape(spec.caption)} "
             f"File: <a href='{path.name}'>{path.name}</a></figcaption></figure>"
         )
