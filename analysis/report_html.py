@@ -24,13 +24,12 @@ import yaml
 FOLD_ROWS = 15
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:0.3em 0 0.5em}th,td{border:1px solid #ccc;
-padding:3px 7px;text-align:right;white-space:nowrap}th{background:#f0f0f0}
-td:first-child,th:first-child{text-align:left}td.t,th.t{text-align:left}
-img{max-width:100%;height:auto;border:1px solid #eee}pre{background:#f7f7f7;padding:1em;overflow:auto;
-max-height:40em;font-size:12px}.nodata{color:#a00;font-style:italic}
+padding:3px 7px;text-align:left;vertical-align:top}th{background:#f0f0f0}
+.tbl td,.tbl th{text-align:right}.tbl td.t,.tbl th.t{text-align:left}td.n{white-space:nowrap}
+img{max-width:100%;height:auto;border:1px solid #eee}pre{background:#f7f7f7;padding:1em;
+overflow:auto;max-height:40em;font-size:12px}.nodata{color:#a00;font-style:italic}
 figcaption,.const,.csv{font-size:13px;color:#555}.const b{color:#222;font-weight:600}
-details{margin:0.3em 0 1.2em}summary{cursor:pointer;color:#0645ad}.tbl{margin-bottom:1.5em}
-.findings{background:#f6f9ff;border:1px solid #cdd9f0;padding:0.5em 1.2em;margin:1em 0}"""
+details{margin:0.3em 0 1.2em}summary{cursor:pointer;color:#0645ad}.tbl{margin-bottom:1.5em}"""
 
 
 def compact(
@@ -85,7 +84,8 @@ def split_constant(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, object]
 
 def _rows_html(frame: pl.DataFrame) -> str:
     text_cols = {c for c, t in frame.schema.items() if not t.is_numeric()}
-    cls = ["t" if c in text_cols and not c.endswith("(%)") else "" for c in frame.columns]
+    # "63.0 ± 4.1 (n=4)" stays on one line (n); other text columns align left (t)
+    cls = ["n" if c.endswith("(%)") else "t" if c in text_cols else "" for c in frame.columns]
     head = "".join(f"<th class='{k}'>{html.escape(c)}</th>" for c, k in zip(frame.columns, cls))
     body = "".join(
         "<tr>" + "".join(f"<td class='{k}'>{_cell(v)}</td>" for v, k in zip(row, cls)) + "</tr>"
