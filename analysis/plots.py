@@ -258,6 +258,10 @@ def _level_styles(data: pl.DataFrame) -> dict[tuple, tuple[str, str, object]]:
     return out
 
 
+def _fmt_value(v) -> str:
+    return F.fmt_level(v) if isinstance(v, float) else str(v)
+
+
 def _layer_order(layers: list[str]) -> list[str]:
     return sorted(layers, key=lambda x: (x == "fusion", len(x), x))
 
@@ -288,7 +292,8 @@ def plot_layers(
             r[f"{metric}_mean"] * 100
         )
     fig = F.Figure(
-        figsize=(2.2 + 1.1 * len(layers) + 2.5, 1.4 + 0.42 * len(rows)), layout="constrained"
+        figsize=(2.2 + 1.1 * len(layers) + 2.5, max(3.0, 1.4 + 0.42 * len(rows))),
+        layout="constrained",
     )
     ax = fig.subplots()
     chance = T.CHANCE[metric] * 100
@@ -296,7 +301,7 @@ def plot_layers(
         grid,
         cmap="cividis",
         vmin=min(chance, np.nanmin(grid)),
-        vmax=max(np.nanmax(grid), chance + 1),
+        vmax=max(np.nanmax(grid), chance + 10),  # a few points above chance never look saturated
         aspect="auto",
     )
     for (i, j), v in np.ndenumerate(grid):
@@ -314,8 +319,11 @@ def plot_layers(
     cbar = fig.colorbar(im, ax=ax, shrink=0.9)
     cbar.set_label(f"{F.METRIC_LABELS[metric]} (%)  [chance {chance:g}%]")
     who = "undefended targets" if defense == T.NO_DEFENSE else f"defense {defense or 'all'}"
-    ax.set_title(f"Per-layer leakage ({protocol}, n_avg={'all' if n_avg == 0 else n_avg}; {who})\n"
-                 f"rows: {' · '.join(varying)}", fontsize=10)  # fmt: skip
+    same = [f"{k} = {_fmt_value(data[k][0])}" for k in row_keys
+            if k not in varying and k not in T.DEFENSE_KEYS]  # fmt: skip
+    F.suptitle(fig, f"Per-layer leakage ({protocol}, n_avg={'all' if n_avg == 0 else n_avg}; "
+                    f"{who})\nrows: {' · '.join(varying)}"
+                    + (f"; every row: {', '.join(same)}" if same else ""))  # fmt: skip
     F.save(fig, out)
     return data
 
