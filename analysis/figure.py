@@ -103,7 +103,10 @@ def plain_log_ticks(axis) -> None:
     fmt = FuncFormatter(lambda v, _: f"{v:g}")
     axis.set_major_formatter(fmt)
 
-    def minor(v: float, _) -> str:  # label 2x and 5x of each decade
+    def minor(v: float, _) -> str:  # 2x and 5x of each decade; every tick within one decade
+        lo, hi = sorted(axis.get_view_interval())
+        if lo > 0 and hi / lo < 10:
+            return f"{v:.3g}"
         lead = round(v / 10 ** math.floor(math.log10(v))) if v > 0 else 0
         return f"{v:g}" if lead in (2, 5) else ""
 
