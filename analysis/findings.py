@@ -145,7 +145,8 @@ def findings_html(
         "<p>Verdict = the strongest legitimate attacker (max over attack models, shadow/prior "
         "calibration, adaptive or not, per_client / per_client_vote) of per-client UAR; "
         f"interval: {html.escape(V.INTERVAL)}; p: one-sided permutation test over speaker "
-        f"labels. SER: mean test UAR, {html.escape(T_INTERVAL)}. ε̂: 95% Clopper-Pearson lower "
+        "labels (in brackets: Bonferroni-adjusted for the attackers compared; significance "
+        f"uses it). SER: mean test UAR, {html.escape(T_INTERVAL)}. ε̂: 95% Clopper-Pearson lower "
         "bound on epsilon from one update per client with the shadow threshold (largest over "
         "attackers, not corrected for their number). The oracle threshold never gives a "
         "verdict.</p>",

@@ -97,7 +97,7 @@ def plot_tradeoff(
     """SER UAR (y) against the VERDICT (x): per defense level, the strongest legitimate
     attacker's per-client UAR (max over attack models, shadow/prior calibration, adaptive or
     not, per_client / per_client_vote; `protocol` restricts it to one), with its cluster-
-    bootstrap interval. Hollow markers: no leak detected at this sample size (p >= 0.05)."""
+    bootstrap interval. Hollow markers: no leak detected at this sample size (adjusted p >= 0.05)."""
     from sergrad.analysis.verdicts import VERDICT_PROTOCOLS, verdict_tradeoff
 
     F.check_output(out)
@@ -171,7 +171,7 @@ def tradeoff_figure(data: pl.DataFrame, *, n_avg: int = 1) -> F.Figure:
     F.suptitle(fig, f"Privacy-utility trade-off (attack on {data['layer'][0]}, n_avg={n_txt}); x: "
                     "strongest legitimate attacker's per-client UAR, "
                     f"{INTERVAL}\ny: SER mean, 95% t-interval with n >= 3 runs; "
-                    "hollow: no leak detected at this sample size (p >= 0.05)")  # fmt: skip
+                    "hollow: no leak detected at this sample size (adjusted p >= 0.05)")  # fmt: skip
     for ax, labels in zip(axes, labels_per_ax):
         F.place_labels(fig, ax, labels, box=LABEL_BOX)
     return fig
@@ -218,11 +218,16 @@ def updates_figure(
                 label += f" [{calibration}]"
             if name != T.NO_DEFENSE:
                 label += f" {F.fmt_level(level)}"
+            degenerate = bool((s["n_degenerate"] >= s[f"{metric}_n"]).all())
+            if degenerate:  # hollow markers: every evaluation predicted one class
+                label += " (degenerate: one class)"
             x = s["_x"].to_numpy() + F.dodge(j, len(groups))  # equal values stay visible
             ax.errorbar(x, s[f"{metric}_mean"].to_numpy() * 100, yerr=_err(s, metric), marker=m,
                         ms=8 if m == "*" else 5, color=c, ls=ls, capsize=2, elinewidth=0.8,
-                        label=label, zorder=4 if name == T.NO_DEFENSE else 3)  # fmt: skip
-        ax.axhline(T.CHANCE[metric] * 100, color="0.4", ls="--", lw=1, label="chance", zorder=1)
+                        label=label, zorder=4 if name == T.NO_DEFENSE else 3,
+                        mfc="white" if degenerate else c)  # fmt: skip
+        ax.axhline(T.CHANCE[metric] * 100, color="0.4", ls="--", lw=1, zorder=1,
+                   label=f"{T.CHANCE[metric] * 100:g}% (no information)")  # fmt: skip
         ax.set_xticks(range(len(ns)), ["all" if n == 0 else str(n) for n in ns])
         ax.set_xlim(-0.4, len(ns) - 0.6)
         ax.set_xlabel("updates averaged per prediction (n)")

@@ -54,7 +54,8 @@ FIGURES: dict[str, Figure] = {
         "Each point is one defense level; x = the verdict, the strongest legitimate attacker's "
         "per-client UAR (bars: 95% cluster bootstrap over runs and speakers); y = SER test UAR "
         "(bars: 95% t-interval, only with >= 3 runs). Up and left is better. Hollow: no leak "
-        "detected at this sample size (permutation p >= 0.05), which is not a proof of privacy. "
+        "detected at this sample size (permutation p >= 0.05 after adjusting for the attackers "
+        "compared), which is not a proof of privacy. "
         "Colour and marker = defense (black star = no defense); labels give ε, else the level; "
         "points that coincide are drawn side by side. '|' marks the DP ceiling on attack UAR "
         "implied by a user-level epsilon, which no attacker can beat.", "tradeoff"),

@@ -17,7 +17,8 @@ Test against chance: one-sided permutation test, permuting speaker labels within
 (a speaker keeps one label); p = (1 + #{perm UAR >= observed}) / (1 + n_perm). A verdict that is
 not significant reads "no leak detected at this sample size", never "chance". Selecting the
 best of several attackers makes the observed maximum optimistic: `n_candidates` says how many
-competed. `eps_lb` is the cell's largest empirical epsilon lower bound over the competing
+competed, and `significant` uses the Bonferroni-adjusted p (p x n_candidates, capped at 1:
+`p_value_adjusted`); the interval is the winner's own, not adjusted for the selection. `eps_lb` is the cell's largest empirical epsilon lower bound over the competing
 (shadow-calibrated) attackers, not only the winner's.
 
 Cells whose evaluations have no stored predictions keep the mean over runs with no interval.
@@ -182,20 +183,22 @@ def verdicts(
     ids = [e for lst in best["eval_ids"] for e in lst]
     preds = (
         load.scan(store_uri, "predictions")
-        .filter(pl.col("eval_id").is_in(ids) & (pl.col("n_avg") == n_avg))
+        .filter(
+            pl.col("eval_id").is_in(ids)
+            & (pl.col("n_avg") == n_avg)
+            & pl.col("protocol").is_in(protocols)
+        )
+        .select("eval_id", "layer", "protocol", "speaker_id", "client_id", "gender", "p_male")
         .collect()
     )
+    by_eval = preds.partition_by(["eval_id", "layer", "protocol"], as_dict=True)
     rng = np.random.default_rng(seed)
     out = []
     for row in best.iter_rows(named=True):
         runs, speakers = [], set()
         for eid, t in zip(row["eval_ids"], row["thresholds"]):
-            p = preds.filter(
-                (pl.col("eval_id") == eid)
-                & (pl.col("layer") == row["layer"])
-                & (pl.col("protocol") == row["protocol"])
-            )
-            if not p.is_empty():
+            p = by_eval.get((eid, row["layer"], row["protocol"]))
+            if p is not None and not p.is_empty():
                 runs.append(clusters_of(p, t))
                 speakers.update(p["speaker_id"].drop_nulls().to_list())
         full = len(runs) == len(row["eval_ids"])
@@ -207,7 +210,8 @@ def verdicts(
         out.append({
             **{k: row[k] for k in [*keys, *ATTACKER_KEYS]},
             "uar": uar, "uar_ci_low": lo, "uar_ci_high": hi, "p_value": pval,
-            "significant": None if pval is None else pval < ALPHA,
+            "p_value_adjusted": None if pval is None else min(1.0, pval * row["n_candidates"]),
+            "significant": None if pval is None else pval * row["n_candidates"] < ALPHA,
             "auc": row["auc_mean"], "tpr_at_10fpr": row["tpr_at_10fpr_mean"],
             "degenerate": row["degenerate"], "eps_lb": row["cell_eps_lb"],
             "epsilon": row["epsilon"], "delta": row["delta"], "dp_protects": row["dp_protects"],
@@ -261,7 +265,7 @@ def verdict_tradeoff(
 
 
 def verdict_text(row: dict) -> str:
-    """'83.1% [75.2, 90.0] (p=0.001, 40 speakers, 4 runs; cnn, prior)', or the honest
+    """'83.1% [75.2, 90.0] (AUC 0.90, p=0.001, 40 speakers, 4 runs; cnn, prior)', or the honest
     'no leak detected at this sample size' / 'degenerate threshold' forms; never 'chance'."""
     u = row["uar"]
     if u is None or u != u:
@@ -274,11 +278,14 @@ def verdict_text(row: dict) -> str:
     who = f"{row['attack']}{' adaptive' if row['adaptive'] else ''}, {row['calibration']}"
     n = f"{row['n_speakers']} speakers, " if row.get("n_speakers") else ""
     p = row.get("p_value")
+    pa = row.get("p_value_adjusted")
     stat = f"p={p:.2g}, " if p is not None else ""
-    base = f"{u * 100:.1f}%{ci} ({stat}{n}{row['n_runs']} runs; {who})"
+    if pa is not None and p is not None and pa != p:
+        stat = f"p={p:.2g} (x{row['n_candidates']} attackers: {pa:.2g}), "
+    auc = row.get("auc")
+    auc_txt = f"AUC {auc:.2f}" if auc is not None and auc == auc else "AUC unknown"
+    base = f"{u * 100:.1f}%{ci} ({auc_txt}, {stat}{n}{row['n_runs']} runs; {who})"
     if row.get("degenerate") and row.get("significant") is not True:
-        auc = row.get("auc")
-        auc_txt = f"AUC {auc:.2f}" if auc is not None and auc == auc else "AUC unknown"
         return f"degenerate threshold (every prediction one class; {auc_txt}), not evidence of privacy: {base}"
     if row.get("significant") is False:
         return f"no leak detected at this sample size: {base}"

@@ -140,6 +140,7 @@ def test_verdict_is_the_strongest_legitimate_attacker(tmp_path):
     assert row["n_runs"] == 3 and row["n_clients"] == 36
     assert 0.5 < row["uar_ci_low"] <= row["uar"] <= row["uar_ci_high"] <= 1.0
     assert row["p_value"] < 0.05 and row["significant"]
+    assert row["p_value_adjusted"] == pytest.approx(min(1.0, 6 * row["p_value"]))
     assert "cluster bootstrap" in row["interval"]
     # split by calibration: the shadow-calibrated best is the adaptive attack, and the
     # degenerate shifted/shadow rows are flagged, not "chance"
@@ -150,7 +151,7 @@ def test_verdict_is_the_strongest_legitimate_attacker(tmp_path):
     shifted = cands.filter((pl.col("attack") == "shifted") & (pl.col("calibration") == "shadow"))
     assert shifted["degenerate"].item() and shifted["uar_mean"].item() == pytest.approx(0.5)
     text = V.verdict_text(row)
-    assert "chance" not in text and "12 speakers, 3 runs" in text
+    assert "chance" not in text and "(AUC 0.90, p=" in text and "12 speakers, 3 runs" in text
 
 
 def test_not_significant_reads_no_leak_detected(tmp_path):

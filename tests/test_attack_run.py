@@ -254,3 +254,37 @@ def test_eps_lb_above_the_local_mechanism_is_reported_as_a_violation(tmp_path, c
     rows = run_attack(_config(honest, shadows, layers=("fc1",), n_avg=(1,)), store)
     pc = _row(rows, "fc1", "per_client", 1)
     assert pc["eps_lb"] <= mech and pc["eps_violation"] is False
+
+
+def test_real_user_dp_local_runs_never_exceed_the_mechanism_epsilon(tmp_path):
+    """A small grid of real FL runs with local user-level DP (this project's defense and
+    harvest): every shadow-calibrated per-client row reports the mechanism's epsilon from the
+    run's own config, and eps_lb never exceeds it."""
+    from sergrad.fl.config import AlgoConfig, DefenseConfig, HarvestConfig, ModelConfig, RunConfig
+    from sergrad.fl.config import run_id as fl_run_id
+    from sergrad.fl.run import run_fl
+    from sergrad.fl.synthetic import random_dataset
+    from sergrad.privacy_bound import local_gaussian_epsilon
+
+    store = Store(tmp_path)
+    ds = random_dataset(n_speakers=12, utts_per_speaker=30, dim=16, seed=0, separation=0.5)
+    for z in (0.5, 2.0):
+        defense = DefenseConfig(name="user_dp", params={"mode": "local", "clip_norm": 1.0,
+                                                        "noise_multiplier": z})  # fmt: skip
+        ids = []
+        for seed in range(3):
+            cfg = RunConfig(model=ModelConfig(hidden=(16, 8)),
+                            algo=AlgoConfig(name="fedsgd", rounds=8, client_fraction=0.5),
+                            harvest=HarvestConfig(params=("fc1.*",)), defenses=(defense,),
+                            seed=seed)  # fmt: skip
+            run_fl(cfg, store, dataset=ds)
+            ids.append(fl_run_id(cfg))
+        cfg = _config(ids[0], tuple(ids[1:]), layers=("fc1",), n_avg=(1, 0), trials=2)
+        rows = [r for r in run_attack(cfg, store) if r["eps_lb"] is not None]
+        assert rows and all("per_client" in r["protocol"] for r in rows)
+        one = [r for r in rows if r["n_avg"] == 1 and r["layer"] == "fc1"]
+        assert one[0]["mechanism_epsilon"] == pytest.approx(
+            local_gaussian_epsilon(noise_multiplier=z, n_updates=1, delta=1e-5)
+        )
+        for r in rows:
+            assert r["eps_lb"] <= r["mechanism_epsilon"] and r["eps_violation"] is False

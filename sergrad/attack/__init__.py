@@ -27,7 +27,7 @@ Contract (METHOD.md sections 4-5):
   learned on shadow data; `prior` = the target's own score quantile matching the shadow
   population's male share (no target label); `oracle` = best threshold on target labels (an
   upper bound, never a verdict). `degenerate` flags rows predicting one class.
-- Empirical epsilon: shadow-calibrated per-client rows carry `eps_lb` (95% Clopper-Pearson,
+- Empirical epsilon (empirical_privacy.py): shadow-calibrated per-client rows carry `eps_lb` (95% Clopper-Pearson,
   trial 0 = one prediction per client, at the target run's delta), and for `user_dp` local
   targets the mechanism's epsilon for n_avg updates (`mechanism_epsilon`, sensitivity 2S);
   `eps_violation` (printed as DP VIOLATION) means the defense or its accounting is broken.
