@@ -159,17 +159,26 @@ def _value(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def format_schema(frame: pl.DataFrame) -> str:
-    """`schema_frame` as text: one block per table, column / dtype / values."""
-    out = []
+def format_schema(frame: pl.DataFrame, *, width: int | None = None) -> str:
+    """`schema_frame` as text: one block per table, column / dtype / values; lines longer
+    than `width` (default: the terminal's) are cut with "…" and a note says so."""
+    import shutil
+
+    width = width or shutil.get_terminal_size((160, 24)).columns
+    out, cut = [], 0
     for (table,), g in frame.group_by("table", maintain_order=True):
         kind = "table" if table in load.TABLE_NAMES else "view"
         out.append(f"{table} ({kind}, {g.height} columns)")
         w = max(len(c) for c in g["column"])
         wt = max(len(t) for t in g["dtype"])
         for col, dtype, values in g.select("column", "dtype", "values").iter_rows():
-            out.append(f"  {col:<{w}}  {dtype:<{wt}}  {values}".rstrip())
+            line = f"  {col:<{w}}  {dtype:<{wt}}  {values}".rstrip()
+            if len(line) > width:
+                line, cut = line[: width - 1] + "…", cut + 1
+            out.append(line)
         out.append("")
+    if cut:
+        out.append(f"({cut} value list(s) cut to fit {width} characters; --format csv for all)")
     return "\n".join(out).rstrip()
 
 

@@ -147,6 +147,10 @@ def test_query_schema_and_formats(fx, capsys):
     assert main(["query", str(fx.root), "--schema"]) == 0
     out = capsys.readouterr().out
     assert "results (view" in out and "defense_name" in out
+    from sergrad.analysis.query import format_schema
+
+    narrow = format_schema(schema, width=60).splitlines()
+    assert max(len(x) for x in narrow[:-1]) <= 60 and "cut to fit 60" in narrow[-1]
     sql = "SELECT layer, count(*) AS n FROM attacks GROUP BY layer ORDER BY layer"
     assert main(["query", str(fx.root), sql, "--format", "csv"]) == 0
     n = sum(a["layer"] == "fc1" for a in fx.attacks)
