@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import polars as pl
@@ -157,6 +158,9 @@ def test_query_schema_and_formats(fx, capsys):
     assert capsys.readouterr().out.splitlines()[:2] == ["layer,n", f"fc1,{n}"]
     assert main(["query", str(fx.root), sql, "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)[0] == {"layer": "fc1", "n": n}
+    assert main(["table", "ser", str(fx.root), "--format", "csv"]) == 0
+    ser = pl.read_csv(io.StringIO(capsys.readouterr().out))
+    assert ser.height == 8 and {"corpus", "uar_mean", "uar_ci_low"} <= set(ser.columns)
     assert main(["query", str(fx.root), sql, "--format", "markdown"]) == 0
     assert capsys.readouterr().out.splitlines()[:3] == [
         "| layer | n |",
