@@ -1,6 +1,7 @@
 """CLI: `sergrad query`, `sergrad table`, `sergrad plot ...`, `sergrad report`.
 
-sergrad query STORE "SELECT ... FROM results ..." [-o out.csv|out.parquet]
+sergrad query STORE "SELECT ... FROM results ..." [-o out.csv|out.parquet] [--format ...]
+sergrad query STORE --schema
 sergrad table ser|layers|updates|tradeoff|verdicts|eps STORE [-o out.csv|out.parquet] [--where ...]
 sergrad plot tradeoff|layers|updates|epsilon|eps_lb|roc STORE -o FILE.png|svg|pdf [--where ...]
 sergrad report STORE -o DIR [--where ...]
@@ -16,10 +17,11 @@ WHERE_HELP = "Polars SQL condition on the row-level data, e.g. \"target_corpus =
 def add_commands(sub) -> None:
     q = sub.add_parser("query", help="Polars SQL over a results store's tables")
     q.add_argument("store", help="results store (local path or s3:// URI)")
-    q.add_argument("sql", help="SQL over runs, rounds, attacks, predictions, results, "
-                   "round_results, scored_predictions")  # fmt: skip
-    q.add_argument("-o", "--output", help="write .csv or .parquet instead of printing")
-    q.add_argument("--max-rows", type=int, default=50, help="rows to print (default 50)")
+    q.add_argument("sql", nargs="?", help="SQL over runs, rounds, attacks, predictions, "
+                   "results, round_results, scored_predictions")  # fmt: skip
+    q.add_argument("--schema", action="store_true",
+                   help="list tables and views: columns, dtypes, values of categorical columns")  # fmt: skip
+    _output_args(q, rows=50)
     q.set_defaults(func=_query)
 
     t = sub.add_parser(
@@ -29,8 +31,8 @@ def add_commands(sub) -> None:
                    help="verdicts: strongest legitimate attacker per cell (cluster-bootstrap "
                    "interval, permutation p); eps: empirical epsilon beside the accountant's")  # fmt: skip
     t.add_argument("store")
-    t.add_argument("-o", "--output", help="write .csv or .parquet instead of printing")
     t.add_argument("--where", help=WHERE_HELP)
+    _output_args(t, rows=200)
     t.add_argument("--n-avg", type=int, default=1,
                    help="verdicts: updates averaged per client (0 = all; default 1)")  # fmt: skip
     t.add_argument("--by", help="verdicts: extra keys splitting cells, e.g. adaptive,calibration")
@@ -77,14 +79,41 @@ def add_commands(sub) -> None:
     r.set_defaults(func=_report)
 
 
-def _query(args: argparse.Namespace) -> int:
-    from sergrad.analysis.query import format_frame, run_query, write_frame
+def _output_args(p, *, rows: int) -> None:
+    from sergrad.analysis.terminal import FORMATS
 
-    frame = run_query(args.store, args.sql)
+    p.add_argument("-o", "--output", help="write .csv or .parquet instead of printing")
+    p.add_argument("--format", default="table", choices=FORMATS,
+                   help="printed form: table (fits the terminal), csv, json, markdown")  # fmt: skip
+    p.add_argument("--max-rows", type=int, default=rows,
+                   help=f"rows to print as table/markdown (default {rows})")  # fmt: skip
+
+
+def _print(frame, args: argparse.Namespace) -> None:
+    from sergrad.analysis.query import write_frame
+    from sergrad.analysis.terminal import emit, render
+
     if args.output:
         print(f"wrote {frame.height} rows to {write_frame(frame, args.output)}")
     else:
-        print(format_frame(frame, max_rows=args.max_rows))
+        emit(render(frame, args.format, max_rows=args.max_rows))
+
+
+def _query(args: argparse.Namespace) -> int:
+    from sergrad.analysis.query import format_schema, run_query, schema_frame
+    from sergrad.analysis.terminal import emit
+    from sergrad.errors import ConfigError
+
+    if args.schema:
+        frame = schema_frame(args.store)
+        if args.format == "table" and not args.output:
+            emit(format_schema(frame))
+        else:
+            _print(frame, args)
+        return 0
+    if not args.sql:
+        raise ConfigError("query: give a SQL statement, or --schema to list tables and columns")
+    _print(run_query(args.store, args.sql), args)
     return 0
 
 
@@ -92,7 +121,6 @@ def _table(args: argparse.Namespace) -> int:
     from sergrad.analysis import plots as P
     from sergrad.analysis import tables as T
     from sergrad.analysis import verdicts as V
-    from sergrad.analysis.query import format_frame, write_frame
 
     fn = {"ser": T.ser_table, "layers": T.layer_table, "updates": T.updates_table,
           "tradeoff": T.tradeoff_table, "verdicts": V.verdicts, "eps": P.eps_table}[args.kind]  # fmt: skip
@@ -101,11 +129,7 @@ def _table(args: argparse.Namespace) -> int:
         kw["n_avg"] = args.n_avg
         if args.by:
             kw["extra_keys"] = [c.strip() for c in args.by.split(",") if c.strip()]
-    frame = fn(args.store, where=args.where, **kw)
-    if args.output:
-        print(f"wrote {frame.height} rows to {write_frame(frame, args.output)}")
-    else:
-        print(format_frame(frame, max_rows=200))
+    _print(fn(args.store, where=args.where, **kw), args)
     return 0
 
 
