@@ -72,9 +72,9 @@ def gaussian_delta(*, mu: float, epsilon: float) -> float:
 
     if mu <= 0:
         return 0.0
-    return float(
-        norm.cdf(mu / 2 - epsilon / mu) - math.exp(epsilon) * norm.cdf(-mu / 2 - epsilon / mu)
-    )
+    # e^eps * Phi(.) in log space: eps reaches mu^2 / 2 (hundreds) for small noise
+    second = math.exp(min(700.0, epsilon + float(norm.logcdf(-mu / 2 - epsilon / mu))))
+    return float(norm.cdf(mu / 2 - epsilon / mu) - second)
 
 
 def gaussian_epsilon(*, mu: float, delta: float) -> float:

@@ -150,3 +150,17 @@ def test_degenerate_flag_and_recovery_by_prior():
     assert not prior["degenerate"] and prior["uar"] > 0.9
     assert not is_degenerate(np.array([0, 1])) and is_degenerate(np.array([1, 1]))
     assert 0 <= prior["uar_ci_low"] <= prior["uar_ci_high"] <= 1
+
+
+@pytest.mark.parametrize("z", [0.05, 0.01])
+def test_local_gaussian_epsilon_small_noise_is_finite(z):
+    """Small noise: eps ~ mu^2/2 is in the hundreds; exp(eps) must not overflow. For large mu
+    the second term of delta(eps) vanishes, so eps -> mu * (mu/2 + Phi^-1(1 - delta))."""
+    from scipy.stats import norm
+
+    delta = 1e-5
+    eps = local_gaussian_epsilon(noise_multiplier=z, n_updates=4, delta=delta)
+    mu = 2.0 * 2 / z
+    closed = mu * (mu / 2 + norm.ppf(1 - delta))
+    assert math.isfinite(eps)
+    assert eps == pytest.approx(closed, rel=1e-3)
