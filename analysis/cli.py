@@ -1,6 +1,7 @@
 """CLI: `sergrad query`, `sergrad table`, `sergrad plot ...`, `sergrad report`.
 
-sergrad query STORE "SELECT ... FROM results ..." [-o out.csv|out.parquet]
+sergrad query STORE "SELECT ... FROM results ..." [-o out.csv|out.parquet] [--format ...]
+sergrad query STORE --schema
 sergrad table ser|layers|updates|tradeoff STORE [-o out.csv|out.parquet] [--where ...]
 sergrad plot tradeoff|layers|updates|epsilon|roc STORE -o FILE.png|svg|pdf [--where ...]
 sergrad report STORE -o DIR [--where ...]
@@ -16,10 +17,11 @@ WHERE_HELP = "Polars SQL condition on the row-level data, e.g. \"target_corpus =
 def add_commands(sub) -> None:
     q = sub.add_parser("query", help="Polars SQL over a results store's tables")
     q.add_argument("store", help="results store (local path or s3:// URI)")
-    q.add_argument("sql", help="SQL over runs, rounds, attacks, predictions, results, "
-                   "round_results, scored_predictions")  # fmt: skip
-    q.add_argument("-o", "--output", help="write .csv or .parquet instead of printing")
-    q.add_argument("--max-rows", type=int, default=50, help="rows to print (default 50)")
+    q.add_argument("sql", nargs="?", help="SQL over runs, rounds, attacks, predictions, "
+                   "results, round_results, scored_predictions")  # fmt: skip
+    q.add_argument("--schema", action="store_true",
+                   help="list tables and views: columns, dtypes, values of categorical columns")  # fmt: skip
+    _output_args(q, rows=50)
     q.set_defaults(func=_query)
 
     t = sub.add_parser(
@@ -27,8 +29,8 @@ def add_commands(sub) -> None:
     )
     t.add_argument("kind", choices=("ser", "layers", "updates", "tradeoff"))
     t.add_argument("store")
-    t.add_argument("-o", "--output", help="write .csv or .parquet instead of printing")
     t.add_argument("--where", help=WHERE_HELP)
+    _output_args(t, rows=200)
     t.set_defaults(func=_table)
 
     p = sub.add_parser("plot", help="privacy-utility figures (.png, .svg or .pdf)")
@@ -50,8 +52,12 @@ def add_commands(sub) -> None:
         if name in ("tradeoff", "updates", "roc"):
             k.add_argument("--layer", help="attacked layer (default fc1, else the first)")
         if name != "epsilon":
-            default = "per_update" if name in ("layers", "roc") else "per_client"
-            k.add_argument("--protocol", default=default, help=f"default {default}")
+            default = {"layers": "per_update", "roc": "per_update", "tradeoff": None}.get(
+                name, "per_client"
+            )
+            help_ = "default: the verdict's (per_client or per_client_vote, the stronger)"
+            k.add_argument("--protocol", default=default,
+                           help=help_ if default is None else f"default {default}")  # fmt: skip
         if name in ("tradeoff", "layers", "roc"):
             k.add_argument("--n-avg", type=int, default=1, help="updates averaged (0 = all)")
         if name == "layers":
@@ -67,28 +73,50 @@ def add_commands(sub) -> None:
     r.set_defaults(func=_report)
 
 
-def _query(args: argparse.Namespace) -> int:
-    from sergrad.analysis.query import format_frame, run_query, write_frame
+def _output_args(p, *, rows: int) -> None:
+    from sergrad.analysis.terminal import FORMATS
 
-    frame = run_query(args.store, args.sql)
+    p.add_argument("-o", "--output", help="write .csv or .parquet instead of printing")
+    p.add_argument("--format", default="table", choices=FORMATS,
+                   help="printed form: table (fits the terminal), csv, json, markdown")  # fmt: skip
+    p.add_argument("--max-rows", type=int, default=rows,
+                   help=f"rows to print as table/markdown (default {rows})")  # fmt: skip
+
+
+def _print(frame, args: argparse.Namespace) -> None:
+    from sergrad.analysis.query import write_frame
+    from sergrad.analysis.terminal import emit, render
+
     if args.output:
         print(f"wrote {frame.height} rows to {write_frame(frame, args.output)}")
     else:
-        print(format_frame(frame, max_rows=args.max_rows))
+        emit(render(frame, args.format, max_rows=args.max_rows))
+
+
+def _query(args: argparse.Namespace) -> int:
+    from sergrad.analysis.query import format_schema, run_query, schema_frame
+    from sergrad.analysis.terminal import emit
+    from sergrad.errors import ConfigError
+
+    if args.schema:
+        frame = schema_frame(args.store)
+        if args.format == "table" and not args.output:
+            emit(format_schema(frame))
+        else:
+            _print(frame, args)
+        return 0
+    if not args.sql:
+        raise ConfigError("query: give a SQL statement, or --schema to list tables and columns")
+    _print(run_query(args.store, args.sql), args)
     return 0
 
 
 def _table(args: argparse.Namespace) -> int:
     from sergrad.analysis import tables as T
-    from sergrad.analysis.query import format_frame, write_frame
 
     fn = {"ser": T.ser_table, "layers": T.layer_table, "updates": T.updates_table,
           "tradeoff": T.tradeoff_table}[args.kind]  # fmt: skip
-    frame = fn(args.store, where=args.where)
-    if args.output:
-        print(f"wrote {frame.height} rows to {write_frame(frame, args.output)}")
-    else:
-        print(format_frame(frame, max_rows=200))
+    _print(fn(args.store, where=args.where), args)
     return 0
 
 

@@ -20,7 +20,7 @@ import polars as pl
 
 from sergrad.analysis import figure as F
 from sergrad.analysis import tables as T
-from sergrad.errors import DataError
+from sergrad.errors import ConfigError, DataError
 
 PANEL_KEYS = T.SETTING_KEYS
 LABEL_BOX = {"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8}
@@ -74,6 +74,16 @@ def _series(name: str, adaptive: bool) -> str:
     return f"{name} [adaptive]" if adaptive else name
 
 
+def _verdict_err(frame: pl.DataFrame, mean: str, lo: str, hi: str) -> np.ndarray | None:
+    """Asymmetric error bars in percent from an interval; zero where there is none."""
+    m = frame[mean].to_numpy().astype(float)
+    low = frame[lo].cast(pl.Float64).to_numpy()
+    high = frame[hi].cast(pl.Float64).to_numpy()
+    if np.all(np.isnan(low)):
+        return None
+    return np.vstack([np.nan_to_num(m - low), np.nan_to_num(high - m)]) * 100
+
+
 def plot_tradeoff(
     store_uri: str | os.PathLike,
     out: str | os.PathLike,
@@ -81,64 +91,70 @@ def plot_tradeoff(
     where: str | None = None,
     metric: str = "uar",
     layer: str | None = None,
-    protocol: str = "per_client",
+    protocol: str | None = None,
     n_avg: int = 1,
 ) -> pl.DataFrame:
-    """SER UAR (y) against attack `metric` (x), one panel per corpus x feature x algorithm."""
+    """SER UAR (y) against the VERDICT (x): per defense level, the strongest legitimate
+    attacker's per-client UAR (max over attack models, shadow/prior calibration, adaptive or
+    not, per_client / per_client_vote; `protocol` restricts it to one), with its cluster-
+    bootstrap interval. Hollow markers: no leak detected at this sample size (p >= 0.05)."""
+    from sergrad.analysis.verdicts import INTERVAL, VERDICT_PROTOCOLS, verdict_tradeoff
+
     F.check_output(out)
-    data = T.tradeoff_table(store_uri, where=where, metric=metric, layer=layer,
-                            protocol=protocol, n_avg=n_avg)  # fmt: skip
-    data = _require(data, "tradeoff", f"{metric}_mean")
+    if metric != "uar":
+        raise ConfigError(f"metric {metric!r}: the trade-off's x axis is the verdict (uar)")
+    protocols = VERDICT_PROTOCOLS if protocol is None else (protocol,)
+    data = verdict_tradeoff(store_uri, where=where, layer=layer, n_avg=n_avg, protocols=protocols)
+    data = _require(data, "tradeoff", "uar")
     keys = data.select(PANEL_KEYS).unique(maintain_order=True).rows()
-    colours = _colours(
-        [_series(n, a) for n, a in zip(data["defense_name"], data["adaptive"], strict=True)]
-    )
-    attackers = data.select(T.ATTACKER_KEYS).n_unique()
+    colours = _colours(data["defense_name"].to_list())
     fig, axes = F.panels(len(keys))
-    chance = T.CHANCE[metric] * 100
     for ax, key in zip(axes, keys):
         sub = data.filter(pl.all_horizontal([pl.col(k) == v for k, v in zip(PANEL_KEYS, key)]))
-        for (name, attack, adaptive), s in sub.group_by(
-            ["defense_name", "attack", "adaptive"], maintain_order=True
-        ):
+        for (name,), s in sub.group_by(["defense_name"], maintain_order=True):
             s = s.sort("level", nulls_last=False)
-            x, y = s[f"{metric}_mean"].to_numpy() * 100, s["ser_mean"].to_numpy() * 100
-            c = colours[_series(name, adaptive)]
-            label = _series_label(name, attack, adaptive, attackers)
-            if name == T.NO_DEFENSE:  # one marker per attacker: star, plus, cross, ...
-                i = sorted(data["attack"].unique().to_list()).index(attack)
-                m, hollow = NO_DEFENSE_MARKERS[i % len(NO_DEFENSE_MARKERS)], i % 2 == 1
-                ax.errorbar(x, y, xerr=_err(s, metric), yerr=_err(s, "ser"), fmt=m,
-                            ms=14 if m == "*" else 10, color=c, ecolor=c, elinewidth=0.8,
-                            capsize=2, label=label, zorder=5, mfc="white" if hollow else c)  # fmt: skip
-                continue
-            idx = sorted(colours).index(_series(name, adaptive))
-            ax.errorbar(x, y, xerr=_err(s, metric), yerr=_err(s, "ser"), fmt="-",
-                        marker=F.marker(idx), ms=6, color=c, elinewidth=0.8, capsize=2,
-                        label=label, zorder=4)  # fmt: skip
+            x, y = s["uar"].to_numpy() * 100, s["ser_uar_mean"].to_numpy().astype(float) * 100
+            c = colours[name]
+            xerr = _verdict_err(s, "uar", "uar_ci_low", "uar_ci_high")
+            yerr = _verdict_err(s, "ser_uar_mean", "ser_ci_low", "ser_ci_high")
+            none = name == T.NO_DEFENSE
+            idx = sorted(colours).index(name)
+            m = "*" if none else F.marker(idx)
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, marker=m, ls="none" if none else "-",
+                        ms=12 if none else 6, color=c, elinewidth=0.8, capsize=2,
+                        label="no defense" if none else name, zorder=5 if none else 4,
+                        mfc=c)  # fmt: skip
+            sig = s["significant"].to_list()
+            hollow = [i for i, v in enumerate(sig) if v is False]
+            if hollow:
+                ax.plot(x[hollow], y[hollow], ls="none", marker=m, ms=12 if none else 6,
+                        mfc="white", mec=c, zorder=6)  # fmt: skip
             for row, xi, yi in zip(s.iter_rows(named=True), x, y):
+                if none:
+                    continue
                 eps = row["epsilon"]
                 text = (
                     f"ε={eps:.3g}" if eps is not None and eps == eps else F.fmt_level(row["level"])
                 )
                 ax.annotate(text, (xi, yi), xytext=(4, 4), textcoords="offset points",
                             fontsize=8, color=c, bbox=LABEL_BOX)  # fmt: skip
-                if row["ceiling_applies"] and row["ceiling"] is not None and metric == "uar":
+                if row["ceiling_applies"] and row["ceiling"] is not None:
                     cx = row["ceiling"] * 100
                     ax.plot([xi, cx], [yi, yi], ":", color=c, lw=0.9, zorder=3)
                     ax.plot([cx], [yi], marker="|", ms=12, mew=2, color=c, ls="none", zorder=3,
                             label="DP ceiling on attack UAR (user-level ε)")  # fmt: skip
-        ax.axvline(chance, color="0.4", ls="--", lw=1, label=f"chance ({chance:g}%)", zorder=1)
+        ax.axvline(50, color="0.4", ls="--", lw=1, label="50% (no information)", zorder=1)
         ax.set_title(_panel_title(key), fontsize=10)
-        ax.set_xlabel(f"{F.METRIC_LABELS[metric]} (%)  ← more private")
+        ax.set_xlabel("verdict: attack UAR (%)  ← more private")
         ax.set_ylabel("SER test UAR (%)  ↑ more useful")
         ax.grid(alpha=0.3)
         ax.margins(x=0.12, y=0.12)
         _clip_percent(ax)
-    layer_used = data["layer"][0]
     n_txt = "all" if n_avg == 0 else str(n_avg)
-    fig.suptitle(f"Privacy-utility trade-off (attack on {layer_used}, {protocol}, "
-                 f"n_avg={n_txt}; mean ± s.e. over folds x seeds)", fontsize=11)  # fmt: skip
+    fig.suptitle(f"Privacy-utility trade-off (attack on {data['layer'][0]}, n_avg={n_txt}); x: "
+                 "strongest legitimate attacker's per-client UAR, "
+                 f"{INTERVAL}\ny: SER mean, 95% t-interval with n >= 3 runs; "
+                 "hollow: no leak detected at this sample size (p >= 0.05)", fontsize=10)  # fmt: skip
     F.legend_outside(fig, axes, title="defense (level or ε)")
     F.save(fig, out)
     return data
@@ -166,13 +182,15 @@ def plot_updates(
     fig, axes = F.panels(len(keys))
     for ax, key in zip(axes, keys):
         sub = data.filter(pl.all_horizontal([pl.col(k) == v for k, v in zip(PANEL_KEYS, key)]))
-        for (name, level, attack, adaptive), s in sub.group_by(
+        for (name, level, attack, adaptive, calibration), s in sub.group_by(
             [*T.DEFENSE_KEYS, *T.ATTACKER_KEYS], maintain_order=True
         ):
             s = s.with_columns(pl.col("n_avg").replace_strict(pos).alias("_x")).sort("_x")
-            i = style.get((name, level, attack, adaptive))
+            i = style.get((name, level, attack, adaptive, calibration))
             c, m = (F.NO_DEFENSE_COLOR, "*") if i is None else (F.colour(i), F.marker(i))
             label = _series_label(name, attack, adaptive, attackers)
+            if data["calibration"].n_unique() > 1:
+                label += f" [{calibration}]"
             if name != T.NO_DEFENSE:
                 label += f" {F.fmt_level(level)}"
             ax.errorbar(s["_x"].to_numpy(), s[f"{metric}_mean"].to_numpy() * 100,

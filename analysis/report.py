@@ -1,19 +1,29 @@
-"""`sergrad report STORE -o DIR`: one self-contained HTML page plus the figures as files.
+"""`sergrad report STORE -o DIR`: one self-contained HTML page plus the figures and tables as files.
 
-DIR/index.html holds every table (HTML), every figure (PNG embedded as a data URI, and the
-same file beside it in DIR) and the sweep definition the store came from (sweep.json, in a
-<pre> block). Sections whose data is missing say "no data" instead of failing.
+DIR/index.html holds, in order: the store and filter, key findings (analysis/findings.py when
+present), the SER utility table, each figure (PNG embedded as a data URI and beside it in DIR)
+with its table (constant columns stated once, long tables folded, every table also as
+DIR/<name>.csv), and the resolved sweep settings. Sections whose data is missing say "no data".
+
+`--where` uses one vocabulary everywhere (query.ALIASES: corpus and target_corpus, defense_name,
+level, run_seed work on every view); a column no view has is an error before anything is
+written; a section whose view lacks a filtered column says so instead of showing unfiltered data.
+The page is built in a temporary folder next to DIR and renamed into place: a failing report
+leaves no partial folder, and replaces an earlier report only when it succeeds.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import json
 import os
+import shutil
 import sys
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import polars as pl
@@ -21,164 +31,219 @@ import polars as pl
 from sergrad.analysis import load
 from sergrad.analysis import plots as P
 from sergrad.analysis import plots_runs as R
+from sergrad.analysis import report_html as H
 from sergrad.analysis import tables as T
-from sergrad.errors import DataError
+from sergrad.analysis.query import vocabulary, where_columns
+from sergrad.errors import ConfigError, DataError
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;
-padding:3px 7px;text-align:right}th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
-img{max-width:100%;border:1px solid #eee}pre{background:#f7f7f7;padding:1em;overflow:auto;
-max-height:30em;font-size:12px}.nodata{color:#a00;font-style:italic}figcaption{font-size:13px;color:#555}"""
+compact = H.compact  # re-exported: older callers import it from here
 
-FIGURES: dict[str, tuple[str, Callable]] = {
-    "tradeoff": ("Privacy-utility trade-off", P.plot_tradeoff),
-    "updates": ("Attack success against averaged updates", P.plot_updates),
-    "layers": ("Per-layer leakage", P.plot_layers),
-    "epsilon": ("Privacy loss against rounds", R.plot_epsilon),
-    "roc": ("Attack ROC curves (log-log)", R.plot_roc),
+
+@dataclass(frozen=True)
+class Figure:
+    title: str
+    plot: Callable
+    view: str  # the view --where filters for this figure
+    caption: str
+    table: str | None = None  # key of the table shown under it
+
+
+FIGURES: dict[str, Figure] = {
+    "tradeoff": Figure("Privacy-utility trade-off", P.plot_tradeoff, "results",
+        "Each point is one defense level (mean over folds x seeds; bars = ±1 standard error, the "
+        "table gives the 95% t-interval). Up and left is better: useful SER, attack near chance. "
+        "Colour = defense (black = no defense), marker shape = attack model; labels give ε or the "
+        "level. The dashed line is chance; '|' marks the DP ceiling on attack UAR implied by a "
+        "user-level ε, which no attacker can beat.", "tradeoff"),
+    "updates": Figure("Attack success against averaged updates", P.plot_updates, "results",
+        "Averaging more of a client's updates before predicting removes per-update noise: a "
+        "defense that only holds at n = 1 leaks when the attacker averages (n = all). Bars = ±1 "
+        "standard error; series at the same value are drawn side by side.", "updates"),
+    "layers": Figure("Per-layer leakage", P.plot_layers, "results",
+        "Attack UAR per attacked parameter group on undefended targets (mean over folds x seeds).",
+        "layers"),
+    "epsilon": Figure("Privacy loss against rounds", R.plot_epsilon, "round_results",
+        "Epsilon spent so far, per round, for runs with an accountant (line: mean over runs; "
+        "band: min..max). Series with the same curve share one line and say so in the legend."),
+    "roc": Figure("Attack ROC curves (log-log)", R.plot_roc, "scored_predictions",
+        "Pooled predictions of the undefended targets (at most the 12 strongest attacks); "
+        "low-FPR behaviour shows on log axes."),
+}  # fmt: skip
+TABLE_TITLES = {
+    "tradeoff": "Privacy vs utility per defense level",
+    "updates": "Attack vs number of averaged updates",
+    "layers": "Attack per layer (undefended)",
 }
-CAPTIONS: dict[str, str] = {
-    "tradeoff": "Each point is one defense level (mean over folds x seeds, bars = 95% t-interval). "
-    "Up and left is better: useful SER, attack near chance. The star is the undefended model; "
-    "the dashed line is chance; '|' marks the DP ceiling on attack UAR implied by a user-level "
-    "epsilon, which no attacker can beat.",
-    "updates": "Averaging more of a client's updates before predicting removes per-update noise: "
-    "a defense that only holds at n = 1 leaks when the attacker averages (n = all).",
-    "layers": "Attack UAR per attacked parameter group on undefended targets.",
-    "epsilon": "Epsilon spent so far, per round, for runs with an accountant.",
-    "roc": "Pooled predictions of the undefended targets (the 12 strongest attacks); low-FPR behaviour shows on log axes.",
-}
 
 
-def _cell(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return "" if v != v else f"{v:.4g}"
-    return html.escape(str(v))
+@dataclass
+class Context:
+    store_uri: str | os.PathLike
+    out_dir: Path
+    where: str | None
+    where_cols: frozenset[str]
+    view_cols: dict[str, set[str]]
+
+    @cached_property
+    def tables(self) -> dict[str, pl.DataFrame]:
+        return _tables(self)
+
+    def skipped(self, view: str) -> str | None:
+        """An HTML note when the filter reads columns `view` does not have, else None."""
+        missing = sorted(self.where_cols - self.view_cols[view])
+        if not missing:
+            return None
+        return (f"<p class='nodata'>not shown: the filter reads {', '.join(missing)}, which the "
+                f"{view} view does not have</p>")  # fmt: skip
 
 
-def frame_html(frame: pl.DataFrame, *, max_rows: int = 300) -> str:
-    """An HTML table of `frame` (first `max_rows` rows); "no data" when empty."""
-    if frame.is_empty():
-        return '<p class="nodata">no data</p>'
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>"
-        for row in frame.head(max_rows).iter_rows()
-    )
-    more = f"<p>... {frame.height - max_rows} more rows</p>" if frame.height > max_rows else ""
-    return f"<table><tr>{head}</tr>{body}</table>{more}"
+def _context(store_uri, out_dir: Path, where: str | None) -> Context:
+    frames = load.frames(store_uri)
+    view_cols = {n: vocabulary(lf.collect_schema().names()) for n, lf in frames.items()}
+    needed = frozenset(where_columns(where)) if where else frozenset()
+    known = set().union(*view_cols.values())
+    unknown = sorted(needed - known)
+    if unknown:
+        raise ConfigError(f"--where {where!r}: no table or view has column(s) {unknown}; "
+                          f"columns: {', '.join(sorted(known))}")  # fmt: skip
+    return Context(store_uri, out_dir, where, needed, view_cols)
 
 
-def compact(
-    frame: pl.DataFrame, metrics: list[str], *, drop: list[str] | None = None
-) -> pl.DataFrame:
-    """Replace `{m}_mean/_std/_ci_low/_ci_high/_n` by one "m (%)" column "63.0 ± 4.1 (n=4)"."""
-    out = frame
-    for m in metrics:
-        if f"{m}_mean" not in out.columns:
-            continue
-        mean, lo, hi = (pl.col(f"{m}_{s}") * 100 for s in ("mean", "ci_low", "ci_high"))
-        half = ((hi - lo) / 2).round(1).cast(pl.String)
-        text = (
-            mean.round(1).cast(pl.String)
-            + pl.when(lo.is_not_null()).then(pl.lit(" ± ") + half).otherwise(pl.lit(""))
-            + pl.lit(" (n=")
-            + pl.col(f"{m}_n").cast(pl.String)
-            + pl.lit(")")
-        )
-        out = out.with_columns(text.alias(f"{m} (%)")).drop(
-            [f"{m}_{s}" for s in ("mean", "std", "ci_low", "ci_high", "n")], strict=False
-        )
-    return out.drop(drop or [], strict=False)
+def _safe(fn, ctx: Context, **kw) -> pl.DataFrame:
+    try:
+        return fn(ctx.store_uri, where=ctx.where, **kw)
+    except DataError:
+        return pl.DataFrame()
 
 
-def _tables(store_uri: str | os.PathLike, where: str | None) -> dict[str, pl.DataFrame]:
-    def safe(fn, **kw) -> pl.DataFrame:
-        try:
-            return fn(store_uri, **kw)
-        except DataError:
-            return pl.DataFrame()
-
-    tradeoff = safe(T.tradeoff_table, where=where)
+def _tables(ctx: Context) -> dict[str, pl.DataFrame]:
+    tradeoff = _safe(T.tradeoff_table, ctx)
     if "ceiling_applies" in tradeoff.columns:  # the bound holds for user-level guarantees only
         applies = pl.col("ceiling_applies")
         tradeoff = tradeoff.with_columns(pl.when(applies).then(pl.col("ceiling")).alias("ceiling"))
     return {
-        "ser": compact(safe(T.ser_table), ["uar", "acc"]),
-        "tradeoff": compact(tradeoff, ["uar", "ser"], drop=["ceiling_applies"]),
-        "updates": compact(safe(T.updates_table, where=where), ["uar"], drop=["n_avg"]),
-        "layers": compact(safe(T.layer_table, where=where), ["uar"]),
+        "tradeoff": H.compact(tradeoff, ["uar", "ser"], drop=["ceiling_applies"]),
+        "updates": H.compact(_safe(T.updates_table, ctx), ["uar"], drop=["n_avg"]),
+        "layers": H.compact(_safe(T.layer_table, ctx), ["uar"]),
     }
 
 
-def _figure(name: str, fn: Callable, store_uri, out_dir: Path, where: str | None) -> str:
-    title, path = FIGURES[name][0], out_dir / f"{name}.png"
-    try:
-        fn(store_uri, path, where=where)
-    except DataError as exc:
-        return (
-            f"<h2>{html.escape(title)}</h2><p class='nodata'>no data ({html.escape(str(exc))})</p>"
-        )
-    data = base64.b64encode(path.read_bytes()).decode()
-    return (
-        f"<h2>{html.escape(title)}</h2><figure><a href='{path.name}'>"
-        f"<img alt='{html.escape(title)}' src='data:image/png;base64,{data}'></a>"
-        f"<figcaption>{html.escape(CAPTIONS[name])} File: <a href='{path.name}'>{path.name}</a>"
-        "</figcaption></figure>"
-    )
-
-
-def _counts(store_uri) -> str:
-    runs = load.scan(store_uri, "runs").select("status", "role").collect()
-    attacks = load.scan(store_uri, "attacks").select("eval_id").collect()
+# --- sections, in page order; each returns an HTML fragment ---------------------------------
+def _header(ctx: Context) -> str:
+    runs = load.scan(ctx.store_uri, "runs").select("status", "role").collect()
+    attacks = load.scan(ctx.store_uri, "attacks").select("eval_id").collect()
     ok = runs.filter(pl.col("status") == "ok").height
+    where = f", filter <code>{html.escape(ctx.where)}</code>" if ctx.where else ""
     return (
+        f"<h1>sergrad report</h1><p>Store: <code>{html.escape(str(ctx.store_uri))}</code>, "
+        f"written {time.strftime('%Y-%m-%d %H:%M:%S')}{where}.</p>"
         f"<p>{runs.height} runs ({ok} ok, {runs.height - ok} failed), "
-        f"{attacks['eval_id'].n_unique()} attack evaluations ({attacks.height} rows).</p>"
+        f"{attacks['eval_id'].n_unique()} attack evaluations ({attacks.height} rows). "
+        "Tables give means over folds x seeds with the 95% Student-t interval (± half-width) "
+        "and n = number of runs or evaluations; figures show ±1 standard error.</p>"
     )
+
+
+def _key_findings(ctx: Context) -> str:
+    """KEY FINDINGS come first: analysis/findings.py (the verdicts work) when it exists."""
+    try:
+        from sergrad.analysis import findings  # type: ignore[attr-defined]
+    except ImportError:
+        return ""
+    fn = getattr(findings, "findings_html", None)
+    return fn(ctx.store_uri, where=ctx.where, out_dir=ctx.out_dir) if fn else ""
+
+
+def _ser(ctx: Context) -> str:
+    head = "<h2>SER utility (undefended target runs)</h2>"
+    note = ctx.skipped("runs")
+    if note:
+        return head + note
+    frame = H.compact(_safe(T.ser_table, ctx), ["uar", "acc"])
+    return head + H.table_html(frame, name="ser", out_dir=ctx.out_dir)
+
+
+def _figure(name: str) -> Callable[[Context], str]:
+    spec = FIGURES[name]
+
+    def section(ctx: Context) -> str:
+        print(f"[report] {name}", file=sys.stderr)
+        head = f"<h2>{html.escape(spec.title)}</h2>"
+        note = ctx.skipped(spec.view)
+        if note:
+            return head + note
+        path = ctx.out_dir / f"{name}.png"
+        try:
+            spec.plot(ctx.store_uri, path, where=ctx.where)
+        except DataError as exc:
+            return head + f"<p class='nodata'>no data ({html.escape(str(exc))})</p>"
+        data = base64.b64encode(path.read_bytes()).decode()
+        out = (
+            f"{head}<figure><a href='{path.name}'><img alt='{html.escape(spec.title)}' "
+            f"src='data:image/png;base64,{data}'></a><figcaption>{html.escape(spec.caption)} "
+            f"File: <a href='{path.name}'>{path.name}</a></figcaption></figure>"
+        )
+        if spec.table:
+            frame = ctx.tables[spec.table]
+            out += f"<h3>{TABLE_TITLES[spec.table]}</h3>"
+            out += H.table_html(frame, name=spec.table, out_dir=ctx.out_dir)
+        return out
+
+    return section
+
+
+def _sweep(ctx: Context) -> str:
+    return "<h2>Sweep settings</h2>" + H.sweep_html(load.read_sweep(ctx.store_uri))
+
+
+SECTIONS: list[Callable[[Context], str]] = [
+    _header, _key_findings, _ser, *(_figure(n) for n in FIGURES), _sweep,
+]  # fmt: skip
+
+
+def _prepare(out_dir: Path) -> Path:
+    """A fresh temporary folder beside `out_dir`; ConfigError if `out_dir` is something other
+    than an earlier report (a file, or a folder with other contents) so it is never replaced."""
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise ConfigError(f"report folder {out_dir} exists and is a file")
+        if any(out_dir.iterdir()) and not (out_dir / "index.html").is_file():
+            raise ConfigError(f"report folder {out_dir} exists and holds no report: "
+                              "choose a new or empty folder")  # fmt: skip
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    return tmp
+
+
+def _publish(tmp: Path, out_dir: Path) -> None:
+    """Move the finished report into place (the earlier one is removed only afterwards)."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_report(
     store_uri: str | os.PathLike, out_dir: str | os.PathLike, *, where: str | None = None
 ) -> Path:
-    """Write DIR/index.html and DIR/<figure>.png; returns the HTML path."""
+    """Write DIR/index.html, DIR/<figure>.png and DIR/<table>.csv; returns the HTML path."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tables = _tables(store_uri, where)
-    sweep = load.read_sweep(store_uri)
-    parts = [
-        f"<h1>sergrad report</h1><p>Store: <code>{html.escape(str(store_uri))}</code>, written "
-        f"{time.strftime('%Y-%m-%d %H:%M:%S')}"
-        + (f", filter <code>{html.escape(where)}</code>" if where else "")
-        + "</p>",
-        _counts(store_uri),
-        "<p>Values are means over folds x seeds with a 95% Student-t interval (± half-width); "
-        "n = number of runs or evaluations.</p>",
-        "<h2>SER utility (undefended target runs)</h2>",
-        frame_html(tables["ser"]),
-    ]
-    sections = [("tradeoff", "Privacy vs utility per defense level"),
-                ("updates", "Attack vs number of averaged updates"),
-                ("layers", "Attack per layer (undefended)")]  # fmt: skip
-    for name in FIGURES:
-        print(f"[report] {name}", file=sys.stderr)
-        parts.append(_figure(name, FIGURES[name][1], store_uri, out_dir, where))
-        for key, heading in sections:
-            if key == name:
-                parts += [f"<h3>{heading}</h3>", frame_html(tables[key])]
-    sweep_text = (
-        json.dumps(sweep, indent=2, sort_keys=True) if sweep else "no sweep.json in the store"
-    )
-    parts += [
-        "<h2>Sweep definition (sweep.json)</h2>",
-        f"<pre>{html.escape(sweep_text, quote=False)}</pre>",
-    ]
-    page = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>sergrad report</title>"
-        f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>"
-    )
-    path = out_dir / "index.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+    ctx = _context(store_uri, out_dir, where)  # a bad --where fails before anything is written
+    tmp = _prepare(out_dir)
+    try:
+        ctx.out_dir = tmp
+        parts = [section(ctx) for section in SECTIONS]
+        page = (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>sergrad report</title>"
+            f"<style>{H.CSS}</style></head><body>{''.join(parts)}</body></html>"
+        )
+        (tmp / "index.html").write_text(page, encoding="utf-8")
+        _publish(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir / "index.html"

@@ -1,13 +1,15 @@
-"""Summary statistics across seeds and folds: mean, spread and a t confidence interval.
+"""Summary statistics across runs (folds x seeds): mean, spread and a t interval when honest.
 
 Every run (one fold x one seed) or attack evaluation is one observation. For a group of n
 observations x_1..x_n we report the mean, the sample standard deviation s (n - 1 in the
-denominator), and the two-sided Student-t interval of the mean
+denominator), and, only when n >= MIN_N_INTERVAL (3), the two-sided Student-t interval
 
     mean +- t_{1 - alpha/2, n-1} * s / sqrt(n)          (alpha = 1 - confidence, default 0.95)
 
-which assumes the observations are independent draws (folds share no test speakers; seeds
-are independent). With n = 1 the std and the interval are null. NaN values are dropped.
+clipped to the metric's range (`bounds`, default [0, 1]). With n = 2 the t-interval is
+12.7 standard errors wide and crosses the range ("65.2 +- 144.0"): it is left null. NaN values
+are dropped. Attack verdicts use a cluster bootstrap over speakers instead (verdicts.py);
+`INTERVAL` names this one for captions.
 
 >>> round(t_critical(4), 4)
 3.1824
@@ -23,6 +25,8 @@ import math
 import polars as pl
 
 CONFIDENCE = 0.95
+MIN_N_INTERVAL = 3
+INTERVAL = "95% t-interval over runs (n >= 3 only, clipped to the range)"
 
 
 def t_critical(n: int, *, confidence: float = CONFIDENCE) -> float:
@@ -41,10 +45,12 @@ def summarize(
     *,
     prefix: str | None = None,
     confidence: float = CONFIDENCE,
+    bounds: tuple[float, float] = (0.0, 1.0),
 ) -> pl.DataFrame:
     """One row per group of `by`: n, mean, std, ci_low, ci_high of column `value`.
 
-    Output columns are `{prefix}_n, {prefix}_mean, ...` (prefix defaults to `value`).
+    Output columns are `{prefix}_n, {prefix}_mean, ...` (prefix defaults to `value`); the
+    interval is null below MIN_N_INTERVAL observations and clipped to `bounds`.
     """
     p = prefix or value
     v = pl.col(value).cast(pl.Float64)
@@ -56,8 +62,9 @@ def summarize(
         [t_critical(int(n), confidence=confidence) for n in out[f"{p}_n"]], dtype=pl.Float64
     )
     half = pl.lit(crit) * pl.col(f"{p}_std") / pl.col(f"{p}_n").cast(pl.Float64).sqrt()
-    half = pl.when(pl.col(f"{p}_n") >= 2).then(half)
+    half = pl.when(pl.col(f"{p}_n") >= MIN_N_INTERVAL).then(half)
+    lo, hi = bounds
     return out.with_columns(
-        (pl.col(f"{p}_mean") - half).alias(f"{p}_ci_low"),
-        (pl.col(f"{p}_mean") + half).alias(f"{p}_ci_high"),
+        (pl.col(f"{p}_mean") - half).clip(lo, hi).alias(f"{p}_ci_low"),
+        (pl.col(f"{p}_mean") + half).clip(lo, hi).alias(f"{p}_ci_high"),
     ).with_columns(pl.when(pl.col(f"{p}_n") >= 2).then(pl.col(f"{p}_std")).alias(f"{p}_std"))

@@ -1,4 +1,10 @@
-"""Tables in the paper's shape, from a results store (mean and 95% t-interval over folds x seeds).
+"""Tables in the paper's shape, from a results store (mean over folds x seeds; a 95% t-interval
+only with n >= 3 runs, clipped to [0, 1]: see stats.py).
+
+Every attack table carries, beside the chosen metric, the means of the threshold-free metrics
+(`auc_mean`, `tpr_at_1fpr_mean`, `tpr_at_10fpr_mean`) and `n_degenerate` (evaluations whose
+predictions were all one class: a threshold artifact, never "chance"). Rows are split by
+`calibration` (shadow | prior | oracle; oracle is an upper bound, never a verdict).
 
 - `ser_table`: SER test UAR and accuracy per corpus x feature set x algorithm (undefended
   target runs by default; shadow runs and failed runs excluded).
@@ -36,7 +42,8 @@ CHANCE: dict[str, float] = {
 SER_KEYS: list[str] = ["corpus", "feature_set", "algorithm"]
 SETTING_KEYS: list[str] = ["target_corpus", "feature_set", "algorithm"]
 DEFENSE_KEYS: list[str] = ["defense_name", "level"]
-ATTACKER_KEYS: list[str] = ["attack", "adaptive"]
+ATTACKER_KEYS: list[str] = ["attack", "adaptive", "calibration"]
+THRESHOLD_FREE: tuple[str, ...] = ("auc", "tpr_at_1fpr", "tpr_at_10fpr")
 NO_DEFENSE = load.NO_DEFENSE
 
 
@@ -49,7 +56,18 @@ def check_metric(metric: str) -> str:
 def attack_rows(store_uri: str | os.PathLike, *, where: str | None = None) -> pl.DataFrame:
     """Successful attack rows joined to their target run, with defense_name and level."""
     lf = load.results(store_uri).filter(pl.col("status") == "ok")
+    lf = lf.with_columns(pl.col("calibration").fill_null("shadow"))  # stores before calibration
     return apply_where(lf, where).collect()
+
+
+def attack_summary(rows: pl.DataFrame, keys: list[str], metric: str) -> pl.DataFrame:
+    """summarize(metric) per group, plus the threshold-free metrics' means and n_degenerate."""
+    out = summarize(rows, keys, metric)
+    extra = rows.group_by(keys, maintain_order=True).agg(
+        *[pl.col(m).mean().alias(f"{m}_mean") for m in THRESHOLD_FREE if m != metric],
+        pl.col("degenerate").fill_null(False).sum().cast(pl.Int64).alias("n_degenerate"),
+    )
+    return out.join(extra, on=keys, how="left", nulls_equal=True)
 
 
 def resolve_layer(rows: pl.DataFrame, layer: str | None) -> str:
@@ -119,7 +137,7 @@ def layer_table(
     if defense is not None:
         rows = rows.filter(pl.col("defense_name") == defense)
     keys = [*SETTING_KEYS, *ATTACKER_KEYS, *DEFENSE_KEYS, "layer"]
-    return summarize(rows, keys, metric).sort(keys, nulls_last=False)
+    return attack_summary(rows, keys, metric).sort(keys, nulls_last=False)
 
 
 def updates_table(
@@ -137,7 +155,7 @@ def updates_table(
     keys = [*SETTING_KEYS, *ATTACKER_KEYS, *DEFENSE_KEYS, "layer", "n_avg"]
     if not rows.is_empty():
         rows = rows.filter(pl.col("layer") == resolve_layer(rows, layer))
-    out = summarize(rows, keys, metric)
+    out = attack_summary(rows, keys, metric)
     label = (
         pl.when(pl.col("n_avg") == 0).then(pl.lit("all")).otherwise(pl.col("n_avg").cast(pl.String))
     )
@@ -166,7 +184,7 @@ def tradeoff_table(
     keys = [*SETTING_KEYS, *ATTACKER_KEYS, *DEFENSE_KEYS]
     layer = resolve_layer(rows, layer) if not rows.is_empty() else (layer or "")
     rows = rows.filter(pl.col("layer") == layer)
-    attack = summarize(rows, keys, metric)
+    attack = attack_summary(rows, keys, metric)
     runs = rows.unique(subset=[*keys, "target_run"], keep="first", maintain_order=True)
     ser = summarize(runs, keys, "ser_uar", prefix="ser")
     priv = runs.group_by(keys, maintain_order=True).agg(

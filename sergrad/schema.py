@@ -130,6 +130,12 @@ ATTACKS = pa.schema(
         ("layer", pa.string()),  # parameter group, e.g. "fc1" or "fusion"
         ("protocol", pa.string()),  # per_update | per_client | baseline_*
         ("n_avg", pa.int32()),  # updates averaged per prediction (per_client), 0 = all
+        # decision threshold on P(male): shadow (0.5, learned on shadow data) | prior (target
+        # scores thresholded so predicted shares match the shadow population's; no target
+        # label) | oracle (best threshold on target labels: an upper bound, never a verdict)
+        ("calibration", pa.string()),
+        ("threshold", pa.float64()),
+        ("degenerate", pa.bool_()),  # every prediction the same class: NOT "chance"
         ("uar", pa.float64()),
         ("acc", pa.float64()),
         ("auc", pa.float64()),
@@ -138,6 +144,15 @@ ATTACKS = pa.schema(
         ("uar_ci_low", pa.float64()),
         ("uar_ci_high", pa.float64()),
         ("n_scored", pa.int64()),
+        ("n_clients", pa.int64()),  # distinct target clients scored (the statistical unit)
+        # empirical epsilon: 95% lower bound from Clopper-Pearson TPR/FPR of trial 0 (one
+        # prediction per client), shadow calibration and per_client* protocols only; null else
+        ("eps_lb", pa.float64()),
+        ("eps_lb_delta", pa.float64()),  # the delta it is stated at (target run's, else 0)
+        # user_dp local: the mechanism's epsilon for n_avg updates of one client under
+        # replacement (sensitivity 2S), and whether eps_lb exceeds it (a BUG if true)
+        ("mechanism_epsilon", pa.float64()),
+        ("eps_violation", pa.bool_()),
         ("note", pa.string()),
         ("seed", pa.int64()),
         ("wall_s", pa.float64()),

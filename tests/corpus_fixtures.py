@@ -196,3 +196,65 @@ def make_mspimprov(
     (top / label_name).write_text("".join(msp_block(u, c) for u, c, _ in MSP_UTTS))
     junk(top / f"._{label_name}", msp_block("MSP-IMPROV-S09A-F09-S-FM01", "A"))
     return root
+
+
+# --- bring your own corpus (`kind: table`) ----------------------------------------------
+def truncated_wav(path: Path, seconds: float, sr: int = 16_000) -> None:
+    """A WAV whose header promises `seconds` of audio but whose file holds only half."""
+    wav(path, seconds, sr)
+    data = path.read_bytes()
+    path.write_bytes(data[: 44 + (len(data) - 44) // 2])
+
+
+# (path relative to lists/, speaker, gender, emotion, session, age, dialect, text, audio)
+# audio: seconds, (seconds, rate), "missing", "truncated"
+TABLE_ROWS = [
+    ("../wav/spk01/0001.wav", "spk01", "F", "neutral", "day1", "34", "north", "hi", 0.10),
+    (
+        "../wav/spk01/0002.wav",
+        "spk01",
+        "female",
+        "HAP",
+        "day1",
+        "34",
+        "north",
+        "yo",
+        (0.11, 22_050),
+    ),
+    ("../wav/spk01/0003.wav", "spk01", "F", "fear", "day1", "34", "north", "oh", 0.12),
+    ("../wav/spk02/0001.wav", "spk02", "m", "Angry", "day2", "51", "", "no", 0.13),
+    ("../wav/spk02/0002.wav", "spk02", "M", "sad", "day2", "51", "", "ah", "truncated"),
+    ("../wav/spk02/0001.wav", "spk02", "M", "sad", "day2", "51", "", "no", 0.13),  # twice
+    ("../wav/spk03/0001.wav", "spk03", "F", "sad", "", "27", "south", "eh", "missing"),
+    ("../wav/spk04/0001.wav", "spk04", "x", "sad", "", "60", "south", "um", 0.14),
+    ("ABS", "spk04", "x", "neutral", "", "60", "south", "er", 0.15),
+]
+TABLE_HEADER = ("path", "speaker_id", "gender", "emotion", "session", "age", "dialect", "text")
+
+
+def make_table_corpus(root: Path, *, fmt: str = "csv") -> Path:
+    """`root/mine/wav/...` audio and `root/mine/lists/utterances.<fmt>`; returns the list."""
+    top = root / "mine"
+    lines = []
+    for path, *cols, audio in TABLE_ROWS:
+        target = top / "elsewhere" / "abs.wav" if path == "ABS" else top / "lists" / path
+        if isinstance(audio, float):
+            wav(target, audio)
+        elif isinstance(audio, tuple):
+            wav(target, *audio)
+        elif audio == "truncated":
+            truncated_wav(target, 0.2)
+        lines.append((str(target.resolve()) if path == "ABS" else path, *cols))
+    listing = top / "lists" / f"utterances.{fmt}"
+    listing.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        text = "\n".join(",".join(row) for row in [TABLE_HEADER, *lines])
+        listing.write_text(text + "\n")
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        cols = {h: [r[i] or None for r in lines] for i, h in enumerate(TABLE_HEADER)}
+        cols["age"] = [int(a) for a in cols["age"]]  # a typed column stays a speaker column
+        pq.write_table(pa.table(cols), listing)
+    return listing

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
-from store_fixtures import build_store
+from store_fixtures import LAYER, PROTO, build_store
 
 from sergrad.analysis import plots, plots_runs
 from sergrad.analysis.roc import auc, roc_curve
@@ -36,6 +36,11 @@ def test_tradeoff(fx, tmp_path):
     _check_file(out)
     assert data.height == 8 + 6  # 8 undefended settings + 6 defended (defense, level) points
     assert set(data["layer"]) == {"fc1"}
+    # the x axis is the verdict: the per-client UAR at n_avg 1 of the only attacker (cnn)
+    none = data.filter((pl.col("defense_name") == "none") & (pl.col("target_corpus") == "alpha"))
+    assert none["uar"].to_list() == pytest.approx(
+        [LAYER["fc1"] + PROTO[("per_client", 1)] + 0.005] * 4
+    )
     ceil = data.filter(pl.col("ceiling_applies"))
     assert set(ceil["defense_name"]) == {"user_dp"}
 
@@ -113,8 +118,11 @@ def test_cli_plot_commands(fx, tmp_path, capsys):
     assert main(["plot", "roc", str(fx.root), "-o", str(tmp_path / "x.png"),
                  "--by", "target_corpus,defense_name"]) == 0  # fmt: skip
     assert main(["plot", "tradeoff", str(fx.root), "-o", str(tmp_path / "m.png"),
-                 "--metric", "auc", "--n-avg", "0", "--layer", "fc2", "--where", "target_corpus = 'beta'"]) == 0  # fmt: skip
+                 "--n-avg", "0", "--layer", "fc2", "--where", "target_corpus = 'beta'"]) == 0  # fmt: skip
     capsys.readouterr()
+    assert main(["plot", "tradeoff", str(fx.root), "-o", str(tmp_path / "a.png"),
+                 "--metric", "auc"]) == 2  # fmt: skip
+    assert "the verdict" in capsys.readouterr().err
     assert main(["plot", "tradeoff", str(fx.root), "-o", str(tmp_path / "bad.png"),
                  "--where", "no_such_column = 1"]) == 2  # fmt: skip
     assert "no_such_column" in capsys.readouterr().err

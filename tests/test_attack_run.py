@@ -198,3 +198,25 @@ def test_schema_columns_are_filled(tmp_path):
     for col in ("eval_id", "attack", "layer", "protocol", "uar", "wall_s", "config", "created_at"):
         assert all(r[col] is not None for r in rows), col
     assert set(schema.ATTACKS.names) <= set(rows[0]) | {"target_corpus"}
+
+
+def test_calibrations_and_empirical_epsilon_columns(tmp_path):
+    """Same scores, two thresholds: shadow and prior rows side by side; eps_lb only on
+    shadow-calibrated per-client rows; an oracle row when asked, never without."""
+    store = Store(tmp_path)
+    shadows, target = _shadows(store), _target(store, offset=0.05)
+    cfg = _config(target, shadows, layers=("fc1",), calibrations=("shadow", "prior", "oracle"))
+    rows = [r for r in run_attack(cfg, store) if r["layer"] == "fc1"]
+    by = {(r["protocol"], r["n_avg"], r["calibration"]): r for r in rows}
+    for key in [("per_update", 1), ("per_client", 1), ("per_client", 0)]:
+        shadow, prior, oracle = (by[(*key, c)] for c in ("shadow", "prior", "oracle"))
+        assert shadow["auc"] == prior["auc"] == oracle["auc"]  # same scores
+        assert shadow["threshold"] == 0.5
+        assert oracle["uar"] >= max(shadow["uar"], prior["uar"]) - 1e-12
+        assert prior["eps_lb"] is None and oracle["eps_lb"] is None
+    pc = by[("per_client", 1, "shadow")]
+    assert pc["eps_lb"] is not None and pc["eps_lb"] >= 0 and pc["eps_lb_delta"] == 0.0
+    assert pc["n_clients"] == 10 and pc["degenerate"] in (True, False)
+    assert by[("per_update", 1, "shadow")]["eps_lb"] is None
+    with pytest.raises(ConfigError, match="calibrations"):
+        run_attack(_config(target, shadows, calibrations=("bayes",)), store)

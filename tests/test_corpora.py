@@ -408,3 +408,108 @@ def test_fixture_audio_is_what_the_rows_claim(tmp_path):
         info = sf.info(path)
         assert info.samplerate == sr
         assert np.isclose(info.frames / info.samplerate, dur, atol=1e-6)
+
+
+# --- bring your own corpus, CREMA-D at other rates, truncated WAVs ---------------------------
+TABLE_KEPT = [
+    ("../wav/spk01/0001", "spk01", "F", "neutral", "neutral", "day1", 0.10),
+    ("../wav/spk01/0002", "spk01", "F", "happy", "HAP", "day1", 0.11),
+    ("../wav/spk02/0001", "spk02", "M", "angry", "Angry", "day2", 0.13),
+]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_table_adapter(tmp_path, fmt, caplog):
+    from corpus_fixtures import make_table_corpus
+
+    from sergrad.corpora import speakers
+
+    listing = make_table_corpus(tmp_path, fmt=fmt)
+    with caplog.at_level(logging.INFO, logger="sergrad.corpora"):
+        table, problems = index_corpus("table", listing, corpus_name="mine")
+    assert rows_of(table) == TABLE_KEPT
+    paths = table["path"].to_pylist()
+    assert paths[0] == str(listing.parent / "../wav/spk01/0001.wav")  # relative to the list
+    assert Path(paths[0]).resolve() == (tmp_path / "mine/wav/spk01/0001.wav").resolve()
+    assert table["sample_rate"].to_pylist() == [16_000, 22_050, 16_000]
+    assert sorted((n, r.split(" (")[0]) for n, r in reasons(problems)) == [
+        ("0001.wav", "audio file missing"),
+        ("0001.wav", "gender 'x' is not F/M"),
+        ("0001.wav", "listed twice"),
+        ("0002.wav", "truncated WAV"),
+        ("abs.wav", "gender 'x' is not F/M"),
+    ]
+    assert any("kept 3 utterance(s); not kept: label fear 1" in m for m in caplog.messages)
+    assert any("vary within a speaker, not kept: text" in m for m in caplog.messages)
+    extra = speakers(table).to_pylist()
+    assert extra == [
+        {"speaker_id": "spk01", "age": "34", "dialect": "north"},
+        {"speaker_id": "spk02", "age": "51", "dialect": None},
+    ]
+    text = summarize(table)
+    assert "sample rates: 2 at 16000 Hz, 1 at 22050 Hz; 1 file(s) resampled" in text
+    assert "speaker columns kept (speakers(table)): age, dialect" in text
+    out = write_utterances(table, tmp_path / "u.parquet")  # the speaker columns survive a file
+    assert speakers(read_utterances(out)).to_pylist() == extra
+    with pytest.raises(DataError, match="truncated WAV|audio file missing|gender|listed twice"):
+        index_corpus("table", listing, strict=True)
+
+
+def test_table_adapter_bad_input(tmp_path):
+    from corpus_fixtures import make_table_corpus
+
+    listing = make_table_corpus(tmp_path)
+    with pytest.raises(DataError, match="utterance list .* does not exist"):
+        index_corpus("table", listing.parent)  # a folder is not the list
+    bad = listing.with_name("bad.csv")
+    bad.write_text("path,speaker,gender,emotion\nx.wav,s1,F,sad\n")
+    with pytest.raises(DataError, match=r"bad.csv: missing column\(s\) \['speaker_id'\]"):
+        index_corpus("table", bad)
+    other = listing.with_name("list.txt")
+    other.write_text("x")
+    with pytest.raises(DataError, match="list.txt: expected a .csv or .parquet"):
+        index_corpus("table", other)
+
+
+def test_table_adapter_cli_and_sweep_kind(tmp_path, capsys):
+    from corpus_fixtures import make_table_corpus
+
+    from sergrad.sweep.schema import CORPUS_KINDS
+
+    assert "table" in CORPUS_KINDS and "table" in CORPUS_NAMES
+    listing = make_table_corpus(tmp_path)
+    out = tmp_path / "mine.parquet"
+    assert main(["corpus", "index", "--corpus", "table", str(listing), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "table: 3 utterances, 2 speakers (1 F, 1 M)" in printed
+    assert "5 file(s) skipped" in printed
+    assert read_utterances(out).num_rows == 3
+    assert main(["corpus", "index", "--corpus", "table", str(listing), "-o",
+                 str(tmp_path / "s.parquet"), "--strict"]) == 2  # fmt: skip
+    assert not (tmp_path / "s.parquet").exists()
+
+
+def test_cremad_any_sample_rate_and_truncated_files(tmp_path):
+    from corpus_fixtures import truncated_wav
+
+    from sergrad.audio import load_mono
+
+    make_cremad(tmp_path)
+    audio = tmp_path / "CREMA-D-master" / "AudioWAV"
+    wav(audio / "1001_DFA_ANG_XX.wav", 0.20, 22_050)  # a resampled copy
+    table, problems = index_corpus("crema-d", tmp_path)
+    assert rows_of(table) == CREMAD["multimodal"] and problems.count == 0
+    rates = dict(zip(table["utt_id"].to_pylist(), table["sample_rate"].to_pylist()))
+    assert rates["1001_DFA_ANG_XX"] == 22_050 and set(rates.values()) == {16_000, 22_050}
+    assert "1 at 22050 Hz; 1 file(s) resampled to 16000 Hz" in summarize(table)
+    samples, sr = load_mono(audio / "1001_DFA_ANG_XX.wav")  # what feature extraction reads
+    assert sr == 16_000 and len(samples) == pytest.approx(0.20 * 16_000, abs=2)
+    truncated_wav(audio / "1002_DFA_NEU_XX.wav", 0.23)
+    table, problems = index_corpus("crema-d", tmp_path)
+    assert [r[0] for r in rows_of(table)] == [
+        r[0] for r in CREMAD["multimodal"] if r[0] != "1002_DFA_NEU_XX"
+    ]
+    [(name, reason)] = reasons(problems)
+    assert name == "1002_DFA_NEU_XX.wav" and reason.startswith("truncated WAV (header promises")
+    with pytest.raises(DataError, match="1002_DFA_NEU_XX.wav: truncated WAV"):
+        index_corpus("crema-d", tmp_path, strict=True)

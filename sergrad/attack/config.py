@@ -53,6 +53,8 @@ class AttackConfig:
     n_avg: tuple[int, ...] = (1, 3, 5, 10, 0)  # per_client: updates averaged; 0 = all
     trials: int = 10  # per_client: seeded trials per client and n
     bootstrap: int = 1000  # bootstrap resamples (over clients) for the CI
+    # how the decision threshold is set (metrics.py): shadow | prior | oracle (upper bound)
+    calibrations: tuple[str, ...] = ("shadow", "prior")
     adaptive: bool = False  # label: shadow runs applied the target's defense
     seed: int = 0
     device: str = "cpu"

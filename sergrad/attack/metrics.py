@@ -7,6 +7,18 @@
 0.875
 >>> tpr_at_fpr(np.array([0, 1]), np.array([0.2, 0.8]), fpr=0.01)
 (nan, 'tpr@1%fpr: 1 negatives < 100')
+>>> prior_threshold(np.array([0.1, 0.2, 0.3, 0.4]), share_positive=0.5)
+0.3
+>>> oracle_threshold(np.array([0, 0, 1, 1]), np.array([0.6, 0.7, 0.8, 0.9]))
+0.8
+
+Calibration (how the decision threshold on P(male) is set; part of the threat model):
+- `shadow`: 0.5, the threshold the model learned on the attacker's shadow data.
+- `prior`: the attacker knows the population's class shares (public demographics, or the
+  shadow data) and thresholds the target's own scores so the predicted shares match them.
+  It uses the target's scores but never a target label.
+- `oracle`: the UAR-maximising threshold on the target's labels. An upper bound only,
+  always labelled as such, never a verdict.
 """
 
 from __future__ import annotations
@@ -80,6 +92,66 @@ def tpr_at_fpr(y_true: np.ndarray, score: np.ndarray, *, fpr: float) -> tuple[fl
     return float(t[f <= fpr + 1e-12].max()), ""
 
 
+CALIBRATIONS: tuple[str, ...] = ("shadow", "prior", "oracle")
+SHADOW_THRESHOLD = 0.5
+
+
+def prior_threshold(score: np.ndarray, *, share_positive: float) -> float:
+    """Threshold t on `score` such that the share of scores >= t is as close as possible to
+    `share_positive` (the known population share of the positive class). No labels used.
+
+    Ties: t is an observed score, so a tie block is predicted together."""
+    if not 0.0 <= share_positive <= 1.0:
+        raise ValueError(f"share_positive must be in [0, 1], got {share_positive}")
+    s = np.asarray(score, np.float64)
+    if len(s) == 0:
+        return float("nan")
+    want = share_positive * len(s)
+    # candidate thresholds: each distinct score; predicted positives = count(score >= t)
+    values, counts = np.unique(s, return_counts=True)  # ascending
+    n_at_least = np.cumsum(counts[::-1])[::-1]  # count(score >= values[i])
+    cand = np.r_[values, np.inf]  # inf: predict nothing positive
+    npos = np.r_[n_at_least, 0]
+    return float(cand[int(np.argmin(np.abs(npos - want)))])
+
+
+def oracle_threshold(y_true: np.ndarray, score: np.ndarray) -> float:
+    """The observed score t maximising UAR of (score >= t) on the TARGET labels (upper bound)."""
+    y = np.asarray(y_true).astype(bool)
+    s = np.asarray(score, np.float64)
+    if y.all() or (~y).all():
+        return SHADOW_THRESHOLD
+    values = np.unique(s)
+    n_pos, n_neg = y.sum(), (~y).sum()
+    order = np.argsort(s)
+    ss, yy = s[order], y[order]
+    # count(score >= v) per distinct value v, by class
+    idx = np.searchsorted(ss, values, side="left")
+    pos_ge = n_pos - np.r_[0, np.cumsum(yy)][idx]
+    neg_ge = n_neg - np.r_[0, np.cumsum(~yy)][idx]
+    u = 0.5 * (pos_ge / n_pos + 1 - neg_ge / n_neg)
+    return float(values[int(np.argmax(u))])
+
+
+def threshold_for(
+    calibration: str, *, y_true: np.ndarray, score: np.ndarray, share_positive: float
+) -> float:
+    """The decision threshold on P(male) under `calibration` (see the module docstring)."""
+    if calibration == "shadow":
+        return SHADOW_THRESHOLD
+    if calibration == "prior":
+        return prior_threshold(score, share_positive=share_positive)
+    if calibration == "oracle":
+        return oracle_threshold(y_true, score)
+    raise ValueError(f"calibration {calibration!r}: unknown; valid: {', '.join(CALIBRATIONS)}")
+
+
+def is_degenerate(y_pred: np.ndarray) -> bool:
+    """True when every prediction is the same class (a threshold artifact, not 'chance')."""
+    y_pred = np.asarray(y_pred)
+    return bool(len(y_pred) > 0 and (y_pred == y_pred[0]).all())
+
+
 def bootstrap_uar_ci(
     y_true: np.ndarray,
     y_pred: np.ndarray,
@@ -119,12 +191,15 @@ def binary_metrics(
     groups: np.ndarray,
     n_boot: int,
     rng: np.random.Generator,
+    threshold: float = SHADOW_THRESHOLD,
 ) -> dict:
-    """uar, acc, auc, tpr_at_1fpr, tpr_at_10fpr, uar_ci_low/high, n_scored, note."""
+    """uar, acc, auc, tpr_at_1fpr, tpr_at_10fpr, uar_ci_low/high, n_scored, n_clients,
+    threshold, degenerate, note; predictions are p_male >= threshold."""
     y = np.asarray(y_true, np.int64)
     p = np.asarray(p_male, np.float64)
-    pred = (p >= 0.5).astype(np.int64)
-    notes = []
+    pred = (p >= threshold).astype(np.int64)
+    degenerate = is_degenerate(pred)
+    notes = [f"degenerate: every prediction is {'M' if pred[0] else 'F'}"] if degenerate else []
     if len(np.unique(y)) < 2:
         notes.append("single class in targets: uar = recall of that class, auc undefined")
     t1, n1 = tpr_at_fpr(y, p, fpr=0.01)
@@ -140,5 +215,8 @@ def binary_metrics(
         "uar_ci_low": lo,
         "uar_ci_high": hi,
         "n_scored": int(len(y)),
+        "n_clients": int(len(np.unique(np.asarray(groups)))),
+        "threshold": float(threshold),
+        "degenerate": degenerate,
         "note": "; ".join(notes),
     }

@@ -15,9 +15,11 @@ marker; an evaluation whose `attacks` file exists is skipped and its rows return
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -26,7 +28,7 @@ import torch
 from sergrad import schema
 from sergrad.attack import pipeline, source
 from sergrad.attack.config import AttackConfig, eval_id
-from sergrad.attack.metrics import binary_metrics
+from sergrad.attack.metrics import CALIBRATIONS, binary_metrics, threshold_for
 from sergrad.attack.protocols import (
     client_rows,
     client_selections,
@@ -40,10 +42,13 @@ from sergrad.attack.train import split_by_speaker
 from sergrad.config import canonical_json
 from sergrad.errors import ConfigError, DataError
 from sergrad.fl.records import now_iso
+from sergrad.privacy_bound import empirical_epsilon, local_gaussian_epsilon
 from sergrad.store import Store
 
 PROTOCOLS = ("per_update", "per_client", "per_client_vote")
 CLIENT_PROTOCOLS = ("per_client", "per_client_vote")
+NO_PRIVACY_COLUMNS = {"eps_lb": None, "eps_lb_delta": None, "mechanism_epsilon": None,
+                      "eps_violation": None}  # fmt: skip
 
 
 def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) -> list[dict]:
@@ -77,6 +82,7 @@ def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) ->
                                       posthoc=posthoc, tmp=tmp)  # fmt: skip
         scored = target.labels >= 0
         sels = _selections(config, target)
+        ctx = _ScoreContext.of(config, shadow, target_row)
         # averaged-update predictions are only needed by the per_client protocol
         averaged = sels if "per_client" in config.protocols else {}
         probs: dict[str, tuple[np.ndarray, dict]] = {}
@@ -93,7 +99,7 @@ def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) ->
             note = (f"train: val_uar={fit.best_val_uar:.3f} best_epoch={fit.best_epoch} "
                     f"epochs={fit.epochs_run} n_train={fit.n_train} n_val={fit.n_val} "
                     f"{fit.updates_per_s:.0f} updates/s")  # fmt: skip
-            results += _score(config, layer, probs[layer], target, sels, scored, note=note,
+            results += _score(ctx, layer, probs[layer], target, sels, scored, note=note,
                               wall=time.perf_counter() - tl, attack=config.model.name)  # fmt: skip
         if config.fusion and len(groups) > 1:
             weights = {
@@ -102,10 +108,10 @@ def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) ->
             pu = fuse({k: v[0] for k, v in probs.items()}, weights)
             pc = {n: fuse({k: v[1][n] for k, v in probs.items()}, weights) for n in averaged}
             probs["fusion"] = (pu, pc)
-            results += _score(config, "fusion", probs["fusion"], target, sels, scored,
+            results += _score(ctx, "fusion", probs["fusion"], target, sels, scored,
                               note=f"weights={json.dumps(weights)}",
                               wall=time.perf_counter() - t0, attack=config.model.name)  # fmt: skip
-        results += _baselines(config, shadow, target, sels, scored)
+        results += _baselines(ctx, shadow, target, sels, scored)
         preds = _prediction_rows(probs, target, sels, config.protocols)
     wall = time.perf_counter() - t0
     common = {"eval_id": eid, "status": "ok", "error": None, "adaptive": config.adaptive,
@@ -115,11 +121,24 @@ def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) ->
               "posthoc": posthoc_name, "posthoc_level": posthoc_level, "seed": config.seed,
               "config": canonical_json(config), "created_at": now_iso()}  # fmt: skip
     rows = [{**common, "wall_s": wall, **r} for r in results]
+    _warn_violations(rows)
     store.write_table("predictions", schema.table_from_rows(preds, schema.PREDICTIONS),
                       partition=(schema.PREDICTIONS_PARTITION, eid), name="predictions")  # fmt: skip
     store.write_table("attacks", schema.table_from_rows(rows, schema.ATTACKS), partition=part,
                       name=eid)  # fmt: skip
     return [{**r, "target_corpus": corpus} for r in rows]
+
+
+def _warn_violations(rows: list[dict]) -> None:
+    """eps_lb above the local mechanism's epsilon contradicts the guarantee: a bug. Say so."""
+    for r in rows:
+        if r.get("eps_violation"):
+            msg = (f"DP VIOLATION: eps_lb {r['eps_lb']:.3f} > mechanism epsilon "
+                   f"{r['mechanism_epsilon']:.3f} ({r['attack']}, {r['layer']}, {r['protocol']}, "
+                   f"n_avg={r['n_avg']}, target {r['target_run']}): the defense or its "
+                   "accounting is broken")  # fmt: skip
+            r["note"] = "; ".join(filter(None, [msg, r.get("note")]))
+            print(f"[attack] {msg}", file=sys.stderr)
 
 
 def _validate(config: AttackConfig) -> None:
@@ -134,6 +153,9 @@ def _validate(config: AttackConfig) -> None:
         raise ConfigError(f"protocols: unknown {bad}; valid: {', '.join(PROTOCOLS)}")
     if not config.layers:
         raise ConfigError("layers: empty; e.g. [fc1]")
+    bad = [c for c in config.calibrations if c not in CALIBRATIONS]
+    if bad or not config.calibrations:
+        raise ConfigError(f"calibrations: {bad or 'empty'}; valid: {', '.join(CALIBRATIONS)}")
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device: {config.device!r} requested but CUDA is not available")
 
@@ -177,35 +199,109 @@ def _client_labels(target: pipeline.TargetSet, sels: list) -> np.ndarray:
     return np.array([target.labels[s.rows[0]] for s in sels], dtype=np.int64)
 
 
-def _score(config, layer, probs, target, sels, scored, *, note, wall, attack) -> list[dict]:
-    """Metric rows of one layer (or fusion / baseline) for the configured protocols;
-    wall_s is the layer's own fit + scoring time (the whole evaluation's for fusion)."""
+@dataclass(frozen=True)
+class _ScoreContext:
+    """What scoring needs besides the predictions: the config, the shadow population's male
+    shares (for the prior calibration) and the target's privacy facts (for eps_lb)."""
+
+    config: AttackConfig
+    share_updates: float  # male share of shadow updates
+    share_clients: float  # male share of shadow clients (speakers)
+    delta: float  # delta eps_lb is stated at: the target run's, else 0
+    local_noise: float | None  # user_dp local noise multiplier of the target run, if any
+
+    @classmethod
+    def of(cls, config: AttackConfig, shadow, target_row: dict) -> _ScoreContext:
+        groups = shadow.keys.speaker_groups()
+        _, first = np.unique(groups, return_index=True)
+        delta = target_row.get("delta")
+        return cls(config=config, share_updates=float(np.mean(shadow.labels)),
+                   share_clients=float(np.mean(shadow.labels[first])),
+                   delta=float(delta) if delta is not None and delta == delta else 0.0,
+                   local_noise=_local_noise(target_row.get("config")))  # fmt: skip
+
+
+def _local_noise(run_config_json: str | None) -> float | None:
+    """The noise multiplier of a user_dp defense in local mode with an explicit
+    noise_multiplier in the target run's config; None otherwise."""
+    if not run_config_json:
+        return None
+    try:
+        defenses = json.loads(run_config_json).get("defenses") or []
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    for d in defenses:
+        p = d.get("params") or {}
+        if d.get("name") == "user_dp" and p.get("mode", "local") == "local":
+            z = p.get("noise_multiplier")
+            return float(z) if z is not None else None
+    return None
+
+
+def _privacy_columns(ctx: _ScoreContext, y, p, sel, *, n: int, threshold: float) -> dict:
+    """eps_lb from trial 0 (one prediction per client) with the shadow threshold, and the
+    user_dp local mechanism's epsilon for n updates beside it."""
+    first = np.array([s.trial == 0 for s in sel], dtype=bool)
+    yy, pred = y[first], p[first] >= threshold
+    eps = empirical_epsilon(tp=int((pred & (yy == 1)).sum()), n_pos=int((yy == 1).sum()),
+                            fp=int((pred & (yy == 0)).sum()), n_neg=int((yy == 0).sum()),
+                            delta=ctx.delta)  # fmt: skip
+    out = {"eps_lb": eps, "eps_lb_delta": ctx.delta, "mechanism_epsilon": None}
+    if ctx.local_noise is not None and ctx.delta > 0:
+        count = max(len(s.rows) for s in sel) if n <= 0 else n
+        mech = local_gaussian_epsilon(noise_multiplier=ctx.local_noise, n_updates=count,
+                                      delta=ctx.delta)  # fmt: skip
+        out["mechanism_epsilon"] = mech
+        out["eps_violation"] = bool(eps > mech)
+    return out
+
+
+def _calibrated(ctx: _ScoreContext, y, p, *, groups, share: float, rng) -> list[dict]:
+    """binary_metrics once per configured calibration (same scores, different thresholds)."""
+    out = []
+    for cal in ctx.config.calibrations:
+        t = threshold_for(cal, y_true=y, score=p, share_positive=share)
+        m = binary_metrics(y, p, groups=groups, n_boot=ctx.config.bootstrap, rng=rng,
+                           threshold=t)  # fmt: skip
+        out.append({"calibration": cal, **m, **NO_PRIVACY_COLUMNS})
+    return out
+
+
+def _score(ctx, layer, probs, target, sels, scored, *, note, wall, attack) -> list[dict]:
+    """Metric rows of one layer (or fusion / baseline) for the configured protocols and
+    calibrations; wall_s is the layer's own fit + scoring time (the whole evaluation's for
+    fusion)."""
+    config = ctx.config
     p_update, p_client = probs
     rng = np.random.default_rng([config.seed, 3, zlib.crc32(f"{attack}/{layer}".encode())])
     rows = []
     client_ids = np.asarray(target.keys.client_id)
     if "per_update" in config.protocols:
-        m = binary_metrics(target.labels[scored], p_update[scored], groups=client_ids[scored],
-                           n_boot=config.bootstrap, rng=rng)  # fmt: skip
-        m["note"] = "; ".join(filter(None, [note, m["note"]]))
-        rows.append({"attack": attack, "layer": layer, "protocol": "per_update", "n_avg": 1,
-                     "wall_s": wall, **m})  # fmt: skip
+        for m in _calibrated(ctx, target.labels[scored], p_update[scored],
+                             groups=client_ids[scored], share=ctx.share_updates, rng=rng):  # fmt: skip
+            m["note"] = "; ".join(filter(None, [note, m["note"]]))
+            rows.append({"attack": attack, "layer": layer, "protocol": "per_update", "n_avg": 1,
+                         "wall_s": wall, **m})  # fmt: skip
     by_client = client_rows(client_ids)
     for protocol in (p for p in CLIENT_PROTOCOLS if p in config.protocols):
         for n, sel in sels.items():
             p_sel = _client_probs(protocol, p_update, p_client, n, sel)
             keep = np.array([target.labels[s.rows[0]] >= 0 for s in sel], dtype=bool)
             y = _client_labels(target, sel)[keep]
-            m = binary_metrics(y, p_sel[keep], groups=np.array([s.client for s in sel])[keep],
-                               n_boot=config.bootstrap, rng=rng)  # fmt: skip
+            kept = [s for s, k in zip(sel, keep) if k]
             _, sel_note = client_selections(by_client, n=n, trials=config.trials, seed=config.seed)
-            m["note"] = "; ".join(filter(None, [sel_note, m["note"]]))
-            rows.append({"attack": attack, "layer": layer, "protocol": protocol, "n_avg": n,
-                         "wall_s": wall, **m})  # fmt: skip
+            for m in _calibrated(ctx, y, p_sel[keep], groups=np.array([s.client for s in kept]),
+                                 share=ctx.share_clients, rng=rng):  # fmt: skip
+                m["note"] = "; ".join(filter(None, [sel_note, m["note"]]))
+                if m["calibration"] == "shadow" and len(y):
+                    m.update(_privacy_columns(ctx, y, p_sel[keep], kept, n=n,
+                                              threshold=m["threshold"]))  # fmt: skip
+                rows.append({"attack": attack, "layer": layer, "protocol": protocol,
+                             "n_avg": n, "wall_s": wall, **m})  # fmt: skip
     return rows
 
 
-def _baselines(config, shadow, target, sels, scored) -> list[dict]:
+def _baselines(ctx, shadow, target, sels, scored) -> list[dict]:
     """Majority-class and metadata-only attackers, per update and per client."""
     n_t = len(target.labels)
     sx = metadata_features(shadow.keys.n_samples, shadow.keys.round)
@@ -219,7 +315,7 @@ def _baselines(config, shadow, target, sels, scored) -> list[dict]:
         meta_c[n] = no_updates_baseline(sx, shadow.labels, avg) if sel else np.zeros(0)
     rows = []
     for name, pu, pc in (("majority", maj_u, maj_c), ("no_updates", meta_u, meta_c)):
-        for r in _score(config, "none", (pu, pc), target, sels, scored, note="",
+        for r in _score(ctx, "none", (pu, pc), target, sels, scored, note="",
                         wall=0.0, attack=name):  # fmt: skip
             suffix = "" if r["protocol"] == "per_update" else f"_{r['protocol']}"
             r["protocol"] = f"baseline_{name}{suffix}"

@@ -13,14 +13,21 @@ returns `(table, problems)`:
   sample_rate and duration_s (read from the file header), session (`Ses01`, `session1`;
   null for CREMA-D). Rows are sorted by (speaker_id, utt_id); (corpus, utt_id) is unique.
   Speaker ids are unique within a corpus only.
-- Per-file problems (audio missing / corrupt / empty, wrong sample rate for the 16 kHz
-  corpora, speaker without gender, unknown label code, malformed label line) skip that
+- Per-file problems (audio missing / corrupt / empty / truncated, wrong sample rate for
+  IEMOCAP, speaker without gender, unknown label code, malformed label line) skip that
   utterance and are collected in `problems` (a `sergrad.problems.Problems`); with
   `strict=True` the first one raises DataError.
 - Utterances that are simply not kept (other emotions, ties, scripted dialogs, excluded
   recording conditions) are not problems; their counts are logged (logger `sergrad.corpora`).
 - A missing label file or folder, an unknown corpus or option, or an empty result raises
   DataError / ConfigError naming what was searched and where.
+
+Bring your own corpus: `table` reads a CSV/Parquet list (path, speaker_id, gender, emotion
+[, session, age, other speaker columns]); ROOT is that file (see tabular.py). Extra speaker
+columns ride in the table's metadata: `speakers(table)` returns them.
+Any sample rate is accepted for CREMA-D, MSP-Improv and `table` (features resample to 16 kHz;
+`summarize` counts the files per rate); IEMOCAP must be 16 kHz. A WAV whose header promises
+more audio than the file holds is a per-file problem (truncated copy).
 
 Options: iemocap `improvised_only` (bool, default True); crema-d `labels`
 (`acted`|`voice`|`multimodal`, default `multimodal`); msp-improv `conditions` (letters from
@@ -37,7 +44,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from sergrad.corpora import cremad, iemocap, mspimprov
+from sergrad.corpora import cremad, iemocap, mspimprov, tabular
+from sergrad.corpora.speaker_meta import speakers
 from sergrad.corpora.table import (
     Adapter,
     build_table,
@@ -54,12 +62,13 @@ __all__ = [
     "Adapter",
     "index_corpus",
     "read_utterances",
+    "speakers",
     "summarize",
     "write_utterances",
 ]
 
 CORPORA: Registry[Adapter] = Registry("corpus")
-for _adapter in (iemocap.ADAPTER, cremad.ADAPTER, mspimprov.ADAPTER):
+for _adapter in (iemocap.ADAPTER, cremad.ADAPTER, mspimprov.ADAPTER, tabular.ADAPTER):
     CORPORA.register(_adapter.name)(_adapter)
 
 
@@ -78,7 +87,9 @@ def index_corpus(
         raise ConfigError(exc.args[0]) from None
     resolved = adapter.resolve_options(options)
     root = Path(root)
-    if not root.is_dir():
+    if adapter.root_is_file and not root.is_file():
+        raise DataError(f"{name}: utterance list {root} does not exist (ROOT is the .csv/.parquet)")
+    if not adapter.root_is_file and not root.is_dir():
         raise DataError(f"{name}: corpus folder {root} does not exist")
     problems = Problems(strict=strict)
     rows = adapter.rows(root, resolved, problems)

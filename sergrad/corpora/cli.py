@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sergrad.errors import ConfigError
 
-CORPUS_NAMES: tuple[str, ...] = ("crema-d", "iemocap", "msp-improv")  # == CORPORA.names()
+CORPUS_NAMES: tuple[str, ...] = ("crema-d", "iemocap", "msp-improv", "table")  # == CORPORA.names()
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:

@@ -1,6 +1,8 @@
 """CREMA-D (release layout; also the layout the synthetic corpora are written in).
 
-- Audio: `AudioWAV/<actor>_<sentence>_<EMO>_<level>.wav` (e.g. `1001_DFA_ANG_XX.wav`), 16 kHz.
+- Audio: `AudioWAV/<actor>_<sentence>_<EMO>_<level>.wav` (e.g. `1001_DFA_ANG_XX.wav`), 16 kHz
+  in the release; any other rate (a resampled copy) is recorded as found and resampled to
+  16 kHz when features are extracted (`summarize` counts the files per rate).
   `AudioWAV/`, `VideoDemographics.csv` and `summaryTable.csv` are found by searching the tree
   under ROOT (copies differ); `__MACOSX/`, hidden folders and `._*` files are ignored.
 - Option `labels`:
@@ -36,7 +38,6 @@ from sergrad.corpora.table import (
 from sergrad.errors import DataError
 from sergrad.problems import Problems
 
-SAMPLE_RATE = 16_000
 SILENT = frozenset({"1076_MTI_SAD_XX"})
 ACTED = {"NEU": "neutral", "HAP": "happy", "SAD": "sad", "ANG": "angry"}
 ACTED_KNOWN = frozenset({*ACTED, "DIS", "FEA"})
@@ -116,7 +117,7 @@ def rows(root: Path, options: dict[str, Any], problems: Problems) -> list[dict]:
         if gender is None:
             problems.add(str(wav), f"actor {actor} has no Male/Female Sex in {demo_csv}")
             continue
-        info = probe(wav, problems, expected_sr=SAMPLE_RATE)
+        info = probe(wav, problems, expected_sr=None)  # features resample
         if info is None:
             continue
         result.append(

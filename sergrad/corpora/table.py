@@ -30,7 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from sergrad.audio import AudioInfo, audio_info
+from sergrad.audio import TARGET_SR, AudioInfo, audio_info
+from sergrad.corpora import speaker_meta
 from sergrad.errors import ConfigError, DataError
 from sergrad.problems import Problems
 from sergrad.schema import EMOTIONS, GENDERS, UTTERANCES, table_from_rows
@@ -58,6 +59,7 @@ class Adapter:
     rows: Callable[[Path, dict[str, Any], Problems], list[dict]]
     options: dict[str, Option] = field(default_factory=dict)
     description: str = ""
+    root_is_file: bool = False  # ROOT names a file (the `table` adapter's list), not a folder
 
     def resolve_options(self, given: dict[str, Any] | None) -> dict[str, Any]:
         given = dict(given or {})
@@ -190,11 +192,17 @@ def log_kept(corpus: str, kept: int, dropped: Counter) -> None:
 
 
 # --- the table ----------------------------------------------------------------------------
+SPEAKER_EXTRA = "speaker_extra"  # optional row key: {column: value} describing the speaker
+
+
 def build_table(rows: list[dict], *, corpus: str) -> pa.Table:
-    """Rows (without `corpus`) -> validated table sorted by (speaker_id, utt_id)."""
-    full = [{**row, "corpus": corpus} for row in rows]
+    """Rows (without `corpus`) -> validated table sorted by (speaker_id, utt_id); a row's
+    `speaker_extra` dict goes to the table's speaker metadata (speaker_meta.py)."""
+    extra = {r["speaker_id"]: r[SPEAKER_EXTRA] for r in rows if r.get(SPEAKER_EXTRA)}
+    full = [{**{k: v for k, v in row.items() if k != SPEAKER_EXTRA}, "corpus": corpus}
+            for row in rows]  # fmt: skip
     full.sort(key=lambda r: (r["speaker_id"], r["utt_id"]))
-    table = table_from_rows(full, UTTERANCES)
+    table = speaker_meta.attach(table_from_rows(full, UTTERANCES), extra)
     validate(table, where=f"corpus {corpus!r}")
     return table
 
@@ -250,7 +258,7 @@ def read_utterances(path: str | os.PathLike) -> pa.Table:
             f"{path}: not an utterance table (missing columns {missing}, unexpected {extra})"
         )
     try:
-        table = table.select(UTTERANCES.names).cast(UTTERANCES)
+        table = speaker_meta.keep_metadata(table, table.select(UTTERANCES.names).cast(UTTERANCES))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise DataError(f"{path}: column types do not match the utterance schema ({exc})") from exc
     validate(table, where=str(path))
@@ -276,4 +284,14 @@ def summarize(table: pa.Table) -> str:
             lines.append(f"  {g:<6}" + "".join(f"{n:>8}" for n in (*row, sum(row))))
         totals = [sum(cells[(g, e)] for g in GENDERS) for e in EMOTIONS]
         lines.append("  total " + "".join(f"{n:>8}" for n in (*totals, sum(totals))))
+        rates = Counter(table["sample_rate"].to_pylist()[i] for i in idx)
+        other = sum(n for sr, n in rates.items() if sr != TARGET_SR)
+        if other:
+            by_rate = ", ".join(f"{n} at {sr} Hz" for sr, n in sorted(rates.items()))
+            lines.append(f"  sample rates: {by_rate}; {other} file(s) resampled to "
+                         f"{TARGET_SR} Hz when features are extracted")  # fmt: skip
+    extra = speaker_meta.speakers(table)
+    if extra.num_columns > 1:
+        names = ", ".join(extra.column_names[1:])
+        lines.append(f"speaker columns kept (speakers(table)): {names}")
     return "\n".join(lines) if lines else "no utterances"

@@ -43,7 +43,7 @@ from sergrad.config import from_dict
 from sergrad.errors import ConfigError
 from sergrad.fl.config import DefenseConfig, RunConfig
 
-CORPUS_KINDS: tuple[str, ...] = ("synth", "iemocap", "crema-d", "msp-improv")
+CORPUS_KINDS: tuple[str, ...] = ("synth", "iemocap", "crema-d", "msp-improv", "table")
 RUN_SET_BY_SWEEP = ("data.features", "data.utterances", "data.fold", "defenses", "seed")
 ATTACK_SET_BY_SWEEP = ("target_run", "shadow_runs", "model", "seed")
 
