@@ -72,7 +72,7 @@ def test_crema_d_layout(tmp_path):
         assert 0.8 < info.duration < 3.0
     with (out / "VideoDemographics.csv").open() as fh:
         demo = list(csv.DictReader(fh))
-    assert list(demo[0]) == ["ActorID", "Age", "Sex", "Race", "Ethnicity"]
+    assert list(demo[0]) == ["ActorID", "Age", "Sex", "Race", "Ethnicity", "Language"]
     speakers = plan_speakers(PROFILES.get("synth-studio"), 4, 0)
     assert {r["ActorID"]: r["Sex"] for r in demo} == {
         str(s.actor_id): {"F": "Female", "M": "Male"}[s.voice.gender] for s in speakers

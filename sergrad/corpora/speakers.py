@@ -1,10 +1,24 @@
-"""Synthetic speakers: gender-dependent voices and idiosyncratic emotional styles.
+"""Synthetic speakers: voices shaped by gender, age and language background, and
+idiosyncratic emotional styles.
 
 A `Population` holds overlapping gender-conditional distributions (F0, vocal-tract length,
-voice quality). `draw_voice` samples one speaker from it; each speaker also gets its own
-way of expressing emotions (`Voice.styles`): the shared emotion effects of EFFECTS, shaped
-by gender (GENDER_STYLE), scaled by a personal expressiveness, with per-dimension factors and offsets. `utterance_style` then
-adds utterance-to-utterance variation. All draws use the generator passed in.
+voice quality, speaking rate). `draw_voice` samples one speaker of a given age and language
+background from it; each speaker also gets its own way of expressing emotions
+(`Voice.styles`): the shared emotion effects of EFFECTS, shaped by gender (GENDER_STYLE),
+scaled by a personal expressiveness, with per-dimension factors and offsets.
+`utterance_style` then adds utterance-to-utterance variation. All draws use the generator
+passed in.
+
+Ageing (`age_effects`, weak and overlapping with the spread between speakers of one age):
+female F0 falls steadily with age; male F0 falls into the fifties and rises again after
+about 60 (Hollien & Shipp 1972; Torre & Barlow 2009); jitter, shimmer and breathiness grow
+(incomplete glottal closure, Linville 2001) and a ~5 Hz vocal tremor appears after about
+55; older speakers talk more slowly (about 15-20 %
+slower at 75 than at 30); the vocal tract lengthens a little (lower formants). Language
+background (`draw_accent`): L2 speakers get a continuous non-nativeness that makes their
+rhythm more syllable-timed, their vowels less reduced and shifted towards a five-vowel
+system, their pauses more frequent and longer and their speech a little slower
+(phonemes.Accent).
 """
 
 from __future__ import annotations
@@ -13,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sergrad.corpora.phonemes import Accent
 from sergrad.schema import EMOTIONS
 
 # Style dimensions: pitch shift (semitones), pitch range (semitones, added to the base
@@ -69,6 +84,10 @@ class Population:
     breathiness: tuple[float, float] = (0.10, 0.06)
     ages: tuple[int, int] = (20, 74)
     female_fraction: float = 0.5
+    l2_fraction: float = 0.4  # share of L2 (non-native) speakers
+    age_effect: float = 1.0  # scales every ageing effect
+    accent_effect: float = 1.0  # scales how far L2 speakers depart from L1 speech
+    tempo_log_sd: float = 0.08  # personal speaking-rate spread
 
 
 @dataclass(frozen=True)
@@ -84,18 +103,100 @@ class Voice:
     jitter: float
     shimmer: float
     styles: dict[str, np.ndarray]  # emotion -> style vector over STYLE_DIMS
+    language: str = "L1"  # L1 | L2
+    accent: Accent = Accent()
+    log_tempo: float = 0.0  # personal speaking rate (age and language included)
+    tremor_st: float = 0.0  # vocal tremor depth (older voices), semitones
 
 
-def draw_voice(pop: Population, gender: str, rng: np.random.Generator, *, strength: float) -> Voice:
-    """One speaker: voice drawn from the gender's distributions, plus personal emotion styles."""
+@dataclass(frozen=True)
+class AgeEffects:
+    """How a voice at `age` departs from a young adult's (multipliers and offsets)."""
+
+    f0_st: float  # semitones
+    jitter: float  # factor
+    shimmer: float  # factor
+    breathiness: float  # added
+    log_tempo: float  # added
+    vtl_cm: float  # added
+    tremor_st: float  # depth of a ~5 Hz vocal tremor, semitones
+
+
+def age_effects(age: float, gender: str, *, scale: float = 1.0) -> AgeEffects:
+    """Literature-shaped ageing of the voice (module docstring); `scale` weakens or
+    strengthens all of it. Ages below 25 get no effect.
+
+    >>> young, old = age_effects(25, "F"), age_effects(75, "F")
+    >>> old.f0_st < young.f0_st == 0.0, old.log_tempo < 0.0
+    (True, True)
+    >>> age_effects(55, "M").f0_st < 0.0 < age_effects(80, "M").f0_st
+    True
+    """
+    over = lambda a: max(age - a, 0.0)  # noqa: E731
+    if gender == "F":
+        f0_st = -0.05 * over(25)
+    else:
+        f0_st = -0.03 * (min(age, 60.0) - 25.0 if age > 25 else 0.0) + 0.10 * over(60)
+    return AgeEffects(
+        f0_st=scale * f0_st,
+        jitter=1.0 + scale * 0.02 * over(30),
+        shimmer=1.0 + scale * 0.015 * over(30),
+        breathiness=scale * 0.0012 * over(35),
+        log_tempo=-scale * 0.004 * over(30),
+        vtl_cm=scale * 0.006 * over(25),
+        tremor_st=scale * 0.012 * over(55),
+    )
+
+
+def draw_accent(language: str, rng: np.random.Generator, *, scale: float = 1.0) -> Accent:
+    """An L1 speaker varies a little around native timing; an L2 speaker gets a
+    non-nativeness d in (0.15, 0.85) that moves rhythm, vowels and pauses (module docstring)."""
+    if language == "L1":
+        return Accent(
+            reduction=float(np.clip(rng.normal(1.0, 0.15), 0.5, 1.4)),
+            stress_ratio=float(rng.normal(1.4, 0.08)),
+            vowel_shift=0.0,
+            pause_rate=float(rng.uniform(0.0, 0.04)),
+            pause_ms=float(rng.uniform(120.0, 220.0)),
+        )
+    d = min(scale * float(rng.uniform(0.15, 0.85)), 1.0)
+    return Accent(
+        reduction=float(np.clip(1.0 - 0.9 * d + rng.normal(0.0, 0.1), 0.0, 1.4)),
+        stress_ratio=float(1.4 - 0.35 * d + rng.normal(0.0, 0.05)),
+        vowel_shift=float(np.clip(d + rng.normal(0.0, 0.1), 0.0, 1.0)),
+        pause_rate=float(0.03 + 0.25 * d * rng.uniform(0.5, 1.5)),
+        pause_ms=float(170.0 + 200.0 * d * rng.uniform(0.6, 1.4)),
+    )
+
+
+def draw_voice(
+    pop: Population,
+    gender: str,
+    rng: np.random.Generator,
+    *,
+    strength: float,
+    age: int | None = None,
+    language: str = "L1",
+) -> Voice:
+    """One speaker of `gender`, `age` (drawn from pop.ages when None) and `language`
+    (L1 | L2): voice from the gender's distributions, aged (age_effects), with an accent
+    (draw_accent) and personal emotion styles."""
+    if language not in ("L1", "L2"):
+        raise ValueError(f"language {language!r}: expected L1 or L2")
     g = 0 if gender == "F" else 1
-    age = int(rng.integers(pop.ages[0], pop.ages[1] + 1))
+    age = int(rng.integers(pop.ages[0], pop.ages[1] + 1)) if age is None else int(age)
+    aged = age_effects(age, gender, scale=pop.age_effect)
     vtl = float(rng.normal(pop.vtl_cm[g], pop.vtl_sd_cm))
     # F0 is weakly tied to body size: longer tracts tend to come with lower voices.
     z_size = (vtl - pop.vtl_cm[g]) / pop.vtl_sd_cm
+    vtl += aged.vtl_cm
     f0 = pop.f0_median_hz[g] * float(
         np.exp(pop.f0_log_sd * (0.8 * rng.standard_normal() - 0.6 * z_size))
     )
+    f0 *= 2.0 ** (aged.f0_st / 12.0)
+    accent = draw_accent(language, rng, scale=pop.accent_effect)
+    l2_slow = 0.15 * accent.vowel_shift  # 0 for L1 speakers
+    log_tempo = float(rng.normal(0.0, pop.tempo_log_sd)) + aged.log_tempo - l2_slow
     expressiveness = float(np.exp(rng.normal(0.0, 0.3))) * strength
     styles = {}
     for emo in EMOTIONS:
@@ -110,11 +211,17 @@ def draw_voice(pop: Population, gender: str, rng: np.random.Generator, *, streng
         formant_scale=17.5 / max(vtl, 10.0),
         formant_detune=tuple(float(x) for x in 1.0 + 0.04 * rng.standard_normal(3)),
         open_quotient=float(np.clip(rng.normal(pop.open_quotient[g], 0.06), 0.35, 0.8)),
-        breathiness=float(np.clip(rng.normal(pop.breathiness[g], 0.03), 0.0, 0.3)),
+        breathiness=float(
+            np.clip(rng.normal(pop.breathiness[g], 0.03) + aged.breathiness, 0.0, 0.35)
+        ),
         tilt_db=float(rng.normal(0.0, 1.0)),
-        jitter=float(rng.uniform(0.004, 0.015)),
-        shimmer=float(rng.uniform(0.02, 0.08)),
+        jitter=float(rng.uniform(0.004, 0.015)) * aged.jitter,
+        shimmer=float(rng.uniform(0.02, 0.08)) * aged.shimmer,
         styles=styles,
+        language=language,
+        accent=accent,
+        log_tempo=log_tempo,
+        tremor_st=aged.tremor_st * float(rng.uniform(0.5, 1.5)),
     )
 
 
@@ -131,6 +238,7 @@ class Style:
     breathiness: float
     jitter: float
     shimmer: float
+    tremor_st: float = 0.0
 
 
 def utterance_style(
@@ -143,11 +251,12 @@ def utterance_style(
     return Style(
         f0_hz=voice.f0_hz * 2.0 ** (f0_st / 12.0),
         range_st=float(np.clip(BASE_RANGE_ST + range_st, 0.5, 12.0)),
-        tempo=float(np.exp(log_tempo)),
+        tempo=float(np.exp(voice.log_tempo + log_tempo)),
         loud_db=loud_db,
         tilt_db=voice.tilt_db + tilt_db,
         open_quotient=float(np.clip(voice.open_quotient + oq, 0.32, 0.85)),
         breathiness=float(np.clip(voice.breathiness + breath, 0.0, 0.4)),
         jitter=voice.jitter * (1.0 + 0.3 * arousal),
         shimmer=voice.shimmer * (1.0 + 0.3 * arousal),
+        tremor_st=voice.tremor_st,
     )

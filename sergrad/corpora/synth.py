@@ -6,7 +6,7 @@ source-filter voice per speaker (speakers.py, render.py, voice.py), phoneme-like
 one corpus with its own speaker population and channel, so leave-one-corpus-out works.
 
     OUT/AudioWAV/<actor>_<SENT>_<EMO>_<LVL>.wav      16 kHz 16-bit PCM mono
-    OUT/VideoDemographics.csv                        ActorID,Age,Sex,Race,Ethnicity
+    OUT/VideoDemographics.csv                        ActorID,Age,Sex,Race,Ethnicity,Language
     OUT/processedResults/summaryTable.csv            perceived votes (a few disagree / tie)
     OUT/sergrad_synth.json                           the parameters that made it
 
@@ -53,7 +53,9 @@ from sergrad.errors import ConfigError, DataError
 from sergrad.registry import Registry
 from sergrad.schema import EMOTIONS
 
-SYNTH_VERSION = 2  # 2: gender-dependent emotional styles (speakers.GENDER_STYLE)
+# 2: gender-dependent emotional styles (speakers.GENDER_STYLE); 3: ageing voices, L1/L2
+# language background (rhythm, vowels, pauses), stratified ages and languages
+SYNTH_VERSION = 3
 MANIFEST = "sergrad_synth.json"
 SKIPPED_ACTORS = frozenset({1076})  # CREMA-D adapters skip 1076_MTI_SAD_XX (no audio there)
 
@@ -77,7 +79,7 @@ PROFILES: Registry[Profile] = Registry("synthetic corpus profile")
 for _p in (
     Profile(
         name="synth-studio",
-        description="acted, clean wideband studio, adults 20-74",
+        description="acted, clean wideband studio, adults 20-74, 40% L2",
         speakers=24,
         utterances_per_emotion=9,
         actor_base=1001,
@@ -86,12 +88,15 @@ for _p in (
     ),
     Profile(
         name="synth-phone",
-        description="telephone band 300-3400 Hz, mu-law codec, older speakers 40-80",
+        description="telephone band 300-3400 Hz, mu-law codec, older-leaning 25-80, 35% L2",
         speakers=20,
         utterances_per_emotion=8,
         actor_base=2001,
         population=Population(
-            f0_median_hz=(188.0, 126.0), ages=(40, 80), open_quotient=(0.6, 0.54)
+            f0_median_hz=(188.0, 126.0),
+            ages=(25, 80),
+            open_quotient=(0.6, 0.54),
+            l2_fraction=0.35,
         ),
         channel=Channel(
             band_hz=(300.0, 3400.0), codec_bits=8, snr_db=(20.0, 30.0), noise_colour=0.3
@@ -100,11 +105,13 @@ for _p in (
     ),
     Profile(
         name="synth-room",
-        description="far-field in reverberant rooms, young speakers 18-35",
+        description="far-field in reverberant rooms, younger-leaning 18-60, 50% L2",
         speakers=18,
         utterances_per_emotion=10,
         actor_base=3001,
-        population=Population(f0_median_hz=(212.0, 114.0), ages=(18, 35), female_fraction=0.55),
+        population=Population(
+            f0_median_hz=(212.0, 114.0), ages=(18, 60), female_fraction=0.55, l2_fraction=0.5
+        ),
         channel=Channel(
             rt60_s=(0.3, 0.7), drr_db=(-2.0, 4.0), snr_db=(12.0, 22.0), noise_colour=1.5
         ),
@@ -146,14 +153,47 @@ def genders(profile: Profile, n: int, seed: int) -> list[str]:
     return out
 
 
+def languages(profile: Profile, n: int, seed: int, sexes: list[str]) -> list[str]:
+    """~l2_fraction L2 speakers spread evenly over both genders (both kinds when n > 1)."""
+    frac = profile.population.l2_fraction
+    n_l2 = int(round(n * frac))
+    n_l2 = min(max(n_l2, 1 if n > 1 and frac > 0 else 0), n - 1 if n > 1 and frac < 1 else n)
+    rng = _rng(seed, profile.name, 6, n)
+    order = sorted(range(n), key=lambda i: (sexes[i], rng.random()))
+    out = ["L1"] * n
+    u = rng.random()
+    for j in range(n_l2):
+        out[order[min(int((j + u) * n / n_l2), n - 1)]] = "L2"
+    return out
+
+
+def ages(profile: Profile, n: int, seed: int, sexes: list[str]) -> list[int]:
+    """Stratified ages over the profile's range within each gender (every part of the
+    range gets speakers of both genders), in random order."""
+    lo, hi = profile.population.ages
+    rng = _rng(seed, profile.name, 7, n)
+    out = [0] * n
+    for g in sorted(set(sexes)):
+        idx = [i for i in range(n) if sexes[i] == g]
+        slots = (np.arange(len(idx)) + rng.random(len(idx))) / len(idx)  # [m] in (0, 1)
+        for i, q in zip(idx, rng.permutation(slots)):
+            out[i] = int(min(lo + np.floor(q * (hi - lo + 1)), hi))
+    return out
+
+
 def plan_speakers(profile: Profile, n: int, seed: int) -> list[Speaker]:
     spk = []
-    for i, (actor, gender) in enumerate(zip(actor_ids(profile, n), genders(profile, n, seed))):
+    sexes = genders(profile, n, seed)
+    langs = languages(profile, n, seed, sexes)
+    years = ages(profile, n, seed, sexes)
+    for i, (actor, gender) in enumerate(zip(actor_ids(profile, n), sexes)):
         voice = draw_voice(
             profile.population,
             gender,
             _rng(seed, profile.name, 0, i),
             strength=profile.emotion_strength,
+            age=years[i],
+            language=langs[i],
         )
         session = draw_session(profile.channel, _rng(seed, profile.name, 1, i))
         spk.append(Speaker(actor_id=actor, voice=voice, session=session))
@@ -281,7 +321,7 @@ def _write_corpus(
         write_wav(root / "AudioWAV" / f"{stem}.wav", audio, SR)
         rows.append((stem, *(perceived_vote(code[0], agree, rng) for agree in prof.agreement)))
     actors = [
-        (s.actor_id, s.voice.age, s.voice.gender, _rng(seed, prof.name, 5, i))
+        (s.actor_id, s.voice.age, s.voice.gender, s.voice.language, _rng(seed, prof.name, 5, i))
         for i, s in enumerate(spk)
     ]
     write_demographics(root / "VideoDemographics.csv", actors)
