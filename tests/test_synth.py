@@ -13,8 +13,8 @@ import soundfile as sf
 from scipy import signal
 
 from sergrad.corpora.channel import mu_law, room_response
-from sergrad.corpora.speakers import Population, draw_voice
 from sergrad.corpora.synth import PROFILES, plan_speakers, synth_audio, synthesize
+from sergrad.corpora.synth_speakers import Population, draw_voice
 from sergrad.corpora.voice import BIN_HZ, SR, formant_response, n_frames, stft_filter
 from sergrad.errors import ConfigError, DataError
 

@@ -12,15 +12,15 @@ from sergrad.attributes import check_populations, resolve_attribute
 from sergrad.corpora import index_corpus
 from sergrad.corpora.phonemes import INVENTORY, SCHWA, Accent, _segments, sentence_plan
 from sergrad.corpora.render import render_utterance
-from sergrad.corpora.speakers import (
+from sergrad.corpora.synth import PROFILES, SYNTH_VERSION, plan_speakers
+from sergrad.corpora.synth_layout import SENTENCES
+from sergrad.corpora.synth_speakers import (
     Population,
     age_effects,
     draw_accent,
     draw_voice,
     utterance_style,
 )
-from sergrad.corpora.synth import PROFILES, SYNTH_VERSION, plan_speakers
-from sergrad.corpora.synth_layout import SENTENCES
 from sergrad.corpora.voice import SR
 
 AGE_GROUP = resolve_attribute("age_group")
@@ -58,15 +58,23 @@ def test_every_profile_holds_every_class_for_leave_one_corpus_out(seed):
                               target=(target, [get(v) for v in pops[target]]))  # fmt: skip
 
 
-def test_ages_spread_over_the_range_within_each_gender():
-    prof = PROFILES.get("synth-studio")
-    voices = [s.voice for s in plan_speakers(prof, 40, 0)]
-    lo, hi = prof.population.ages
+@pytest.mark.parametrize("name", ["synth-studio", "synth-phone", "synth-room"])
+def test_age_groups_follow_the_profile_mix_within_each_gender(name):
+    prof = PROFILES.get(name)
+    pop = prof.population
+    voices = [s.voice for s in plan_speakers(prof, 60, 0)]
+    lo, hi = pop.ages
+    # the share of each age group the density assigns, by a naive sum over whole years
+    years = np.arange(lo, hi + 1)
+    group = np.array([0 if a < 30 else 1 if a < 50 else 2 for a in years])
+    present = [g for g in range(3) if (group == g).any()]
+    weights = np.array([pop.age_mix[g] if g in present else 0.0 for g in range(3)])
+    share = weights / weights.sum()
     for g in "FM":
-        ages = np.sort([v.age for v in voices if v.gender == g])
-        quantiles = (np.arange(len(ages)) + 0.5) / len(ages)
-        expected = lo + quantiles * (hi - lo + 1)
-        assert np.abs(ages - expected).max() <= (hi - lo + 1) / len(ages) + 1  # stratified
+        ages = [v.age for v in voices if v.gender == g]
+        assert all(lo <= a <= hi for a in ages)
+        counts = np.bincount([0 if a < 30 else 1 if a < 50 else 2 for a in ages], minlength=3)
+        assert np.abs(counts - share * len(ages)).max() <= 1.0  # stratified, not just random
 
 
 def clean_audio(voice, sentence: str, seed: int) -> np.ndarray:

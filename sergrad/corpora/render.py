@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from sergrad.corpora.phonemes import SentencePlan, control_tracks
-from sergrad.corpora.speakers import Style, Voice
+from sergrad.corpora.synth_speakers import Style, Voice
 from sergrad.corpora.voice import (
     SR,
     band_shape,

@@ -1,7 +1,7 @@
 """Built-in synthetic corpora, written in CREMA-D's release layout.
 
 The real corpora cannot ship, so sergrad generates speech procedurally (numpy only): a
-source-filter voice per speaker (speakers.py, render.py, voice.py), phoneme-like sentences
+source-filter voice per speaker (synth_speakers.py, render.py, voice.py), phoneme-like sentences
 (phonemes.py) and a recording channel per corpus (channel.py). Each profile in PROFILES is
 one corpus with its own speaker population and channel, so leave-one-corpus-out works.
 
@@ -40,7 +40,6 @@ import numpy as np
 from sergrad.corpora.channel import Channel, Session, apply_channel, draw_session
 from sergrad.corpora.phonemes import sentence_plan
 from sergrad.corpora.render import render_utterance
-from sergrad.corpora.speakers import Population, Voice, draw_voice, utterance_style
 from sergrad.corpora.synth_layout import (
     EMO_CODES,
     perceived_vote,
@@ -48,6 +47,7 @@ from sergrad.corpora.synth_layout import (
     write_demographics,
     write_summary_table,
 )
+from sergrad.corpora.synth_speakers import Population, Voice, draw_voice, utterance_style
 from sergrad.corpora.voice import SR
 from sergrad.errors import ConfigError, DataError
 from sergrad.registry import Registry
@@ -75,6 +75,10 @@ class Profile:
     agreement: tuple[float, float, float] = (0.72, 0.8, 0.85)  # voice, face, multimodal votes
 
 
+# Ageing at twice the literature's average slopes and strong L2 accents, so that corpora of
+# 18-24 speakers show the trends (calibrated with `python -m sergrad.corpora.calibrate`);
+# speakers of one age or background still overlap widely.
+TRAIT_EFFECTS = {"age_effect": 2.0, "accent_effect": 1.5}
 PROFILES: Registry[Profile] = Registry("synthetic corpus profile")
 for _p in (
     Profile(
@@ -83,7 +87,7 @@ for _p in (
         speakers=24,
         utterances_per_emotion=9,
         actor_base=1001,
-        population=Population(female_fraction=0.46),
+        population=Population(female_fraction=0.46, **TRAIT_EFFECTS),
         channel=Channel(snr_db=(35.0, 45.0), noise_colour=0.5),
     ),
     Profile(
@@ -95,8 +99,10 @@ for _p in (
         population=Population(
             f0_median_hz=(188.0, 126.0),
             ages=(25, 80),
+            age_mix=(0.25, 0.35, 0.4),
             open_quotient=(0.6, 0.54),
             l2_fraction=0.35,
+            **TRAIT_EFFECTS,
         ),
         channel=Channel(
             band_hz=(300.0, 3400.0), codec_bits=8, snr_db=(20.0, 30.0), noise_colour=0.3
@@ -110,7 +116,12 @@ for _p in (
         utterances_per_emotion=10,
         actor_base=3001,
         population=Population(
-            f0_median_hz=(212.0, 114.0), ages=(18, 60), female_fraction=0.55, l2_fraction=0.5
+            f0_median_hz=(212.0, 114.0),
+            ages=(18, 60),
+            age_mix=(0.4, 0.35, 0.25),
+            female_fraction=0.55,
+            l2_fraction=0.5,
+            **TRAIT_EFFECTS,
         ),
         channel=Channel(
             rt60_s=(0.3, 0.7), drr_db=(-2.0, 4.0), snr_db=(12.0, 22.0), noise_colour=1.5
@@ -167,17 +178,29 @@ def languages(profile: Profile, n: int, seed: int, sexes: list[str]) -> list[str
     return out
 
 
+def age_quantile(pop: Population, q: float) -> int:
+    """The age at quantile q of the population's age density: uniform within each of the
+    age groups <30, 30-49, >=50 (clipped to pop.ages), the groups weighted by pop.age_mix."""
+    lo, hi = pop.ages[0], pop.ages[1] + 1  # ages as [lo, hi) in years
+    cuts = [lo, *(c for c in (30, 50) if lo < c < hi), hi]
+    groups = [0 if a < 30 else 1 if a < 50 else 2 for a in cuts[:-1]]
+    w = np.array([pop.age_mix[g] for g in groups], dtype=np.float64)
+    cum = np.concatenate(([0.0], np.cumsum(w / w.sum())))  # [S+1]
+    k = int(min(np.searchsorted(cum, q, side="right") - 1, len(groups) - 1))
+    frac = (q - cum[k]) / max(cum[k + 1] - cum[k], 1e-12)
+    return int(min(cuts[k] + np.floor(frac * (cuts[k + 1] - cuts[k])), pop.ages[1]))
+
+
 def ages(profile: Profile, n: int, seed: int, sexes: list[str]) -> list[int]:
-    """Stratified ages over the profile's range within each gender (every part of the
-    range gets speakers of both genders), in random order."""
-    lo, hi = profile.population.ages
+    """Stratified ages (age_quantile) within each gender, so every part of the range gets
+    speakers of both genders, in random order."""
     rng = _rng(seed, profile.name, 7, n)
     out = [0] * n
     for g in sorted(set(sexes)):
         idx = [i for i in range(n) if sexes[i] == g]
         slots = (np.arange(len(idx)) + rng.random(len(idx))) / len(idx)  # [m] in (0, 1)
         for i, q in zip(idx, rng.permutation(slots)):
-            out[i] = int(min(lo + np.floor(q * (hi - lo + 1)), hi))
+            out[i] = age_quantile(profile.population, float(q))
     return out
 
 

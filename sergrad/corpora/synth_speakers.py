@@ -83,6 +83,7 @@ class Population:
     open_quotient: tuple[float, float] = (0.62, 0.52)
     breathiness: tuple[float, float] = (0.10, 0.06)
     ages: tuple[int, int] = (20, 74)
+    age_mix: tuple[float, float, float] = (1.0, 1.0, 1.0)  # weights of <30, 30-49, >=50
     female_fraction: float = 0.5
     l2_fraction: float = 0.4  # share of L2 (non-native) speakers
     age_effect: float = 1.0  # scales every ageing effect
