@@ -193,3 +193,19 @@ def test_same_seed_same_traits():
          plan_speakers(PROFILES.get("synth-room"), 18, 5)]  # fmt: skip
     c = [(s.voice.age, s.voice.language) for s in plan_speakers(PROFILES.get("synth-room"), 18, 6)]
     assert a == b and [x[:2] for x in a] != c
+
+
+def test_an_edited_profile_is_a_different_corpus(tmp_path, monkeypatch):
+    import dataclasses
+    import json
+
+    out = tiny(tmp_path / "s", speakers=3)
+    before = json.loads((out / "sergrad_synth.json").read_text())["profile_digest"]
+    prof = PROFILES.get("synth-studio")
+    edited = dataclasses.replace(
+        prof, population=dataclasses.replace(prof.population, age_effect=0.0)
+    )
+    monkeypatch.setitem(PROFILES._items, "synth-studio", edited)
+    tiny(tmp_path / "s", speakers=3)  # replaced in place, not reused
+    after = json.loads((out / "sergrad_synth.json").read_text())["profile_digest"]
+    assert before != after

@@ -27,12 +27,13 @@ raw ones), seed 0 / seed 1:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import sys
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -111,13 +112,13 @@ for _p in (
     ),
     Profile(
         name="synth-room",
-        description="far-field in reverberant rooms, younger-leaning 18-60, 50% L2",
+        description="far-field in reverberant rooms, younger-leaning 18-70, 50% L2",
         speakers=18,
         utterances_per_emotion=10,
         actor_base=3001,
         population=Population(
             f0_median_hz=(212.0, 114.0),
-            ages=(18, 60),
+            ages=(18, 70),
             age_mix=(0.4, 0.35, 0.25),
             female_fraction=0.55,
             l2_fraction=0.5,
@@ -238,11 +239,18 @@ def synth_audio(
     return apply_channel(clean, speaker.session, profile.channel, rng=rng).astype(np.float32)
 
 
-def _params(profile: str, speakers: int, seed: int, upe: int) -> dict:
+def profile_digest(prof: Profile) -> str:
+    """Short hash of every setting of a profile: an edited profile is a different corpus."""
+    text = json.dumps(asdict(prof), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _params(prof: Profile, speakers: int, seed: int, upe: int) -> dict:
     return {
         "generator": "sergrad.corpora.synth",
         "version": SYNTH_VERSION,
-        "profile": profile,
+        "profile": prof.name,
+        "profile_digest": profile_digest(prof),
         "speakers": speakers,
         "seed": seed,
         "utterances_per_emotion": upe,
@@ -287,7 +295,7 @@ def synthesize(
     if seed < 0:
         raise ConfigError(f"seed={seed}: must be >= 0")
     out = Path(out)
-    params = _params(prof.name, n_spk, seed, upe)
+    params = _params(prof, n_spk, seed, upe)
     state = _target_state(out, params)
     if state == "same":
         return out
