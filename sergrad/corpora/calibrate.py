@@ -126,11 +126,13 @@ def calibrate_one(profile: str, *, seed: int, speakers: int | None, upe: int | N
 
 def markdown(results: list[Calibration]) -> str:
     """One row per profile; several seeds shown as 'a / b'."""
+    seeds = sorted({r.seed for r in results})
+    per = f" (seed {' / '.join(str(s) for s in seeds)})" if len(seeds) > 1 else ""
     lines = [
-        "| profile | speakers (seed " + "/".join(str(s) for s in sorted({r.seed for r in results}))
-        + ") | emotion UAR | gender UAR | age_group UAR | language UAR | age MAE (baseline) |",
+        f"| profile | speakers (seed {seeds[0]}) | emotion UAR{per} | gender UAR | "
+        "age_group UAR | language UAR | age MAE (baseline) |",
         "|---|---|---|---|---|---|---|",
-    ]  # fmt: skip
+    ]
     for prof in dict.fromkeys(r.profile for r in results):
         rs = sorted((r for r in results if r.profile == prof), key=lambda r: r.seed)
 
