@@ -88,6 +88,9 @@ class AttributeConfig:
     name: str = "gender"
     age_bins: tuple[float, ...] = DEFAULT_AGE_EDGES
 
+    def __post_init__(self) -> None:  # bad bins fail when the config is read
+        object.__setattr__(self, "age_bins", AgeBins(tuple(self.age_bins)).edges)
+
 
 @dataclass(frozen=True)
 class Attribute:

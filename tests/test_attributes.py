@@ -196,3 +196,14 @@ def test_stray_value_outside_declared_classes():
     with pytest.raises(DataError, match=r"values \['X'\] outside the declared classes"):
         check_populations(resolve_attribute("gender"), shadow=("s", ["F", "M", "X"]),
                           target=("t", ["F", "M"]))  # fmt: skip
+
+
+def test_attribute_config_reads_strictly_from_yaml_keys():
+    from sergrad.config import from_dict
+
+    cfg = from_dict(AttributeConfig, {"name": "age_group", "age_bins": [25, 45, 65]})
+    assert resolve_attribute(cfg).classes == ("<25", "25-44", "45-64", ">=65")
+    with pytest.raises(ConfigError, match="unknown key 'nme'"):
+        from_dict(AttributeConfig, {"nme": "age"})
+    with pytest.raises(ConfigError, match="edges must increase"):
+        from_dict(AttributeConfig, {"name": "age_group", "age_bins": [50, 30]})
