@@ -2,8 +2,8 @@
 
 sergrad query STORE "SELECT ... FROM results ..." [-o out.csv|out.parquet] [--format ...]
 sergrad query STORE --schema
-sergrad table ser|layers|updates|tradeoff STORE [-o out.csv|out.parquet] [--where ...]
-sergrad plot tradeoff|layers|updates|epsilon|roc STORE -o FILE.png|svg|pdf [--where ...]
+sergrad table ser|layers|updates|tradeoff|verdicts|eps STORE [-o out.csv|out.parquet] [--where ...]
+sergrad plot tradeoff|layers|updates|epsilon|eps_lb|roc STORE -o FILE.png|svg|pdf [--where ...]
 sergrad report STORE -o DIR [--where ...]
 """
 
@@ -27,10 +27,15 @@ def add_commands(sub) -> None:
     t = sub.add_parser(
         "table", help="a table in the paper's shape (mean, 95%% CI over folds x seeds)"
     )
-    t.add_argument("kind", choices=("ser", "layers", "updates", "tradeoff"))
+    t.add_argument("kind", choices=("ser", "layers", "updates", "tradeoff", "verdicts", "eps"),
+                   help="verdicts: strongest legitimate attacker per cell (cluster-bootstrap "
+                   "interval, permutation p); eps: empirical epsilon beside the accountant's")  # fmt: skip
     t.add_argument("store")
     t.add_argument("--where", help=WHERE_HELP)
     _output_args(t, rows=200)
+    t.add_argument("--n-avg", type=int, default=1,
+                   help="verdicts: updates averaged per client (0 = all; default 1)")  # fmt: skip
+    t.add_argument("--by", help="verdicts: extra keys splitting cells, e.g. adaptive,calibration")
     t.set_defaults(func=_table)
 
     p = sub.add_parser("plot", help="privacy-utility figures (.png, .svg or .pdf)")
@@ -40,6 +45,7 @@ def add_commands(sub) -> None:
         ("updates", "attack success against the number of averaged updates"),
         ("layers", "per-layer leakage heatmap"),
         ("epsilon", "epsilon against rounds"),
+        ("eps_lb", "the attack's empirical epsilon lower bound beside the accountant's"),
         ("roc", "ROC curves on log-log axes"),
     ):
         k = kinds.add_parser(name, help=help_)
@@ -49,9 +55,9 @@ def add_commands(sub) -> None:
         if name in ("tradeoff", "updates", "layers"):
             k.add_argument("--metric", default="uar",
                            help="uar | acc | auc | tpr_at_1fpr | tpr_at_10fpr (default uar)")  # fmt: skip
-        if name in ("tradeoff", "updates", "roc"):
+        if name in ("tradeoff", "updates", "roc", "eps_lb"):
             k.add_argument("--layer", help="attacked layer (default fc1, else the first)")
-        if name != "epsilon":
+        if name not in ("epsilon", "eps_lb"):
             default = {"layers": "per_update", "roc": "per_update", "tradeoff": None}.get(
                 name, "per_client"
             )
@@ -112,11 +118,18 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _table(args: argparse.Namespace) -> int:
+    from sergrad.analysis import plots as P
     from sergrad.analysis import tables as T
+    from sergrad.analysis import verdicts as V
 
     fn = {"ser": T.ser_table, "layers": T.layer_table, "updates": T.updates_table,
-          "tradeoff": T.tradeoff_table}[args.kind]  # fmt: skip
-    _print(fn(args.store, where=args.where), args)
+          "tradeoff": T.tradeoff_table, "verdicts": V.verdicts, "eps": P.eps_table}[args.kind]  # fmt: skip
+    kw = {}
+    if args.kind == "verdicts":
+        kw["n_avg"] = args.n_avg
+        if args.by:
+            kw["extra_keys"] = [c.strip() for c in args.by.split(",") if c.strip()]
+    _print(fn(args.store, where=args.where, **kw), args)
     return 0
 
 
@@ -125,6 +138,7 @@ def _plot(args: argparse.Namespace) -> int:
 
     fn = {"tradeoff": plots.plot_tradeoff, "updates": plots.plot_updates,
           "layers": plots.plot_layers, "epsilon": plots_runs.plot_epsilon,
+          "eps_lb": plots.plot_eps_lb,
           "roc": plots_runs.plot_roc}[args.plot]  # fmt: skip
     kw = {"where": args.where}
     for name in ("metric", "layer", "protocol", "n_avg"):

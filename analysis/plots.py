@@ -24,7 +24,6 @@ from sergrad.errors import ConfigError, DataError
 
 PANEL_KEYS = T.SETTING_KEYS
 LABEL_BOX = {"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8}
-NO_DEFENSE_MARKERS = ("*", "P", "X", "D")  # undefended point of each attack model
 
 
 def _panel_title(key: tuple) -> str:
@@ -62,10 +61,11 @@ def _err(frame: pl.DataFrame, prefix: str) -> np.ndarray | None:
     return np.nan_to_num(std / np.sqrt(np.maximum(n, 1))) * 100
 
 
-def _clip_percent(ax) -> None:
-    """Keep percentage axes inside [0, 100] whatever the error bars reach."""
+def _clip_percent(ax, *, room_right: bool = False) -> None:
+    """Keep percentage axes inside [0, 100] whatever the error bars reach; `room_right` keeps
+    a marker drawn at x = 100 (a DP ceiling) inside the frame."""
     lo, hi = ax.get_xlim()
-    ax.set_xlim(max(lo, 0.0), min(hi, 100.0))
+    ax.set_xlim(max(lo, 0.0), min(hi, 103.0 if room_right else 100.0))
     lo, hi = ax.get_ylim()
     ax.set_ylim(max(lo, 0.0), min(hi, 100.0))
 
@@ -97,8 +97,8 @@ def plot_tradeoff(
     """SER UAR (y) against the VERDICT (x): per defense level, the strongest legitimate
     attacker's per-client UAR (max over attack models, shadow/prior calibration, adaptive or
     not, per_client / per_client_vote; `protocol` restricts it to one), with its cluster-
-    bootstrap interval. Hollow markers: no leak detected at this sample size (p >= 0.05)."""
-    from sergrad.analysis.verdicts import INTERVAL, VERDICT_PROTOCOLS, verdict_tradeoff
+    bootstrap interval. Hollow markers: no leak detected at this sample size (adjusted p >= 0.05)."""
+    from sergrad.analysis.verdicts import VERDICT_PROTOCOLS, verdict_tradeoff
 
     F.check_output(out)
     if metric != "uar":
@@ -106,58 +106,75 @@ def plot_tradeoff(
     protocols = VERDICT_PROTOCOLS if protocol is None else (protocol,)
     data = verdict_tradeoff(store_uri, where=where, layer=layer, n_avg=n_avg, protocols=protocols)
     data = _require(data, "tradeoff", "uar")
+    F.save(tradeoff_figure(data, n_avg=n_avg), out)
+    return data
+
+
+def tradeoff_figure(data: pl.DataFrame, *, n_avg: int = 1) -> F.Figure:
+    """The trade-off figure of a verdict_tradeoff frame (see plot_tradeoff)."""
+    from sergrad.analysis.verdicts import INTERVAL
+
     keys = data.select(PANEL_KEYS).unique(maintain_order=True).rows()
-    colours = _colours(data["defense_name"].to_list())
+    names = data["defense_name"].to_list()
+    colours, markers = F.colour_map(names), F.marker_map(n for n in names if n != T.NO_DEFENSE)
+    markers[T.NO_DEFENSE] = "*"
     fig, axes = F.panels(len(keys))
+    labels_per_ax, ceilings = [], False
     for ax, key in zip(axes, keys):
         sub = data.filter(pl.all_horizontal([pl.col(k) == v for k, v in zip(PANEL_KEYS, key)]))
+        labels, seen, shifted = [], {}, []
         for (name,), s in sub.group_by(["defense_name"], maintain_order=True):
             s = s.sort("level", nulls_last=False)
             x, y = s["uar"].to_numpy() * 100, s["ser_uar_mean"].to_numpy().astype(float) * 100
-            c = colours[name]
+            c, m, none = colours[name], markers[name], name == T.NO_DEFENSE
             xerr = _verdict_err(s, "uar", "uar_ci_low", "uar_ci_high")
             yerr = _verdict_err(s, "ser_uar_mean", "ser_ci_low", "ser_ci_high")
-            none = name == T.NO_DEFENSE
-            idx = sorted(colours).index(name)
-            m = "*" if none else F.marker(idx)
-            ax.errorbar(x, y, xerr=xerr, yerr=yerr, marker=m, ls="none" if none else "-",
+            shift = F.coincident_shift(seen, name, x, y)  # equal points drawn side by side
+            drawn = ax.errorbar(x, y, xerr=xerr, yerr=yerr, marker=m, ls="none" if none else "-",
                         ms=12 if none else 6, color=c, elinewidth=0.8, capsize=2,
                         label="no defense" if none else name, zorder=5 if none else 4,
                         mfc=c)  # fmt: skip
+            shifted.append(([drawn], shift))
             sig = s["significant"].to_list()
             hollow = [i for i, v in enumerate(sig) if v is False]
             if hollow:
-                ax.plot(x[hollow], y[hollow], ls="none", marker=m, ms=12 if none else 6,
-                        mfc="white", mec=c, zorder=6)  # fmt: skip
-            for row, xi, yi in zip(s.iter_rows(named=True), x, y):
+                shifted.append((ax.plot(x[hollow], y[hollow], ls="none", marker=m,
+                                        ms=12 if none else 6, mfc="white", mec=c, zorder=6),
+                                shift))  # fmt: skip
+            for k, (row, xi, yi) in enumerate(zip(s.iter_rows(named=True), x, y)):
+                if row["ceiling_applies"] and row["ceiling"] is not None:
+                    cx = min(row["ceiling"] * 100, 100.0)
+                    ceilings = True
+                    ax.plot([xi, cx], [yi, yi], ":", color=c, lw=0.9, zorder=3)
+                    ax.plot([cx], [yi], marker="|", ms=12, mew=2, color=c, ls="none", zorder=3,
+                            label="DP ceiling on attack UAR (user-level ε)")  # fmt: skip
                 if none:
                     continue
                 eps = row["epsilon"]
                 text = (
                     f"ε={eps:.3g}" if eps is not None and eps == eps else F.fmt_level(row["level"])
                 )
-                ax.annotate(text, (xi, yi), xytext=(4, 4), textcoords="offset points",
-                            fontsize=8, color=c, bbox=LABEL_BOX)  # fmt: skip
-                if row["ceiling_applies"] and row["ceiling"] is not None:
-                    cx = row["ceiling"] * 100
-                    ax.plot([xi, cx], [yi, yi], ":", color=c, lw=0.9, zorder=3)
-                    ax.plot([cx], [yi], marker="|", ms=12, mew=2, color=c, ls="none", zorder=3,
-                            label="DP ceiling on attack UAR (user-level ε)")  # fmt: skip
+                ends = 2 if k in (0, s.height - 1) else 1  # a series' first and last level first
+                labels.append((xi, yi, text, c, ends))
         ax.axvline(50, color="0.4", ls="--", lw=1, label="50% (no information)", zorder=1)
         ax.set_title(_panel_title(key), fontsize=10)
         ax.set_xlabel("verdict: attack UAR (%)  ← more private")
         ax.set_ylabel("SER test UAR (%)  ↑ more useful")
         ax.grid(alpha=0.3)
         ax.margins(x=0.12, y=0.12)
-        _clip_percent(ax)
+        _clip_percent(ax, room_right=ceilings)
+        for artists, shift in shifted:
+            F.shift_artists(fig, ax, artists, shift)
+        labels_per_ax.append(labels)
     n_txt = "all" if n_avg == 0 else str(n_avg)
-    fig.suptitle(f"Privacy-utility trade-off (attack on {data['layer'][0]}, n_avg={n_txt}); x: "
-                 "strongest legitimate attacker's per-client UAR, "
-                 f"{INTERVAL}\ny: SER mean, 95% t-interval with n >= 3 runs; "
-                 "hollow: no leak detected at this sample size (p >= 0.05)", fontsize=10)  # fmt: skip
-    F.legend_outside(fig, axes, title="defense (level or ε)")
-    F.save(fig, out)
-    return data
+    F.legend_outside(fig, axes, title="defense (labels: ε, else level)")
+    F.suptitle(fig, f"Privacy-utility trade-off (attack on {data['layer'][0]}, n_avg={n_txt}); x: "
+                    "strongest legitimate attacker's per-client UAR, "
+                    f"{INTERVAL}\ny: SER mean, 95% t-interval with n >= 3 runs; "
+                    "hollow: no leak detected at this sample size (adjusted p >= 0.05)")  # fmt: skip
+    for ax, labels in zip(axes, labels_per_ax):
+        F.place_labels(fig, ax, labels, box=LABEL_BOX)
+    return fig
 
 
 def plot_updates(
@@ -173,42 +190,81 @@ def plot_updates(
     F.check_output(out)
     data = T.updates_table(store_uri, where=where, metric=metric, layer=layer, protocol=protocol)
     data = _require(data, "updates", f"{metric}_mean")
+    F.save(updates_figure(data, metric=metric, protocol=protocol), out)
+    return data
+
+
+def updates_figure(
+    data: pl.DataFrame, *, metric: str = "uar", protocol: str = "per_client"
+) -> F.Figure:
+    """The averaged-updates figure of an updates_table frame (see plot_updates)."""
     keys = data.select(PANEL_KEYS).unique(maintain_order=True).rows()
     ns = sorted(data["n_avg"].unique().to_list(), key=lambda n: (n == 0, n))
     pos = {n: i for i, n in enumerate(ns)}
-    series = data.select([*T.DEFENSE_KEYS, *T.ATTACKER_KEYS]).unique(maintain_order=True).rows()
-    style = {s: i for i, s in enumerate(x for x in series if x[0] != T.NO_DEFENSE)}
+    series_keys = [*T.DEFENSE_KEYS, *T.ATTACKER_KEYS]
+    style = _level_styles(data)
     attackers = data.select(T.ATTACKER_KEYS).n_unique()
+    calibrations = data["calibration"].n_unique() if "calibration" in data.columns else 1
     fig, axes = F.panels(len(keys))
     for ax, key in zip(axes, keys):
         sub = data.filter(pl.all_horizontal([pl.col(k) == v for k, v in zip(PANEL_KEYS, key)]))
-        for (name, level, attack, adaptive, calibration), s in sub.group_by(
-            [*T.DEFENSE_KEYS, *T.ATTACKER_KEYS], maintain_order=True
-        ):
+        groups = list(sub.group_by(series_keys, maintain_order=True))
+        for j, (skey, s) in enumerate(groups):
+            name, level, attack, adaptive, calibration = skey
             s = s.with_columns(pl.col("n_avg").replace_strict(pos).alias("_x")).sort("_x")
-            i = style.get((name, level, attack, adaptive, calibration))
-            c, m = (F.NO_DEFENSE_COLOR, "*") if i is None else (F.colour(i), F.marker(i))
+            c, m, ls = style[(name, level, attack, calibration)]
             label = _series_label(name, attack, adaptive, attackers)
-            if data["calibration"].n_unique() > 1:
+            if calibrations > 1:
                 label += f" [{calibration}]"
             if name != T.NO_DEFENSE:
                 label += f" {F.fmt_level(level)}"
-            ax.errorbar(s["_x"].to_numpy(), s[f"{metric}_mean"].to_numpy() * 100,
-                        yerr=_err(s, metric), marker=m, ms=7 if m == "*" else 5, color=c,
-                        capsize=2, elinewidth=0.8, label=label)  # fmt: skip
-        ax.axhline(T.CHANCE[metric] * 100, color="0.4", ls="--", lw=1, label="chance")
+            degenerate = bool((s["n_degenerate"] >= s[f"{metric}_n"]).all())
+            if degenerate:  # hollow markers: every evaluation predicted one class
+                label += " (degenerate: one class)"
+            x = s["_x"].to_numpy() + F.dodge(j, len(groups))  # equal values stay visible
+            ax.errorbar(x, s[f"{metric}_mean"].to_numpy() * 100, yerr=_err(s, metric), marker=m,
+                        ms=8 if m == "*" else 5, color=c, ls=ls, capsize=2, elinewidth=0.8,
+                        label=label, zorder=4 if name == T.NO_DEFENSE else 3,
+                        mfc="white" if degenerate else c)  # fmt: skip
+        ax.axhline(T.CHANCE[metric] * 100, color="0.4", ls="--", lw=1, zorder=1,
+                   label=f"{T.CHANCE[metric] * 100:g}% (no information)")  # fmt: skip
         ax.set_xticks(range(len(ns)), ["all" if n == 0 else str(n) for n in ns])
+        ax.set_xlim(-0.4, len(ns) - 0.6)
         ax.set_xlabel("updates averaged per prediction (n)")
         ax.set_ylabel(f"{F.METRIC_LABELS[metric]} (%)")
         ax.set_title(_panel_title(key), fontsize=10)
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=0.3, axis="y")
         lo, hi = ax.get_ylim()
         ax.set_ylim(max(lo, 0.0), min(hi, 100.0))
-    fig.suptitle(f"Attack success vs averaged updates ({data['layer'][0]}, {protocol}; "
-                 "mean ± s.e. over folds x seeds)", fontsize=11)  # fmt: skip
-    F.legend_outside(fig, axes, title="defense level")
-    F.save(fig, out)
-    return data
+    F.legend_outside(fig, axes, title="defense level (attack model)")
+    F.suptitle(fig, f"Attack success vs averaged updates ({data['layer'][0]}, {protocol}; "
+                    "mean ± s.e. over folds x seeds; series side by side at each n)")  # fmt: skip
+    return fig
+
+
+def _level_styles(data: pl.DataFrame) -> dict[tuple, tuple[str, str, object]]:
+    """(defense_name, level, attack, calibration) -> (colour, marker, linestyle): a colour
+    family per defense (shades by level; black/greys for no defense), a marker per attack
+    model, a line style per calibration (else per level), so no two series look alike."""
+    family = F.colour_map(data["defense_name"].to_list())
+    attack_marker = F.marker_map(data["attack"].to_list())
+    cal = data["calibration"] if "calibration" in data.columns else pl.Series([None] * data.height)
+    cal_style = {c: F.LINESTYLES[i] for i, c in enumerate(sorted(set(cal.fill_null("-"))))}
+    out = {}
+    for (name,), g in data.group_by(["defense_name"], maintain_order=True):
+        levels = sorted(set(g["level"].to_list()), key=lambda v: (v is None, v))
+        gcal = g["calibration"] if "calibration" in g.columns else pl.Series([None] * g.height)
+        for k, level in enumerate(levels):
+            for attack in set(g["attack"].to_list()):
+                for c in set(gcal.to_list()):
+                    ls = cal_style[c or "-"] if len(cal_style) > 1 else F.LINESTYLES[k % 6]
+                    out[(name, level, attack, c)] = (F.shade(family[name], k, len(levels)),
+                                                     attack_marker[attack], ls)  # fmt: skip
+    return out
+
+
+def _fmt_value(v) -> str:
+    return F.fmt_level(v) if isinstance(v, float) else str(v)
 
 
 def _layer_order(layers: list[str]) -> list[str]:
@@ -241,7 +297,8 @@ def plot_layers(
             r[f"{metric}_mean"] * 100
         )
     fig = F.Figure(
-        figsize=(2.2 + 1.1 * len(layers) + 2.5, 1.4 + 0.42 * len(rows)), layout="constrained"
+        figsize=(2.2 + 1.1 * len(layers) + 2.5, max(3.0, 1.4 + 0.42 * len(rows))),
+        layout="constrained",
     )
     ax = fig.subplots()
     chance = T.CHANCE[metric] * 100
@@ -249,7 +306,7 @@ def plot_layers(
         grid,
         cmap="cividis",
         vmin=min(chance, np.nanmin(grid)),
-        vmax=max(np.nanmax(grid), chance + 1),
+        vmax=max(np.nanmax(grid), chance + 10),  # a few points above chance never look saturated
         aspect="auto",
     )
     for (i, j), v in np.ndenumerate(grid):
@@ -267,7 +324,91 @@ def plot_layers(
     cbar = fig.colorbar(im, ax=ax, shrink=0.9)
     cbar.set_label(f"{F.METRIC_LABELS[metric]} (%)  [chance {chance:g}%]")
     who = "undefended targets" if defense == T.NO_DEFENSE else f"defense {defense or 'all'}"
-    ax.set_title(f"Per-layer leakage ({protocol}, n_avg={'all' if n_avg == 0 else n_avg}; {who})\n"
-                 f"rows: {' · '.join(varying)}", fontsize=10)  # fmt: skip
+    same = [f"{k} = {_fmt_value(data[k][0])}" for k in row_keys
+            if k not in varying and k not in T.DEFENSE_KEYS]  # fmt: skip
+    F.suptitle(fig, f"Per-layer leakage ({protocol}, n_avg={'all' if n_avg == 0 else n_avg}; "
+                    f"{who})\nrows: {' · '.join(varying)}"
+                    + (f"; every row: {', '.join(same)}" if same else ""))  # fmt: skip
+    F.save(fig, out)
+    return data
+
+
+def eps_table(
+    store_uri: str | os.PathLike, *, where: str | None = None, layer: str | None = None
+) -> pl.DataFrame:
+    """Per setting x defense x level: the largest empirical epsilon lower bound (eps_lb, shadow
+    threshold, one update per client) over attackers, the accountant's epsilon (max over runs)
+    and, for user_dp local, the mechanism's per-update epsilon and any violation."""
+    rows = T.attack_rows(store_uri, where=where).filter(
+        pl.col("eps_lb").is_not_null() & (pl.col("n_avg") == 1) & (pl.col("layer") != "none")
+    )
+    if rows.is_empty():
+        return pl.DataFrame()
+    rows = rows.filter(pl.col("layer") == T.resolve_layer(rows, layer))
+    keys = [*T.SETTING_KEYS, *T.DEFENSE_KEYS, "layer"]
+    return (
+        rows.group_by(keys, maintain_order=True)
+        .agg(
+            pl.col("eps_lb").max().alias("eps_lb"),
+            pl.col("eps_lb_delta").max().alias("eps_lb_delta"),
+            pl.col("epsilon").max().alias("epsilon"),
+            pl.col("mechanism_epsilon").max().alias("mechanism_epsilon"),
+            pl.col("eps_violation").fill_null(False).any().alias("eps_violation"),
+            pl.col("n_clients").max().alias("n_clients"),
+        )
+        .sort(keys, nulls_last=False)
+    )
+
+
+def plot_eps_lb(
+    store_uri: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    where: str | None = None,
+    layer: str | None = None,
+) -> pl.DataFrame:
+    """Effective epsilon per defense level: the attack's 95% lower bound (bars) beside the
+    accountant's epsilon and the local mechanism's epsilon (markers), one panel per setting."""
+    F.check_output(out)
+    data = _require(eps_table(store_uri, where=where, layer=layer), "empirical epsilon", "eps_lb")
+    keys = data.select(PANEL_KEYS).unique(maintain_order=True).rows()
+    fig, axes = F.panels(len(keys), width=5.2)
+    colours = _colours(data["defense_name"].to_list())
+    for ax, key in zip(axes, keys):
+        sub = data.filter(pl.all_horizontal([pl.col(k) == v for k, v in zip(PANEL_KEYS, key)]))
+        labels = [
+            "no defense" if n == T.NO_DEFENSE else f"{n} {F.fmt_level(lv)}"
+            for n, lv in zip(sub["defense_name"], sub["level"])
+        ]
+        x = np.arange(sub.height)
+        ax.bar(x, sub["eps_lb"].to_numpy(), color=[colours[n] for n in sub["defense_name"]],
+               alpha=0.8, label="empirical ε lower bound (attack, 95%)")  # fmt: skip
+        acc = sub["epsilon"].cast(pl.Float64).to_numpy()
+        mech = sub["mechanism_epsilon"].cast(pl.Float64).to_numpy()
+        finite = np.isfinite(acc)
+        if finite.any():
+            ax.plot(x[finite], acc[finite], "kD", ms=6, ls="none", label="accountant ε")
+        fm = np.isfinite(mech)
+        if fm.any():
+            ax.plot(x[fm], mech[fm], "v", color="#a00", ms=7, ls="none",
+                    label="local mechanism ε (per update, replacement)")  # fmt: skip
+        for i, v in enumerate(sub["eps_lb"].to_list()):
+            ax.annotate(f"{v:.2f}", (i, v), ha="center", xytext=(0, 2), fontsize=7,
+                        textcoords="offset points")  # fmt: skip
+        for i, bad in enumerate(sub["eps_violation"].to_list()):
+            if bad:
+                ax.annotate("VIOLATION", (i, sub["eps_lb"][i]), color="#a00", ha="center",
+                            xytext=(0, 12), textcoords="offset points", fontsize=8)  # fmt: skip
+        ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("ε")
+        ax.set_yscale("symlog", linthresh=1.0)
+        tops = [v for v in (*sub["eps_lb"], *acc[finite], *mech[fm]) if v is not None]
+        ax.set_ylim(0, max(2.0, 2.0 * max(tops, default=1.0)))
+        ax.set_title(_panel_title(key), fontsize=10)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(f"Effective ε on {data['layer'][0]}: the attack's 95% Clopper-Pearson lower "
+                 "bound\n(shadow threshold, one update per client; max over attackers) beside "
+                 "the accountant's ε", fontsize=10)  # fmt: skip
+    F.legend_outside(fig, axes)
     F.save(fig, out)
     return data

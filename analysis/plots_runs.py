@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import polars as pl
+from matplotlib.ticker import MaxNLocator
 
 from sergrad.analysis import figure as F
 from sergrad.analysis import load
@@ -60,29 +61,54 @@ def plot_epsilon(
     )
     defenses = pooled["defense"].unique(maintain_order=True).to_list()
     fig, axes = F.panels(len(defenses), width=5.0, height=3.8)
+    family = F.colour_map(defenses)
+    algo_style = {a: F.LINESTYLES[i % len(F.LINESTYLES)]
+                  for i, a in enumerate(sorted(pooled["algorithm"].unique().to_list()))}  # fmt: skip
     for ax, defense in zip(axes, defenses):
         sub = pooled.filter(pl.col("defense") == defense)
-        for i, (key, s) in enumerate(sub.group_by(series, maintain_order=True)):
-            algorithm, level = key
+        levels = sorted(sub["defense_level"].unique().to_list(), key=lambda v: (v is None, v))
+        for algorithms, level, s in _merge_equal_curves(sub, series):
             x = s["round"].to_numpy()
-            colour = F.colour(i)
-            ax.plot(x, s["epsilon_mean"].to_numpy(), marker=F.marker(i), ms=3, color=colour,
-                    ls="--" if i % 2 else "-",  # equal epsilons (e.g. FedSGD = FedAvg) stay visible
-                    label=f"{defense} {F.fmt_level(level)} · {algorithm}")  # fmt: skip
+            k = levels.index(level)
+            colour = F.shade(family[defense], k, len(levels))
+            ls = algo_style[algorithms[0]] if len(algorithms) == 1 else "-"
+            label = f"{defense} {F.fmt_level(level)} · {' = '.join(algorithms)}"
+            ax.plot(x, s["epsilon_mean"].to_numpy(), marker=F.marker(k), ms=3, color=colour,
+                    ls=ls, label=label)  # fmt: skip
             ax.fill_between(x, s["epsilon_min"].to_numpy(), s["epsilon_max"].to_numpy(),
                             color=colour, alpha=0.15, lw=0)  # fmt: skip
         delta, protects = sub["delta"][0], sub["dp_protects"][0]
         delta_txt = f"δ={delta:.0e}, " if delta is not None else ""
         ax.set_title(f"{defense} ({delta_txt}protects {protects})", fontsize=10)
         ax.set_xlabel("FL round")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("ε spent so far")
         ax.set_yscale("log")
+        F.plain_log_ticks(ax.yaxis)
         ax.grid(alpha=0.3, which="both")
-    fig.suptitle("Privacy loss against rounds (line: mean over runs; band: min..max)",
-                 fontsize=11)  # fmt: skip
-    F.legend_outside(fig, axes, title="defense level · algorithm")
+    F.legend_outside(fig, axes, title="defense level · algorithm ('=': same curve)")
+    F.suptitle(fig, "Privacy loss against rounds (line: mean over runs; band: min..max)",
+               fontsize=11)  # fmt: skip
     F.save(fig, out)
     return data
+
+
+def _merge_equal_curves(
+    sub: pl.DataFrame, series: list[str]
+) -> list[tuple[list[str], object, pl.DataFrame]]:
+    """[(algorithms, level, curve)]: algorithms of one level whose curves are equal (to 1e-9
+    relative, e.g. FedAvg = FedSGD under the same accountant) share one line."""
+    out: list[tuple[list[str], object, pl.DataFrame]] = []
+    for (algorithm, level), s in sub.group_by(series, maintain_order=True):
+        curve = s.select("round", "epsilon_mean", "epsilon_min", "epsilon_max").to_numpy()
+        for algorithms, lv, other in out:
+            ref = other.select("round", "epsilon_mean", "epsilon_min", "epsilon_max").to_numpy()
+            if lv == level and ref.shape == curve.shape and np.allclose(ref, curve, rtol=1e-9):
+                algorithms.append(algorithm)
+                break
+        else:
+            out.append(([algorithm], level, s))
+    return out
 
 
 def roc_frame(
@@ -158,6 +184,12 @@ def plot_roc(
         data = data.join(
             ranked.tail(MAX_ROC_CURVES).select(by), on=by, how="semi", nulls_equal=True
         )
+    F.save(roc_figure(data, by=by, protocol=protocol, n_avg=n_avg), out)
+    return data
+
+
+def roc_figure(data: pl.DataFrame, *, by: list[str], protocol: str, n_avg: int) -> F.Figure:
+    """ROC curves of a roc_frame (see plot_roc); the legend sits below the axes."""
     varying = [k for k in by if data[k].n_unique() > 1] or by[-2:]
     fig, (ax,) = F.panels(1, width=5.5, height=4.8)
     floor, curves = 1.0, []
@@ -166,15 +198,20 @@ def plot_roc(
         floor = min(floor, 0.5 / int(s["n_neg"][0]), 0.5 / int(s["n_pos"][0]))
         parts = [_fmt(row[k]) for k in varying]
         label = " · ".join(p for p in parts if p) + f" (AUC {s['auc'][0]:.2f})"
-        curves.append((s, label))
-    for i, (s, label) in enumerate(curves):
+        curves.append((s, label, row.get("attack")))
+    curves.sort(key=lambda c: -c[0]["auc"][0])  # legend from the strongest attack down
+    attack_style = {a: F.LINESTYLES[i % len(F.LINESTYLES)]
+                    for i, a in enumerate(sorted({str(c[2]) for c in curves}))}  # fmt: skip
+    for i, (s, label, attack) in enumerate(curves):
         # values below the floor (fpr or tpr of 0) are drawn on the axis edge
         fpr, tpr = (np.maximum(s[c].to_numpy(), floor) for c in ("fpr", "tpr"))
-        ax.plot(fpr, tpr, color=F.colour(i), lw=1.6, label=label)
+        ax.plot(fpr, tpr, color=F.colour(i), lw=1.6, ls=attack_style[str(attack)], label=label)
     grid = np.logspace(np.log10(floor), 0, 50)
     ax.plot(grid, grid, "--", color="0.4", lw=1, label="chance (TPR = FPR)")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    F.plain_log_ticks(ax.xaxis)
+    F.plain_log_ticks(ax.yaxis)
     ax.set_xlim(floor, 1.05)
     ax.set_ylim(floor, 1.05)
     ax.set_xlabel("false positive rate (female predicted male)")
@@ -184,6 +221,6 @@ def plot_roc(
         f"Attack ROC, log-log ({data['layer'][0]}, {protocol}, n_avg={n_txt})", fontsize=10
     )
     ax.grid(alpha=0.3, which="both")
-    F.legend_outside(fig, [ax], title=" · ".join(varying))
-    F.save(fig, out)
-    return data
+    title = " · ".join(varying) + ("  (line style: attack model)" if len(attack_style) > 1 else "")
+    F.legend_below(fig, ax, title=title, ncols=2 if len(curves) > 6 else 1)
+    return fig

@@ -33,6 +33,7 @@ from sergrad.analysis import plots as P
 from sergrad.analysis import plots_runs as R
 from sergrad.analysis import report_html as H
 from sergrad.analysis import tables as T
+from sergrad.analysis.findings import findings_html
 from sergrad.analysis.query import vocabulary, where_columns
 from sergrad.errors import ConfigError, DataError
 
@@ -50,11 +51,14 @@ class Figure:
 
 FIGURES: dict[str, Figure] = {
     "tradeoff": Figure("Privacy-utility trade-off", P.plot_tradeoff, "results",
-        "Each point is one defense level (mean over folds x seeds; bars = ±1 standard error, the "
-        "table gives the 95% t-interval). Up and left is better: useful SER, attack near chance. "
-        "Colour = defense (black = no defense), marker shape = attack model; labels give ε or the "
-        "level. The dashed line is chance; '|' marks the DP ceiling on attack UAR implied by a "
-        "user-level ε, which no attacker can beat.", "tradeoff"),
+        "Each point is one defense level; x = the verdict, the strongest legitimate attacker's "
+        "per-client UAR (bars: 95% cluster bootstrap over runs and speakers); y = SER test UAR "
+        "(bars: 95% t-interval, only with >= 3 runs). Up and left is better. Hollow: no leak "
+        "detected at this sample size (permutation p >= 0.05 after adjusting for the attackers "
+        "compared), which is not a proof of privacy. "
+        "Colour and marker = defense (black star = no defense); labels give ε, else the level; "
+        "points that coincide are drawn side by side. '|' marks the DP ceiling on attack UAR "
+        "implied by a user-level epsilon, which no attacker can beat.", "tradeoff"),
     "updates": Figure("Attack success against averaged updates", P.plot_updates, "results",
         "Averaging more of a client's updates before predicting removes per-update noise: a "
         "defense that only holds at n = 1 leaks when the attacker averages (n = all). Bars = ±1 "
@@ -65,6 +69,12 @@ FIGURES: dict[str, Figure] = {
     "epsilon": Figure("Privacy loss against rounds", R.plot_epsilon, "round_results",
         "Epsilon spent so far, per round, for runs with an accountant (line: mean over runs; "
         "band: min..max). Series with the same curve share one line and say so in the legend."),
+    "eps_lb": Figure("Empirical epsilon beside the accountant's", P.plot_eps_lb, "results",
+        "Bars: the largest 95% Clopper-Pearson lower bound on epsilon any attacker demonstrates "
+        "(one update per client, threshold fixed on shadow data): an effective epsilon for every "
+        "defense, including those without a guarantee. Diamonds: the accountant's epsilon (what "
+        "the guarantee protects: utterances for dp_sgd, clients for user_dp). Triangles: the "
+        "per-update epsilon of the local Gaussian mechanism; a bar above it is a bug."),
     "roc": Figure("Attack ROC curves (log-log)", R.plot_roc, "scored_predictions",
         "Pooled predictions of the undefended targets (at most the 12 strongest attacks); "
         "low-FPR behaviour shows on log axes."),
@@ -139,19 +149,16 @@ def _header(ctx: Context) -> str:
         f"written {time.strftime('%Y-%m-%d %H:%M:%S')}{where}.</p>"
         f"<p>{runs.height} runs ({ok} ok, {runs.height - ok} failed), "
         f"{attacks['eval_id'].n_unique()} attack evaluations ({attacks.height} rows). "
-        "Tables give means over folds x seeds with the 95% Student-t interval (± half-width) "
-        "and n = number of runs or evaluations; figures show ±1 standard error.</p>"
+        "Table values are means over folds x seeds with a 95% Student-t interval (± half-width) "
+        "only where n >= 3, clipped to [0, 100]; n = number of runs or evaluations. Figure "
+        "captions state their bars.</p>"
     )
 
 
 def _key_findings(ctx: Context) -> str:
-    """KEY FINDINGS come first: analysis/findings.py (the verdicts work) when it exists."""
-    try:
-        from sergrad.analysis import findings  # type: ignore[attr-defined]
-    except ImportError:
-        return ""
-    fn = getattr(findings, "findings_html", None)
-    return fn(ctx.store_uri, where=ctx.where, out_dir=ctx.out_dir) if fn else ""
+    """Key findings open the report (analysis/findings.py, generated from the verdicts)."""
+    note = ctx.skipped("results")
+    return note or findings_html(ctx.store_uri, where=ctx.where)
 
 
 def _ser(ctx: Context) -> str:
@@ -177,9 +184,12 @@ def _figure(name: str) -> Callable[[Context], str]:
             spec.plot(ctx.store_uri, path, where=ctx.where)
         except DataError as exc:
             return head + f"<p class='nodata'>no data ({html.escape(str(exc))})</p>"
-        data = base64.b64encode(path.read_bytes()).decode()
+        raw = path.read_bytes()
+        data = base64.b64encode(raw).decode()
+        px = H.png_width(raw)  # shown at 100 of its 150 dpi: every figure at one text size
+        size = f" width='{px * 2 // 3}'" if px else ""
         out = (
-            f"{head}<figure><a href='{path.name}'><img alt='{html.escape(spec.title)}' "
+            f"{head}<figure><a href='{path.name}'><img alt='{html.escape(spec.title)}'{size} "
             f"src='data:image/png;base64,{data}'></a><figcaption>{html.escape(spec.caption)} "
             f"File: <a href='{path.name}'>{path.name}</a></figcaption></figure>"
         )

@@ -24,13 +24,12 @@ import yaml
 FOLD_ROWS = 15
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:0.3em 0 0.5em}th,td{border:1px solid #ccc;
-padding:3px 7px;text-align:right;white-space:nowrap}th{background:#f0f0f0}
-td:first-child,th:first-child{text-align:left}td.t,th.t{text-align:left}
-img{max-width:100%;border:1px solid #eee}pre{background:#f7f7f7;padding:1em;overflow:auto;
-max-height:40em;font-size:12px}.nodata{color:#a00;font-style:italic}
+padding:3px 7px;text-align:left;vertical-align:top}th{background:#f0f0f0}
+.tbl td,.tbl th{text-align:right}.tbl td.t,.tbl th.t{text-align:left}td.n{white-space:nowrap}
+img{max-width:100%;height:auto;border:1px solid #eee}pre{background:#f7f7f7;padding:1em;
+overflow:auto;max-height:40em;font-size:12px}.nodata{color:#a00;font-style:italic}
 figcaption,.const,.csv{font-size:13px;color:#555}.const b{color:#222;font-weight:600}
-details{margin:0.3em 0 1.2em}summary{cursor:pointer;color:#0645ad}.tbl{margin-bottom:1.5em}
-.findings{background:#f6f9ff;border:1px solid #cdd9f0;padding:0.5em 1.2em;margin:1em 0}"""
+details{margin:0.3em 0 1.2em}summary{cursor:pointer;color:#0645ad}.tbl{margin-bottom:1.5em}"""
 
 
 def compact(
@@ -64,6 +63,10 @@ def _cell(v) -> str:
     return html.escape(str(v))
 
 
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
 def split_constant(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, object]]:
     """(frame without the columns that hold one value in every row, {column: that value});
     a one-row table keeps its columns."""
@@ -81,7 +84,8 @@ def split_constant(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, object]
 
 def _rows_html(frame: pl.DataFrame) -> str:
     text_cols = {c for c, t in frame.schema.items() if not t.is_numeric()}
-    cls = ["t" if c in text_cols and not c.endswith("(%)") else "" for c in frame.columns]
+    # "63.0 ± 4.1 (n=4)" stays on one line (n); other text columns align left (t)
+    cls = ["n" if c.endswith("(%)") else "t" if c in text_cols else "" for c in frame.columns]
     head = "".join(f"<th class='{k}'>{html.escape(c)}</th>" for c, k in zip(frame.columns, cls))
     body = "".join(
         "<tr>" + "".join(f"<td class='{k}'>{_cell(v)}</td>" for v, k in zip(row, cls)) + "</tr>"
@@ -100,8 +104,13 @@ def table_html(frame: pl.DataFrame, *, name: str, out_dir: Path, fold_rows: int 
 
     flat(frame).write_csv(csv)
     varying, constant = split_constant(frame)
-    same = " · ".join(f"{html.escape(c)} = <b>{_cell(v) or '–'}</b>" for c, v in constant.items())
-    parts = [f"<p class='const'>In every row: {same}</p>" if same else ""]
+    same = " · ".join(
+        f"{html.escape(c)} = <b>{_cell(v)}</b>" for c, v in constant.items() if not _missing(v)
+    )
+    empty = ", ".join(html.escape(c) for c, v in constant.items() if _missing(v))
+    notes = [f"In every row: {same}" if same else "", f"No values: {empty}" if empty else ""]
+    text = ". ".join(n for n in notes if n)
+    parts = [f"<p class='const'>{text}.</p>" if text else ""]
     link = f"<span class='csv'>(<a href='{csv.name}'>{csv.name}</a>, {frame.height} rows)</span>"
     if varying.height > fold_rows:
         parts.append(f"<details><summary>{varying.height} rows: show the table</summary>"
@@ -111,10 +120,35 @@ def table_html(frame: pl.DataFrame, *, name: str, out_dir: Path, fold_rows: int 
     return "<div class='tbl'>" + "".join(parts) + "</div>"
 
 
+def png_width(data: bytes) -> int | None:
+    """Pixel width from a PNG header (None if `data` is not a PNG)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    return int.from_bytes(data[16:20], "big")
+
+
+SWEEP_ORDER = ("name", "store", "corpora", "pairings", "features", "run", "defenses", "folds",
+               "shadow_folds", "seeds", "attack", "resources")  # fmt: skip
+
+
+def _flat(x, depth: int = 1) -> bool:
+    """A scalar, or a list / mapping of scalars, or (depth 1) of such lists / mappings:
+    written on one line ({grid: [0.5, 2.0]}, [{name: cnn, epochs: 2}])."""
+    items = x.values() if isinstance(x, dict) else x if isinstance(x, list) else None
+    if items is None:
+        return True
+    return all(not isinstance(v, (dict, list)) or (depth > 0 and _flat(v, 0)) for v in items)
+
+
 def _flow_lists(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
-    """Lists of scalars on one line ([0, 1]); lists of mappings as blocks."""
-    flow = all(not isinstance(x, (dict, list)) for x in data)
+    """Lists of scalars or of flat mappings on one line: [0, 1], [{name: cnn, epochs: 2}]."""
+    flow = all(_flat(x) for x in data) and len(str(data)) <= 90
     return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+def _flow_dicts(dumper: yaml.SafeDumper, data: dict) -> yaml.Node:
+    flow = _flat(data) and len(str(data)) <= 90
+    return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=flow)
 
 
 class _GridDumper(yaml.SafeDumper):
@@ -122,12 +156,16 @@ class _GridDumper(yaml.SafeDumper):
 
 
 _GridDumper.add_representer(list, _flow_lists)
+_GridDumper.add_representer(dict, _flow_dicts)
 
 
 def sweep_yaml(definition: dict) -> str:
-    """The resolved sweep definition as YAML, scalar lists on one line."""
-    return yaml.dump(definition, Dumper=_GridDumper, sort_keys=False, width=100,
-                     default_flow_style=False, allow_unicode=True)  # fmt: skip
+    """The resolved sweep definition as YAML in the sweep file's order, flat lists and
+    mappings on one line."""
+    first = [k for k in SWEEP_ORDER if k in definition]
+    ordered = {k: definition[k] for k in [*first, *sorted(set(definition) - set(first))]}
+    return yaml.dump(ordered, Dumper=_GridDumper, sort_keys=False, width=100,
+                     allow_unicode=True)  # fmt: skip
 
 
 def sweep_html(sweep: dict | None) -> str:

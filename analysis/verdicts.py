@@ -3,7 +3,8 @@
 A cell is target corpus x feature set x algorithm x defense x level x layer. Its verdict is the
 attacker (attack model x adaptive x calibration x protocol) with the highest mean per-client
 success (UAR of the per-client protocols at one `n_avg`) over the cell's target runs. The
-`oracle` calibration is an upper bound and never competes. Extra keys (e.g. adaptive,
+`oracle` calibration is an upper bound and never competes; a degenerate attacker (every
+prediction one class, UAR 0.5 by construction) is chosen only when no other exists. Extra keys (e.g. adaptive,
 calibration) split cells to compare attacker families.
 
 Interval (clients are the unit): a cluster bootstrap pooled over the cell's runs (folds x
@@ -16,7 +17,9 @@ Test against chance: one-sided permutation test, permuting speaker labels within
 (a speaker keeps one label); p = (1 + #{perm UAR >= observed}) / (1 + n_perm). A verdict that is
 not significant reads "no leak detected at this sample size", never "chance". Selecting the
 best of several attackers makes the observed maximum optimistic: `n_candidates` says how many
-competed.
+competed, and `significant` uses the Bonferroni-adjusted p (p x n_candidates, capped at 1:
+`p_value_adjusted`); the interval is the winner's own, not adjusted for the selection. `eps_lb` is the cell's largest empirical epsilon lower bound over the competing
+(shadow-calibrated) attackers, not only the winner's.
 
 Cells whose evaluations have no stored predictions keep the mean over runs with no interval.
 
@@ -134,7 +137,8 @@ def candidates(
         & pl.col("uar").is_not_null()
     )
     keys = [*CELL_KEYS, *(extra_keys or [])]
-    return rows.group_by([*keys, *ATTACKER_KEYS], maintain_order=True).agg(
+    attacker = [k for k in ATTACKER_KEYS if k not in keys]
+    return rows.group_by([*keys, *attacker], maintain_order=True).agg(
         pl.col("uar").mean().alias("uar_mean"),
         pl.col("auc").mean().alias("auc_mean"),
         pl.col("tpr_at_10fpr").mean().alias("tpr_at_10fpr_mean"),
@@ -168,30 +172,35 @@ def verdicts(
     )
     if cand.is_empty():
         return pl.DataFrame()
-    counted = cand.group_by(keys, maintain_order=True).agg(pl.len().alias("n_candidates"))
+    counted = cand.group_by(keys, maintain_order=True).agg(
+        pl.len().alias("n_candidates"), pl.col("eps_lb").max().alias("cell_eps_lb")
+    )
     best = (
-        cand.sort("uar_mean", descending=True, nulls_last=True)
+        cand.sort(["degenerate", "uar_mean"], descending=[False, True], nulls_last=True)
         .unique(subset=keys, keep="first", maintain_order=True)
         .join(counted, on=keys, how="left", nulls_equal=True)
     )
     ids = [e for lst in best["eval_ids"] for e in lst]
     preds = (
         load.scan(store_uri, "predictions")
-        .filter(pl.col("eval_id").is_in(ids) & (pl.col("n_avg") == n_avg))
+        .filter(
+            pl.col("eval_id").is_in(ids)
+            & (pl.col("n_avg") == n_avg)
+            & pl.col("protocol").is_in(protocols)
+        )
+        .select("eval_id", "layer", "protocol", "speaker_id", "client_id", "gender", "p_male")
         .collect()
     )
+    by_eval = preds.partition_by(["eval_id", "layer", "protocol"], as_dict=True)
     rng = np.random.default_rng(seed)
     out = []
     for row in best.iter_rows(named=True):
-        runs = []
+        runs, speakers = [], set()
         for eid, t in zip(row["eval_ids"], row["thresholds"]):
-            p = preds.filter(
-                (pl.col("eval_id") == eid)
-                & (pl.col("layer") == row["layer"])
-                & (pl.col("protocol") == row["protocol"])
-            )
-            if not p.is_empty():
+            p = by_eval.get((eid, row["layer"], row["protocol"]))
+            if p is not None and not p.is_empty():
                 runs.append(clusters_of(p, t))
+                speakers.update(p["speaker_id"].drop_nulls().to_list())
         full = len(runs) == len(row["eval_ids"])
         uar = pooled_uar(runs) if full else row["uar_mean"]
         lo, hi = cluster_bootstrap(runs, n_boot=n_boot, rng=rng) if full else (None, None)
@@ -199,14 +208,16 @@ def verdicts(
         ser = [s for s in row["ser_uars"] if s is not None and s == s]
         ser_lo, ser_hi = _t_interval(ser)
         out.append({
-            **{k: row[k] for k in keys}, **{k: row[k] for k in ATTACKER_KEYS},
+            **{k: row[k] for k in [*keys, *ATTACKER_KEYS]},
             "uar": uar, "uar_ci_low": lo, "uar_ci_high": hi, "p_value": pval,
-            "significant": None if pval is None else pval < ALPHA,
+            "p_value_adjusted": None if pval is None else min(1.0, pval * row["n_candidates"]),
+            "significant": None if pval is None else pval * row["n_candidates"] < ALPHA,
             "auc": row["auc_mean"], "tpr_at_10fpr": row["tpr_at_10fpr_mean"],
-            "degenerate": row["degenerate"], "eps_lb": row["eps_lb"],
+            "degenerate": row["degenerate"], "eps_lb": row["cell_eps_lb"],
             "epsilon": row["epsilon"], "delta": row["delta"], "dp_protects": row["dp_protects"],
             "n_runs": len(row["eval_ids"]),
             "n_clients": int(sum(len(r[0]) for r in runs)) if full else None,
+            "n_speakers": len(speakers) if full else None,
             "n_candidates": row["n_candidates"],
             "ser_uar_mean": float(np.mean(ser)) if ser else None, "ser_n": len(ser),
             "ser_ci_low": ser_lo, "ser_ci_high": ser_hi,
@@ -254,8 +265,8 @@ def verdict_tradeoff(
 
 
 def verdict_text(row: dict) -> str:
-    """'83.1% [75.2, 90.0] (p=0.001, 40 speakers, 4 runs; cnn, prior, per_client)' or the
-    honest 'no leak detected at this sample size' form; never 'chance'."""
+    """'83.1% [75.2, 90.0] (AUC 0.90, p=0.001, 40 speakers, 4 runs; cnn, prior)', or the honest
+    'no leak detected at this sample size' / 'degenerate threshold' forms; never 'chance'."""
     u = row["uar"]
     if u is None or u != u:
         return "no data"
@@ -265,10 +276,17 @@ def verdict_text(row: dict) -> str:
         else " (no interval)"
     )
     who = f"{row['attack']}{' adaptive' if row['adaptive'] else ''}, {row['calibration']}"
-    n = f"{row['n_clients']} speakers, " if row.get("n_clients") else ""
+    n = f"{row['n_speakers']} speakers, " if row.get("n_speakers") else ""
     p = row.get("p_value")
-    stat = f"p={p:.3g}, " if p is not None else ""
-    base = f"{u * 100:.1f}%{ci} ({stat}{n}{row['n_runs']} runs; {who})"
+    pa = row.get("p_value_adjusted")
+    stat = f"p={p:.2g}, " if p is not None else ""
+    if pa is not None and p is not None and pa != p:
+        stat = f"p={p:.2g} (x{row['n_candidates']} attackers: {pa:.2g}), "
+    auc = row.get("auc")
+    auc_txt = f"AUC {auc:.2f}" if auc is not None and auc == auc else "AUC unknown"
+    base = f"{u * 100:.1f}%{ci} ({auc_txt}, {stat}{n}{row['n_runs']} runs; {who})"
+    if row.get("degenerate") and row.get("significant") is not True:
+        return f"degenerate threshold (every prediction one class; {auc_txt}), not evidence of privacy: {base}"
     if row.get("significant") is False:
         return f"no leak detected at this sample size: {base}"
     return base

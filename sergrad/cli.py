@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "sergrad.sweep.cli",
     "sergrad.bench.cli",
     "sergrad.analysis.cli",
+    "sergrad.audit.cli",
 )
 
 

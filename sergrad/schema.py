@@ -149,10 +149,11 @@ ATTACKS = pa.schema(
         ("auc", pa.float64()),
         ("tpr_at_1fpr", pa.float64()),
         ("tpr_at_10fpr", pa.float64()),
-        ("uar_ci_low", pa.float64()),
+        ("uar_ci_low", pa.float64()),  # 95% percentile bootstrap over target speakers
         ("uar_ci_high", pa.float64()),
         ("n_scored", pa.int64()),
-        ("n_clients", pa.int64()),  # distinct target clients scored (the statistical unit)
+        ("n_clients", pa.int64()),  # distinct target clients scored
+        ("n_speakers", pa.int64()),  # distinct target speakers: the unit of the CI bootstrap
         # empirical epsilon: 95% lower bound from Clopper-Pearson TPR/FPR of trial 0 (one
         # prediction per client), shadow calibration and per_client* protocols only; null else
         ("eps_lb", pa.float64()),

@@ -13,7 +13,8 @@ Layout follows sergrad/schema.py exactly (written with Store.write_table + table
 - One attack evaluation per target run (attack "cnn"): layers fc1, fc2, fusion x
   per_update (n_avg 1) and per_client (n_avg 1, 5, 0 = all), plus a majority baseline row.
   uar = 0.5 + (LAYER[layer] + PROTO[n] + 0.01 * fold - 0.5) * SHRINK[defense, level];
-  acc = uar + 0.01, auc = min(1, uar + 0.05), tpr_at_1fpr = (uar - 0.5) / 2, tpr_at_10fpr = uar - 0.3.
+  acc = uar + 0.01, auc = min(1, uar + 0.05), tpr_at_1fpr = (uar - 0.5) / 2, tpr_at_10fpr = uar - 0.3;
+  per_client rows: eps_lb = 4 * (uar - 0.5) at delta 0.
 - Post-hoc evaluations on the undefended alpha / prosody / fedavg seed-0 runs:
   posthoc layer_perturbation at 0.05 (SHRINK 0.5).
 - rounds for alpha / prosody / fedavg fold 0 seed 0 runs (undefended, user_dp, dp_sgd): 5 rounds,
@@ -103,7 +104,9 @@ def _attack_rows(run: dict, eval_id: str, shrink: float, posthoc=("none", None))
             rows.append({**common, "layer": layer, "protocol": protocol, "n_avg": n, "uar": uar,
                          "acc": uar + 0.01, "auc": min(1.0, uar + 0.05),
                          "tpr_at_1fpr": (uar - 0.5) / 2, "tpr_at_10fpr": uar - 0.3,
-                         "n_scored": 40})  # fmt: skip
+                         "n_scored": 40,
+                         "eps_lb": 4 * (uar - 0.5) if protocol == "per_client" else None,
+                         "eps_lb_delta": 0.0 if protocol == "per_client" else None})  # fmt: skip
     rows.append({**common, "attack": "majority", "layer": "none", "protocol": "baseline_majority",
                  "n_avg": 1, "uar": 0.5, "acc": 0.5, "auc": 0.5, "n_scored": 40})  # fmt: skip
     return rows

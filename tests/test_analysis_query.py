@@ -70,11 +70,12 @@ def test_report(fx, tmp_path):
                     "Per-layer leakage", "Privacy loss against rounds", "Attack ROC",
                     "Sweep settings"):  # fmt: skip
         assert heading in text
-    for name in ("tradeoff", "updates", "layers", "epsilon", "roc"):
+    for name in ("tradeoff", "updates", "layers", "epsilon", "eps_lb", "roc"):
         f = tmp_path / "rep" / f"{name}.png"
         assert f.read_bytes().startswith(b"\x89PNG")
         assert f"href='{name}.png'" in text
-    assert text.count("data:image/png;base64,") == 5
+    assert text.count("data:image/png;base64,") == 6
+    assert text.index("Key findings") < text.index("SER utility (undefended")
     assert "corpora: [alpha, beta]" in text and SWEEP["name"] == "fixture"  # YAML grid
     assert "no data" not in text
     assert "63.0 ± 4.1 (n=4)" in text  # alpha / prosody / fedsgd SER UAR
@@ -196,9 +197,9 @@ def test_report_tables_state_constants_fold_and_link_csv(fx, tmp_path):
     ser = pl.read_csv(tmp_path / "rep" / "ser.csv")  # the whole table, constants included
     assert ser.height == 8 and set(ser["corpus"]) == {"alpha", "beta"}
     # n_folds and n_seeds are 2 in every SER row: stated once above the table, not as columns
-    ser_html = text.split("SER utility")[1].split("<h2>")[0]
+    ser_html = text.split("<h2>SER utility (undefended")[1].split("<h2>")[0]
     assert "In every row: n_folds = <b>2</b> · n_seeds = <b>2</b>" in ser_html
-    assert "<th class=''>n_folds</th>" not in ser_html and ">corpus</th>" in ser_html
+    assert "n_folds</th>" not in ser_html and ">corpus</th>" in ser_html
     assert "href='ser.csv'" in ser_html and "<details>" not in ser_html  # 8 rows: not folded
     updates = pl.read_csv(tmp_path / "rep" / "updates.csv")
     assert updates.height > 15

@@ -220,3 +220,71 @@ def test_calibrations_and_empirical_epsilon_columns(tmp_path):
     assert by[("per_update", 1, "shadow")]["eps_lb"] is None
     with pytest.raises(ConfigError, match="calibrations"):
         run_attack(_config(target, shadows, calibrations=("bayes",)), store)
+
+
+def _claimed_user_dp_target(store, rid, *, signal, z=20.0):
+    """A target whose runs row claims user_dp local (noise z, delta 1e-5) while its updates
+    carry `signal` un-noised: a broken defense when signal > 0."""
+    from sergrad.fl.records import write_run_row
+
+    write_synthetic_run(store, rid, corpus="b", shapes=TINY_SHAPES, speakers=_speakers("b", 40),
+                        rounds=6, clients_per_round=20, seed=7, signal=signal, role="target",
+                        write_run=False)  # fmt: skip
+    config = {"defenses": [{"name": "user_dp", "params": {"mode": "local", "clip_norm": 1.0,
+                                                         "noise_multiplier": z}}]}  # fmt: skip
+    write_run_row(store, {"run_id": rid, "status": "ok", "role": "target", "feature_set": "synthetic",
+                          "algorithm": "fedsgd", "defense": "user_dp", "defense_level": z,
+                          "delta": 1e-5, "rounds": 6, "config": json.dumps(config)}, "b")  # fmt: skip
+    return rid
+
+
+def test_eps_lb_above_the_local_mechanism_is_reported_as_a_violation(tmp_path, capsys):
+    from sergrad.privacy_bound import local_gaussian_epsilon
+
+    store = Store(tmp_path)
+    shadows = _shadows(store)
+    mech = local_gaussian_epsilon(noise_multiplier=20.0, n_updates=1, delta=1e-5)
+    broken = _claimed_user_dp_target(store, "broken", signal=LEAK)
+    rows = run_attack(_config(broken, shadows, layers=("fc1",), n_avg=(1,)), store)
+    pc = _row(rows, "fc1", "per_client", 1)
+    assert pc["mechanism_epsilon"] == pytest.approx(mech) and pc["eps_lb_delta"] == 1e-5
+    assert pc["eps_lb"] > mech and pc["eps_violation"] and "DP VIOLATION" in pc["note"]
+    assert "DP VIOLATION" in capsys.readouterr().err
+    honest = _claimed_user_dp_target(store, "honest", signal={"fc1": 0.0, "fc2": 0.0, "fc3": 0.0})
+    rows = run_attack(_config(honest, shadows, layers=("fc1",), n_avg=(1,)), store)
+    pc = _row(rows, "fc1", "per_client", 1)
+    assert pc["eps_lb"] <= mech and pc["eps_violation"] is False
+
+
+def test_real_user_dp_local_runs_never_exceed_the_mechanism_epsilon(tmp_path):
+    """A small grid of real FL runs with local user-level DP (this project's defense and
+    harvest): every shadow-calibrated per-client row reports the mechanism's epsilon from the
+    run's own config, and eps_lb never exceeds it."""
+    from sergrad.fl.config import AlgoConfig, DefenseConfig, HarvestConfig, ModelConfig, RunConfig
+    from sergrad.fl.config import run_id as fl_run_id
+    from sergrad.fl.run import run_fl
+    from sergrad.fl.synthetic import random_dataset
+    from sergrad.privacy_bound import local_gaussian_epsilon
+
+    store = Store(tmp_path)
+    ds = random_dataset(n_speakers=12, utts_per_speaker=30, dim=16, seed=0, separation=0.5)
+    for z in (0.5, 2.0):
+        defense = DefenseConfig(name="user_dp", params={"mode": "local", "clip_norm": 1.0,
+                                                        "noise_multiplier": z})  # fmt: skip
+        ids = []
+        for seed in range(3):
+            cfg = RunConfig(model=ModelConfig(hidden=(16, 8)),
+                            algo=AlgoConfig(name="fedsgd", rounds=8, client_fraction=0.5),
+                            harvest=HarvestConfig(params=("fc1.*",)), defenses=(defense,),
+                            seed=seed)  # fmt: skip
+            run_fl(cfg, store, dataset=ds)
+            ids.append(fl_run_id(cfg))
+        cfg = _config(ids[0], tuple(ids[1:]), layers=("fc1",), n_avg=(1, 0), trials=2)
+        rows = [r for r in run_attack(cfg, store) if r["eps_lb"] is not None]
+        assert rows and all("per_client" in r["protocol"] for r in rows)
+        one = [r for r in rows if r["n_avg"] == 1 and r["layer"] == "fc1"]
+        assert one[0]["mechanism_epsilon"] == pytest.approx(
+            local_gaussian_epsilon(noise_multiplier=z, n_updates=1, delta=1e-5)
+        )
+        for r in rows:
+            assert r["eps_lb"] <= r["mechanism_epsilon"] and r["eps_violation"] is False

@@ -422,7 +422,7 @@ TABLE_KEPT = [
 def test_table_adapter(tmp_path, fmt, caplog):
     from corpus_fixtures import make_table_corpus
 
-    from sergrad.corpora import speakers
+    from sergrad.corpora import speaker_columns
 
     listing = make_table_corpus(tmp_path, fmt=fmt)
     with caplog.at_level(logging.INFO, logger="sergrad.corpora"):
@@ -441,16 +441,16 @@ def test_table_adapter(tmp_path, fmt, caplog):
     ]
     assert any("kept 3 utterance(s); not kept: label fear 1" in m for m in caplog.messages)
     assert any("vary within a speaker, not kept: text" in m for m in caplog.messages)
-    extra = speakers(table).to_pylist()
+    extra = speaker_columns(table).to_pylist()
     assert extra == [
         {"speaker_id": "spk01", "age": "34", "dialect": "north"},
         {"speaker_id": "spk02", "age": "51", "dialect": None},
     ]
     text = summarize(table)
     assert "sample rates: 2 at 16000 Hz, 1 at 22050 Hz; 1 file(s) resampled" in text
-    assert "speaker columns kept (speakers(table)): age, dialect" in text
+    assert "speaker columns kept (speaker_columns(table)): age, dialect" in text
     out = write_utterances(table, tmp_path / "u.parquet")  # the speaker columns survive a file
-    assert speakers(read_utterances(out)).to_pylist() == extra
+    assert speaker_columns(read_utterances(out)).to_pylist() == extra
     with pytest.raises(DataError, match="truncated WAV|audio file missing|gender|listed twice"):
         index_corpus("table", listing, strict=True)
 

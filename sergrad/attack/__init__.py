@@ -22,6 +22,15 @@ Contract (METHOD.md sections 4-5):
   averages, seeded trials; or `per_client_vote`, averaging their predictions), per layer, parameter-count-weighted fusion, baselines (majority
   class, metadata-only attacker); UAR, accuracy, AUC, TPR at 1%/10% FPR (NaN + note when too
   few negatives), bootstrap 95% CI over clients.
+- Calibration (`calibrations`, default shadow + prior; metrics.py): the same scores under
+  each decision threshold, one row each (`calibration`, `threshold`): `shadow` = 0.5 as
+  learned on shadow data; `prior` = the target's own score quantile matching the shadow
+  population's male share (no target label); `oracle` = best threshold on target labels (an
+  upper bound, never a verdict). `degenerate` flags rows predicting one class.
+- Empirical epsilon (empirical_privacy.py): shadow-calibrated per-client rows carry `eps_lb` (95% Clopper-Pearson,
+  trial 0 = one prediction per client, at the target run's delta), and for `user_dp` local
+  targets the mechanism's epsilon for n_avg updates (`mechanism_epsilon`, sensitivity 2S);
+  `eps_violation` (printed as DP VIOLATION) means the defense or its accounting is broken.
 - Post-hoc defenses (`sergrad.defenses.posthoc.create_posthoc`) transform the target's raw
   updates before normalisation; with `adaptive: true` the attacker applies the same post-hoc
   defense to its shadow updates (in-loop defenses: choose shadow runs trained with them).

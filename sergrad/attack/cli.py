@@ -46,16 +46,24 @@ def _fmt(x) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    """A small fixed-width results table."""
-    head = f"{'attack':<13} {'layer':<7} {'protocol':<28} {'n':>3} {'UAR':>6} {'95% CI':>15} {'AUC':>6} {'TPR@10%':>7}"
+    """A small fixed-width results table; `calib` is how the threshold was set, `eps_lb` the
+    empirical epsilon lower bound, `!` a degenerate row (every prediction one class)."""
+    head = (f"{'attack':<13} {'layer':<7} {'protocol':<28} {'n':>3} {'calib':<6} {'UAR':>6} "
+            f"{'95% CI (clients)':>16} {'AUC':>6} {'TPR@1%':>6} {'TPR@10%':>7} {'eps_lb':>6}")  # fmt: skip
     lines = [head, "-" * len(head)]
     for r in rows:
         ci = f"[{_fmt(r['uar_ci_low']).strip()}, {_fmt(r['uar_ci_high']).strip()}]"
         n = "all" if r["n_avg"] == 0 else str(r["n_avg"])
+        flag = "!" if r.get("degenerate") else " "
         lines.append(
-            f"{r['attack']:<13} {r['layer']:<7} {r['protocol']:<28} {n:>3} {_fmt(r['uar'])} "
-            f"{ci:>15} {_fmt(r['auc'])} {_fmt(r['tpr_at_10fpr']):>7}"
+            f"{r['attack']:<13} {r['layer']:<7} {r['protocol']:<28} {n:>3} "
+            f"{r.get('calibration') or 'shadow':<6} {_fmt(r['uar'])}{flag}{ci:>15} "
+            f"{_fmt(r['auc'])} {_fmt(r.get('tpr_at_1fpr'))} {_fmt(r['tpr_at_10fpr']):>7} "
+            f"{_fmt(r.get('eps_lb'))}"
         )
+    if any(r.get("degenerate") for r in rows):
+        lines.append("! degenerate: every prediction one class (a threshold artifact, not "
+                     "chance; see the prior calibration and the AUC)")  # fmt: skip
     return "\n".join(lines)
 
 

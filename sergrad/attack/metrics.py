@@ -192,9 +192,12 @@ def binary_metrics(
     n_boot: int,
     rng: np.random.Generator,
     threshold: float = SHADOW_THRESHOLD,
+    clients: np.ndarray | None = None,
 ) -> dict:
     """uar, acc, auc, tpr_at_1fpr, tpr_at_10fpr, uar_ci_low/high, n_scored, n_clients,
-    threshold, degenerate, note; predictions are p_male >= threshold."""
+    n_speakers, threshold, degenerate, note; predictions are p_male >= threshold. The CI
+    resamples `groups` (the speakers: the statistical unit); n_clients counts `clients`
+    (default: the groups)."""
     y = np.asarray(y_true, np.int64)
     p = np.asarray(p_male, np.float64)
     pred = (p >= threshold).astype(np.int64)
@@ -215,7 +218,8 @@ def binary_metrics(
         "uar_ci_low": lo,
         "uar_ci_high": hi,
         "n_scored": int(len(y)),
-        "n_clients": int(len(np.unique(np.asarray(groups)))),
+        "n_clients": int(len(np.unique(np.asarray(groups if clients is None else clients)))),
+        "n_speakers": int(len(np.unique(np.asarray(groups)))),
         "threshold": float(threshold),
         "degenerate": degenerate,
         "note": "; ".join(notes),

@@ -15,7 +15,6 @@ marker; an evaluation whose `attacks` file exists is skipped and its rows return
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 import time
 import zlib
@@ -28,6 +27,12 @@ import torch
 from sergrad import schema
 from sergrad.attack import pipeline, source
 from sergrad.attack.config import AttackConfig, eval_id
+from sergrad.attack.empirical_privacy import (
+    NO_PRIVACY_COLUMNS,
+    local_noise,
+    privacy_columns,
+    warn_violations,
+)
 from sergrad.attack.metrics import CALIBRATIONS, binary_metrics, threshold_for
 from sergrad.attack.protocols import (
     client_rows,
@@ -42,13 +47,10 @@ from sergrad.attack.train import split_by_speaker
 from sergrad.config import canonical_json
 from sergrad.errors import ConfigError, DataError
 from sergrad.fl.records import now_iso
-from sergrad.privacy_bound import empirical_epsilon, local_gaussian_epsilon
 from sergrad.store import Store
 
 PROTOCOLS = ("per_update", "per_client", "per_client_vote")
 CLIENT_PROTOCOLS = ("per_client", "per_client_vote")
-NO_PRIVACY_COLUMNS = {"eps_lb": None, "eps_lb_delta": None, "mechanism_epsilon": None,
-                      "eps_violation": None}  # fmt: skip
 
 
 def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) -> list[dict]:
@@ -121,24 +123,12 @@ def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) ->
               "posthoc": posthoc_name, "posthoc_level": posthoc_level, "seed": config.seed,
               "config": canonical_json(config), "created_at": now_iso()}  # fmt: skip
     rows = [{**common, "wall_s": wall, **r} for r in results]
-    _warn_violations(rows)
+    warn_violations(rows)
     store.write_table("predictions", schema.table_from_rows(preds, schema.PREDICTIONS),
                       partition=(schema.PREDICTIONS_PARTITION, eid), name="predictions")  # fmt: skip
     store.write_table("attacks", schema.table_from_rows(rows, schema.ATTACKS), partition=part,
                       name=eid)  # fmt: skip
     return [{**r, "target_corpus": corpus} for r in rows]
-
-
-def _warn_violations(rows: list[dict]) -> None:
-    """eps_lb above the local mechanism's epsilon contradicts the guarantee: a bug. Say so."""
-    for r in rows:
-        if r.get("eps_violation"):
-            msg = (f"DP VIOLATION: eps_lb {r['eps_lb']:.3f} > mechanism epsilon "
-                   f"{r['mechanism_epsilon']:.3f} ({r['attack']}, {r['layer']}, {r['protocol']}, "
-                   f"n_avg={r['n_avg']}, target {r['target_run']}): the defense or its "
-                   "accounting is broken")  # fmt: skip
-            r["note"] = "; ".join(filter(None, [msg, r.get("note")]))
-            print(f"[attack] {msg}", file=sys.stderr)
 
 
 def _validate(config: AttackConfig) -> None:
@@ -218,51 +208,17 @@ class _ScoreContext:
         return cls(config=config, share_updates=float(np.mean(shadow.labels)),
                    share_clients=float(np.mean(shadow.labels[first])),
                    delta=float(delta) if delta is not None and delta == delta else 0.0,
-                   local_noise=_local_noise(target_row.get("config")))  # fmt: skip
+                   local_noise=local_noise(target_row.get("config")))  # fmt: skip
 
 
-def _local_noise(run_config_json: str | None) -> float | None:
-    """The noise multiplier of a user_dp defense in local mode with an explicit
-    noise_multiplier in the target run's config; None otherwise."""
-    if not run_config_json:
-        return None
-    try:
-        defenses = json.loads(run_config_json).get("defenses") or []
-    except (json.JSONDecodeError, AttributeError):
-        return None
-    for d in defenses:
-        p = d.get("params") or {}
-        if d.get("name") == "user_dp" and p.get("mode", "local") == "local":
-            z = p.get("noise_multiplier")
-            return float(z) if z is not None else None
-    return None
-
-
-def _privacy_columns(ctx: _ScoreContext, y, p, sel, *, n: int, threshold: float) -> dict:
-    """eps_lb from trial 0 (one prediction per client) with the shadow threshold, and the
-    user_dp local mechanism's epsilon for n updates beside it."""
-    first = np.array([s.trial == 0 for s in sel], dtype=bool)
-    yy, pred = y[first], p[first] >= threshold
-    eps = empirical_epsilon(tp=int((pred & (yy == 1)).sum()), n_pos=int((yy == 1).sum()),
-                            fp=int((pred & (yy == 0)).sum()), n_neg=int((yy == 0).sum()),
-                            delta=ctx.delta)  # fmt: skip
-    out = {"eps_lb": eps, "eps_lb_delta": ctx.delta, "mechanism_epsilon": None}
-    if ctx.local_noise is not None and ctx.delta > 0:
-        count = max(len(s.rows) for s in sel) if n <= 0 else n
-        mech = local_gaussian_epsilon(noise_multiplier=ctx.local_noise, n_updates=count,
-                                      delta=ctx.delta)  # fmt: skip
-        out["mechanism_epsilon"] = mech
-        out["eps_violation"] = bool(eps > mech)
-    return out
-
-
-def _calibrated(ctx: _ScoreContext, y, p, *, groups, share: float, rng) -> list[dict]:
-    """binary_metrics once per configured calibration (same scores, different thresholds)."""
+def _calibrated(ctx: _ScoreContext, y, p, *, groups, clients, share: float, rng) -> list[dict]:
+    """binary_metrics once per configured calibration (same scores, different thresholds);
+    the CI resamples `groups` (speakers)."""
     out = []
     for cal in ctx.config.calibrations:
         t = threshold_for(cal, y_true=y, score=p, share_positive=share)
         m = binary_metrics(y, p, groups=groups, n_boot=ctx.config.bootstrap, rng=rng,
-                           threshold=t)  # fmt: skip
+                           threshold=t, clients=clients)  # fmt: skip
         out.append({"calibration": cal, **m, **NO_PRIVACY_COLUMNS})
     return out
 
@@ -276,9 +232,11 @@ def _score(ctx, layer, probs, target, sels, scored, *, note, wall, attack) -> li
     rng = np.random.default_rng([config.seed, 3, zlib.crc32(f"{attack}/{layer}".encode())])
     rows = []
     client_ids = np.asarray(target.keys.client_id)
+    speakers = np.asarray(target.keys.speaker_groups())
     if "per_update" in config.protocols:
         for m in _calibrated(ctx, target.labels[scored], p_update[scored],
-                             groups=client_ids[scored], share=ctx.share_updates, rng=rng):  # fmt: skip
+                             groups=speakers[scored], clients=client_ids[scored],
+                             share=ctx.share_updates, rng=rng):  # fmt: skip
             m["note"] = "; ".join(filter(None, [note, m["note"]]))
             rows.append({"attack": attack, "layer": layer, "protocol": "per_update", "n_avg": 1,
                          "wall_s": wall, **m})  # fmt: skip
@@ -290,12 +248,14 @@ def _score(ctx, layer, probs, target, sels, scored, *, note, wall, attack) -> li
             y = _client_labels(target, sel)[keep]
             kept = [s for s, k in zip(sel, keep) if k]
             _, sel_note = client_selections(by_client, n=n, trials=config.trials, seed=config.seed)
-            for m in _calibrated(ctx, y, p_sel[keep], groups=np.array([s.client for s in kept]),
+            for m in _calibrated(ctx, y, p_sel[keep],
+                                 groups=np.array([speakers[s.rows[0]] for s in kept]),
+                                 clients=np.array([s.client for s in kept]),
                                  share=ctx.share_clients, rng=rng):  # fmt: skip
                 m["note"] = "; ".join(filter(None, [sel_note, m["note"]]))
                 if m["calibration"] == "shadow" and len(y):
-                    m.update(_privacy_columns(ctx, y, p_sel[keep], kept, n=n,
-                                              threshold=m["threshold"]))  # fmt: skip
+                    m.update(privacy_columns(y, p_sel[keep], kept, n=n, threshold=m["threshold"],
+                                             delta=ctx.delta, noise=ctx.local_noise))  # fmt: skip
                 rows.append({"attack": attack, "layer": layer, "protocol": protocol,
                              "n_avg": n, "wall_s": wall, **m})  # fmt: skip
     return rows

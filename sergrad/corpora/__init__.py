@@ -27,7 +27,7 @@ returns `(table, problems)`:
 
 Bring your own corpus: `table` reads a CSV/Parquet list (path, speaker_id, gender, emotion
 [, session, age, other speaker columns]); ROOT is that file (see tabular.py). Extra speaker
-columns ride in the table's metadata: `speakers(table)` returns them.
+columns ride in the table's metadata: `speaker_columns(table)` returns them.
 Any sample rate is accepted for CREMA-D, MSP-Improv and `table` (features resample to 16 kHz;
 `summarize` counts the files per rate); IEMOCAP must be 16 kHz. A WAV whose header promises
 more audio than the file holds is a per-file problem (truncated copy).
@@ -48,7 +48,7 @@ from typing import Any
 import pyarrow as pa
 
 from sergrad.corpora import cremad, iemocap, mspimprov, tabular
-from sergrad.corpora.speaker_meta import speakers
+from sergrad.corpora.speaker_meta import speaker_columns
 from sergrad.corpora.table import (
     Adapter,
     build_table,
@@ -65,7 +65,7 @@ __all__ = [
     "Adapter",
     "index_corpus",
     "read_utterances",
-    "speakers",
+    "speaker_columns",
     "summarize",
     "write_utterances",
 ]

@@ -2,11 +2,11 @@
 
 The utterance table has a fixed schema (`schema.UTTERANCES`); columns that describe a
 speaker beyond gender ride along in the Parquet schema metadata under `sergrad.speakers`,
-so every reader of the table keeps working and `speakers(table)` gives them back.
+so every reader of the table keeps working and `speaker_columns(table)` gives them back.
 
 >>> t = pa.table({"speaker_id": ["s1", "s2"]})
 >>> t = attach(t, {"s1": {"age": "31"}, "s2": {"age": "45"}})
->>> speakers(t).to_pylist()
+>>> speaker_columns(t).to_pylist()
 [{'speaker_id': 's1', 'age': '31'}, {'speaker_id': 's2', 'age': '45'}]
 """
 
@@ -30,7 +30,7 @@ def attach(table: pa.Table, extra: dict[str, dict[str, str | None]]) -> pa.Table
     return table.replace_schema_metadata(meta)
 
 
-def speakers(table: pa.Table) -> pa.Table:
+def speaker_columns(table: pa.Table) -> pa.Table:
     """speaker_id plus the extra speaker columns (strings); just speaker_id when there are none."""
     raw = (table.schema.metadata or {}).get(META_KEY)
     if raw is None:

@@ -325,8 +325,8 @@ def summarize(table: pa.Table) -> str:
             by_rate = ", ".join(f"{n} at {sr} Hz" for sr, n in sorted(rates.items()))
             lines.append(f"  sample rates: {by_rate}; {other} file(s) resampled to "
                          f"{TARGET_SR} Hz when features are extracted")  # fmt: skip
-    extra = speaker_meta.speakers(table)
+    extra = speaker_meta.speaker_columns(table)
     if extra.num_columns > 1:
         names = ", ".join(extra.column_names[1:])
-        lines.append(f"speaker columns kept (speakers(table)): {names}")
+        lines.append(f"speaker columns kept (speaker_columns(table)): {names}")
     return "\n".join(lines) if lines else "no utterances"

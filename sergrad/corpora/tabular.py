@@ -9,7 +9,7 @@ ROOT is the table file itself. Columns (header names, case-sensitive):
 - optional: `utt_id` (default: the path relative to the table, without suffix), `session`,
   `raw_label` (default: emotion as written);
 - any other column that is constant within every speaker (`age`, `dialect`, ...) is kept
-  as a speaker column (`sergrad.corpora.speakers(table)`); a column that varies within a
+  as a speaker column (`sergrad.corpora.speaker_columns(table)`); a column that varies within a
   speaker (a transcript, say) is not kept, and the log says so.
 
 Per-file problems (audio missing, unreadable, empty or truncated, gender missing or not F/M,
@@ -92,7 +92,7 @@ def _text(v: Any) -> str | None:
     return text or None
 
 
-def speaker_columns(rows: list[dict], candidates: list[str]) -> tuple[list[str], list[str]]:
+def split_speaker_columns(rows: list[dict], candidates: list[str]) -> tuple[list[str], list[str]]:
     """(columns constant within every speaker, columns that vary within one)."""
     keep, vary = [], []
     for col in candidates:
@@ -108,7 +108,7 @@ def rows(root: Path, options: dict[str, Any], problems: Problems) -> list[dict]:
     base = listing.parent
     entries = read_listing(listing)
     header = list(entries[0]) if entries else []
-    extra_cols, varying = speaker_columns(
+    extra_cols, varying = split_speaker_columns(
         [e for e in entries if e["speaker_id"]],
         [c for c in header if c not in REQUIRED and c not in OPTIONAL],
     )
