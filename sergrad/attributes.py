@@ -165,7 +165,7 @@ def resolve_attribute(config: AttributeConfig | str, *, columns: Sequence[str] =
 def speaker_table(utterances: pa.Table) -> pa.Table:
     """One row per (corpus, speaker): gender, the schema's speaker columns and any extra
     speaker column kept in the table metadata (a `table` corpus's), sorted by speaker."""
-    from sergrad.corpora.speaker_meta import speakers as extra_columns
+    from sergrad.corpora.speaker_meta import speaker_columns as extra_columns
 
     cols = ["corpus", "speaker_id", "gender", *SPEAKER_COLUMNS]
     d = utterances.select(cols).to_pydict()
