@@ -34,8 +34,16 @@ UTTERANCES = pa.schema(
         ("sample_rate", pa.int32()),
         ("duration_s", pa.float32()),
         ("session", pa.string()),
+        # speaker attributes where the corpus records them (null elsewhere; never invented):
+        # CREMA-D's VideoDemographics.csv gives age, race and ethnicity; the synthetic
+        # corpora write age and language (L1 | L2); IEMOCAP and MSP-Improv give gender only.
+        ("age", pa.float32()),  # years
+        ("race", pa.string()),
+        ("ethnicity", pa.string()),
+        ("language", pa.string()),  # language background, e.g. L1 | L2
     ]
 )
+SPEAKER_COLUMNS: tuple[str, ...] = ("age", "race", "ethnicity", "language")
 
 # --- features: utt_id + one fixed-size float32 vector -------------------------------------
 FEATURE_ID = "utt_id"

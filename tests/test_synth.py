@@ -13,8 +13,8 @@ import soundfile as sf
 from scipy import signal
 
 from sergrad.corpora.channel import mu_law, room_response
-from sergrad.corpora.speakers import Population, draw_voice
 from sergrad.corpora.synth import PROFILES, plan_speakers, synth_audio, synthesize
+from sergrad.corpora.synth_speakers import Population, draw_voice
 from sergrad.corpora.voice import BIN_HZ, SR, formant_response, n_frames, stft_filter
 from sergrad.errors import ConfigError, DataError
 
@@ -72,7 +72,7 @@ def test_crema_d_layout(tmp_path):
         assert 0.8 < info.duration < 3.0
     with (out / "VideoDemographics.csv").open() as fh:
         demo = list(csv.DictReader(fh))
-    assert list(demo[0]) == ["ActorID", "Age", "Sex", "Race", "Ethnicity"]
+    assert list(demo[0]) == ["ActorID", "Age", "Sex", "Race", "Ethnicity", "Language"]
     speakers = plan_speakers(PROFILES.get("synth-studio"), 4, 0)
     assert {r["ActorID"]: r["Sex"] for r in demo} == {
         str(s.actor_id): {"F": "Female", "M": "Male"}[s.voice.gender] for s in speakers

@@ -11,8 +11,11 @@ returns `(table, problems)`:
   or `corpus_name` when given, e.g. a synthetic corpus in CREMA-D layout), speaker_id,
   gender F/M, emotion neutral/happy/sad/angry, raw_label (the corpus's code), path (absolute),
   sample_rate and duration_s (read from the file header), session (`Ses01`, `session1`;
-  null for CREMA-D). Rows are sorted by (speaker_id, utt_id); (corpus, utt_id) is unique.
-  Speaker ids are unique within a corpus only.
+  null for CREMA-D), and the speaker columns age, race, ethnicity, language (constant per
+  speaker; null where the corpus does not record them: CREMA-D gives age, race, ethnicity;
+  the synthetic corpora age and language; a `table` corpus whichever it lists; IEMOCAP and
+  MSP-Improv gender only). Rows are sorted by (speaker_id, utt_id); (corpus, utt_id) is
+  unique. Speaker ids are unique within a corpus only.
 - Per-file problems (audio missing / corrupt / empty / truncated, wrong sample rate for
   IEMOCAP, speaker without gender, unknown label code, malformed label line) skip that
   utterance and are collected in `problems` (a `sergrad.problems.Problems`); with

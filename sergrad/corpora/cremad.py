@@ -12,7 +12,9 @@
     VoiceLevel, FaceVote, FaceLevel, MultiModalVote, MultiModalLevel). N/H/S/A kept, D/F
     dropped, ties such as `N:S` mean no label (dropped).
 - Gender: `Sex` (Male/Female) of the actor in `VideoDemographics.csv`
-  (ActorID,Age,Sex,Race,Ethnicity). speaker_id = actor id; session = null.
+  (ActorID,Age,Sex,Race,Ethnicity). speaker_id = actor id; session = null. The speaker
+  columns age, race, ethnicity (and language, which only the synthetic corpora write) come
+  from the same file (sergrad.corpora.demographics).
 - `1076_MTI_SAD_XX` has no audio in the release and is always skipped (not a problem).
 """
 
@@ -24,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from sergrad.corpora.demographics import read_demographics, speaker_columns
 from sergrad.corpora.table import (
     Adapter,
     Option,
@@ -59,11 +62,6 @@ def read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
     ]
 
 
-def read_demographics(path: Path) -> dict[str, str]:
-    """actor id -> Sex as written (Male/Female expected)."""
-    return {r["ActorID"]: r["Sex"] for r in read_csv(path, ("ActorID", "Sex"))}
-
-
 def read_votes(path: Path, column: str) -> dict[str, str]:
     """file stem -> vote string from `column` (e.g. 'A', 'N:S')."""
     return {r["FileName"]: r[column] for r in read_csv(path, ("FileName", column))}
@@ -74,7 +72,7 @@ def rows(root: Path, options: dict[str, Any], problems: Problems) -> list[dict]:
     labels = options["labels"]
     audio_dir = find_unique(root, ("AudioWAV",), is_dir=True, what="CREMA-D audio")
     demo_csv = find_unique(root, ("VideoDemographics.csv",), is_dir=False, what="CREMA-D sex")
-    sexes = read_demographics(demo_csv)
+    people = read_demographics(demo_csv)
     wavs = {
         p.stem: p
         for p in sorted(audio_dir.iterdir())
@@ -113,7 +111,8 @@ def rows(root: Path, options: dict[str, Any], problems: Problems) -> list[dict]:
         if code not in keep:
             dropped[f"label {code}"] += 1
             continue
-        gender = SEX.get(sexes.get(actor, "").lower())
+        person = people.get(actor)
+        gender = SEX.get(person.sex.lower()) if person else None
         if gender is None:
             problems.add(str(wav), f"actor {actor} has no Male/Female Sex in {demo_csv}")
             continue
@@ -130,6 +129,7 @@ def rows(root: Path, options: dict[str, Any], problems: Problems) -> list[dict]:
                 wav=wav,
                 info=info,
                 session=None,
+                speaker=speaker_columns(person),
             )
         )
     log_kept("crema-d", len(result), dropped)

@@ -7,6 +7,8 @@
 - Kept: neu, hap, exc (merged into happy), sad, ang; the other IEMOCAP codes are dropped.
 - Speaker: the gender is the first letter of the LAST `_` field (`Ses01F_impro01_M013` is a
   man); speaker_id = session tag + that letter (`Ses01M`); session = `Ses01`.
+- Speaker attributes: gender only. The release records no age, race or language
+  background, so those columns stay null (never invented).
 - Option `improvised_only` (default True, as the paper): keep dialogs with `impro` in the name.
 - `._*` files (macOS resource forks) are skipped. ROOT may be the release folder or its parent.
 """

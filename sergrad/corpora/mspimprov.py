@@ -12,6 +12,8 @@
   (default S,T as the paper) selects which are kept.
 - speaker_id = `F01`..`M06` from the id, gender = its first letter; session = the
   `session<n>` folder of the audio file (else `session<n>` from the speaker number).
+- Speaker attributes: gender only. The release records no age, race or language
+  background, so those columns stay null (never invented).
 """
 
 from __future__ import annotations

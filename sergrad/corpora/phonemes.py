@@ -5,6 +5,14 @@ syllables (same "text" for every speaker, as in CREMA-D). `control_tracks` turns
 the per-sample and per-frame controls the source-filter model needs: voicing and noise
 amplitudes, formant targets (male reference values, scaled by the caller for vocal-tract
 length) with linear transitions between segment centres, and the frication band.
+
+A speaker's `Accent` shapes the rhythm and vowels of the plan. Native (L1) English is
+stress-timed: stressed vowels lengthen, unstressed ones shorten and centralise towards schwa.
+L2 speakers whose first language is syllable-timed (e.g. Spanish) reduce less (more equal
+syllables, full vowel quality), merge tense/lax pairs towards a five-vowel system (I -> i,
+U -> u, ^ -> a, ae -> E, er loses its low F3) and pause more often and longer inside
+sentences (Grabe & Low 2002 on rhythm metrics; Flege 1995 on L2 vowels; Riazantseva 2001 on
+L2 pauses).
 """
 
 from __future__ import annotations
@@ -63,6 +71,33 @@ INVENTORY.update(
         "_": Phone("S", 160, None),
     }
 )
+SCHWA = np.array([500.0, 1500.0, 2500.0])
+# Where a five-vowel (syllable-timed) first language puts each English vowel target.
+L2_VOWELS: dict[str, tuple[float, float, float]] = {
+    "i": (280, 2250, 2950),
+    "I": (300, 2200, 2900),
+    "E": (480, 1850, 2500),
+    "ae": (560, 1800, 2500),
+    "a": (720, 1200, 2500),
+    "o": (500, 900, 2450),
+    "U": (320, 900, 2300),
+    "u": (320, 900, 2300),
+    "^": (720, 1200, 2500),
+    "er": (500, 1550, 2500),
+}
+
+
+@dataclass(frozen=True)
+class Accent:
+    """How a speaker times syllables, reduces vowels and pauses (see the module docstring)."""
+
+    reduction: float = 1.0  # unstressed-vowel reduction, 1 = typical native English
+    stress_ratio: float = 1.35  # stressed / plain vowel duration
+    vowel_shift: float = 0.0  # 0 = English targets, 1 = the L2_VOWELS system
+    pause_rate: float = 0.0  # chance of a hesitation pause at each syllable boundary
+    pause_ms: float = 200.0  # mean hesitation pause
+
+
 _ONSETS = [
     "p",
     "t",
@@ -93,6 +128,7 @@ class SentencePlan:
     code: str
     phones: tuple[str, ...]
     stressed: tuple[bool, ...]  # per phone; True on stressed vowels
+    syllable_end: tuple[bool, ...] = ()  # per phone; True on a syllable's last phone
 
 
 def sentence_plan(code: str) -> SentencePlan:
@@ -104,6 +140,7 @@ def sentence_plan(code: str) -> SentencePlan:
     stress_at = set(rng.choice(n_syll, size=n_stress, replace=False).tolist())
     phones: list[str] = []
     stressed: list[bool] = []
+    ends: list[bool] = []
     for s in range(n_syll):
         for _ in range(int(rng.choice([0, 1, 1, 1, 2]))):
             phones.append(str(rng.choice(_ONSETS)))
@@ -113,10 +150,14 @@ def sentence_plan(code: str) -> SentencePlan:
         if rng.random() < 0.35:
             phones.append(str(rng.choice(_CODAS)))
             stressed.append(False)
+        ends += [False] * (len(phones) - len(ends) - 1) + [True]
         if s == pause_after:
             phones.append("_")
             stressed.append(False)
-    return SentencePlan(code=code, phones=tuple(phones), stressed=tuple(stressed))
+            ends.append(False)
+    return SentencePlan(
+        code=code, phones=tuple(phones), stressed=tuple(stressed), syllable_end=tuple(ends)
+    )
 
 
 @dataclass(frozen=True)
@@ -130,16 +171,31 @@ class Tracks:
     speech_end: int  # last sample of speech (before trailing silence)
 
 
+def vowel_target(sym: str, *, stressed: bool, accent: Accent) -> np.ndarray:
+    """F1-F3 target of vowel `sym` for a speaker with `accent` (male reference) [3]."""
+    native = np.asarray(_V[sym], dtype=np.float64)
+    shifted = native + accent.vowel_shift * (np.asarray(L2_VOWELS[sym]) - native)
+    if stressed:
+        return shifted
+    return shifted + min(0.45 * accent.reduction, 0.9) * (SCHWA - shifted)
+
+
 def _segments(
-    plan: SentencePlan, tempo: float, rng: np.random.Generator
+    plan: SentencePlan, tempo: float, rng: np.random.Generator, accent: Accent
 ) -> list[tuple[Phone, float, bool]]:
-    """Expand plosives into closure + burst and draw each segment's duration (ms)."""
+    """Expand plosives into closure + burst, apply the accent, draw durations (ms)."""
     segs: list[tuple[Phone, float, bool]] = []
-    for sym, stress in zip(plan.phones, plan.stressed):
+    ends = plan.syllable_end or (False,) * len(plan.phones)
+    for sym, stress, end in zip(plan.phones, plan.stressed, ends):
         ph = INVENTORY[sym]
         dur = ph.dur_ms * float(np.exp(rng.normal(0.0, 0.15))) / tempo
-        if stress:
-            dur *= 1.35
+        if ph.kind == "V":
+            ph = Phone("V", ph.dur_ms, tuple(vowel_target(sym, stressed=stress, accent=accent)),
+                       voice=ph.voice)  # fmt: skip
+            if stress:
+                dur *= accent.stress_ratio
+            else:
+                dur *= max(1.0 - 0.3 * accent.reduction, 0.4)
         if ph.kind == "P":
             closure = Phone("S", 0.0, ph.formants, voice=ph.voice)
             segs.append((closure, dur, False))
@@ -147,14 +203,22 @@ def _segments(
             segs.append((burst, BURST_MS, False))
         else:
             segs.append((ph, dur, stress))
+        if end and accent.pause_rate > 0 and rng.random() < accent.pause_rate:
+            pause = accent.pause_ms * float(np.exp(rng.normal(0.0, 0.35))) / tempo
+            segs.append((INVENTORY["_"], pause, False))
     return segs
 
 
 def control_tracks(
-    plan: SentencePlan, *, tempo: float, rng: np.random.Generator, lead_ms: tuple[float, float]
+    plan: SentencePlan,
+    *,
+    tempo: float,
+    rng: np.random.Generator,
+    lead_ms: tuple[float, float],
+    accent: Accent = Accent(),
 ) -> Tracks:
     """Per-sample amplitudes and per-frame formant / frication controls for one utterance."""
-    segs = _segments(plan, tempo, rng)
+    segs = _segments(plan, tempo, rng, accent)
     lead, trail = (float(rng.uniform(*lead_ms)) for _ in range(2))
     durs = np.array([lead] + [d for _, d, _ in segs] + [trail]) * SR / 1000.0
     bounds = np.concatenate(([0.0], np.cumsum(durs))).round().astype(np.int64)  # [S+3]

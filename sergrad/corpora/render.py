@@ -1,8 +1,9 @@
 """Render one clean utterance: plan + voice + style -> samples [T] at 16 kHz.
 
 The pitch contour is base F0 * 2^(semitones/12) with declination, accent bumps on stressed
-vowels (height set by the style's pitch range), a final fall (sometimes a rise) and slow
-drift. The speech is scaled so that its voiced parts have RMS REF_RMS * 10^(loud_db/20).
+vowels (height set by the style's pitch range), a final fall (sometimes a rise), slow
+drift and, in older voices, a 4-7 Hz tremor. The speech is scaled so that its voiced parts
+have RMS REF_RMS * 10^(loud_db/20).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from sergrad.corpora.phonemes import SentencePlan, control_tracks
-from sergrad.corpora.speakers import Style, Voice
+from sergrad.corpora.synth_speakers import Style, Voice
 from sergrad.corpora.voice import (
     SR,
     band_shape,
@@ -40,6 +41,8 @@ def pitch_contour(
     st += direction * style.range_st * final
     for _ in range(2):  # slow drift
         st += 0.25 * np.sin(2 * np.pi * rng.uniform(0.5, 3.0) * t / SR + rng.uniform(0, 2 * np.pi))
+    rate, phase = rng.uniform(4.0, 7.0), rng.uniform(0, 2 * np.pi)  # vocal tremor (older voices)
+    st += style.tremor_st * np.sin(2 * np.pi * rate * t / SR + phase)
     return style.f0_hz * 2.0 ** (np.interp(np.arange(n), t, st) / 12.0)
 
 
@@ -52,7 +55,7 @@ def render_utterance(
     lead_ms: tuple[float, float] = (80.0, 200.0),
 ) -> np.ndarray:
     """Clean (pre-channel) speech samples [T], float64."""
-    tr = control_tracks(plan, tempo=style.tempo, rng=rng, lead_ms=lead_ms)
+    tr = control_tracks(plan, tempo=style.tempo, rng=rng, lead_ms=lead_ms, accent=voice.accent)
     n = tr.voice_amp.shape[0]
     f0 = pitch_contour(n, tr.accents, tr.speech_end, style, rng)  # [T]
     src, open_phase = glottal_source(

@@ -1,25 +1,30 @@
 """Built-in synthetic corpora, written in CREMA-D's release layout.
 
 The real corpora cannot ship, so sergrad generates speech procedurally (numpy only): a
-source-filter voice per speaker (speakers.py, render.py, voice.py), phoneme-like sentences
+source-filter voice per speaker (synth_speakers.py, render.py, voice.py), phoneme-like sentences
 (phonemes.py) and a recording channel per corpus (channel.py). Each profile in PROFILES is
 one corpus with its own speaker population and channel, so leave-one-corpus-out works.
 
     OUT/AudioWAV/<actor>_<SENT>_<EMO>_<LVL>.wav      16 kHz 16-bit PCM mono
-    OUT/VideoDemographics.csv                        ActorID,Age,Sex,Race,Ethnicity
+    OUT/VideoDemographics.csv                        ActorID,Age,Sex,Race,Ethnicity,Language
     OUT/processedResults/summaryTable.csv            perceived votes (a few disagree / tie)
     OUT/sergrad_synth.json                           the parameters that made it
 
-Calibration (default sizes, "combined" features, sergrad.centralized.centralized_check:
-logistic regression, 5 speaker folds; emotion on per-speaker z-normalised features, gender on
-raw ones), seed 0 / seed 1:
+Speakers: genders interleaved, languages (L1 / L2) and ages stratified within each gender
+(ages by the profile's mix of the groups <30, 30-49, >=50), so every profile holds every
+class of gender, age_group and language for leave-one-corpus-out attacks.
 
-    profile        emotion UAR    gender UAR
-    synth-studio   0.71 / 0.71    0.98 / 0.89
-    synth-phone    0.61 / 0.71    0.87 / 0.90
-    synth-room     0.60 / 0.67    0.88 / 0.87
-    train on the other two, test on this one (emotion UAR): studio 0.64 / 0.66,
-    phone 0.52 / 0.57, room 0.58 / 0.64 (chance 0.25)
+Calibration (`python -m sergrad.corpora.calibrate --seeds 0,1`: default sizes, "combined"
+features, logistic regression over 5 speaker folds; emotion on per-speaker z-normalised
+features, the speaker attributes on raw ones), seed 0 / seed 1:
+
+    profile        emotion      gender       age_group    language     age MAE (baseline)
+    synth-studio   0.60 / 0.62  0.96 / 0.74  0.51 / 0.36  0.70 / 0.72  12.1 (13.9) / 12.0 (14.9)
+    synth-phone    0.56 / 0.50  0.99 / 0.80  0.47 / 0.47  0.80 / 0.82  12.4 (15.7) / 11.5 (15.4)
+    synth-room     0.57 / 0.57  0.97 / 0.97  0.31 / 0.20  0.77 / 0.78  12.9 (13.8) / 15.0 (14.2)
+
+Age is the weakest trait, as in real speech: voices change little before 50, and the
+far-field room channel hides the voice-quality cues of its few older speakers.
 
 >>> sorted(PROFILES)
 ['synth-phone', 'synth-room', 'synth-studio']
@@ -27,12 +32,13 @@ raw ones), seed 0 / seed 1:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import sys
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +46,6 @@ import numpy as np
 from sergrad.corpora.channel import Channel, Session, apply_channel, draw_session
 from sergrad.corpora.phonemes import sentence_plan
 from sergrad.corpora.render import render_utterance
-from sergrad.corpora.speakers import Population, Voice, draw_voice, utterance_style
 from sergrad.corpora.synth_layout import (
     EMO_CODES,
     perceived_vote,
@@ -48,12 +53,15 @@ from sergrad.corpora.synth_layout import (
     write_demographics,
     write_summary_table,
 )
+from sergrad.corpora.synth_speakers import Population, Voice, draw_voice, utterance_style
 from sergrad.corpora.voice import SR
 from sergrad.errors import ConfigError, DataError
 from sergrad.registry import Registry
 from sergrad.schema import EMOTIONS
 
-SYNTH_VERSION = 2  # 2: gender-dependent emotional styles (speakers.GENDER_STYLE)
+# 2: gender-dependent emotional styles (speakers.GENDER_STYLE); 3: ageing voices, L1/L2
+# language background (rhythm, vowels, pauses), stratified ages and languages
+SYNTH_VERSION = 3
 MANIFEST = "sergrad_synth.json"
 SKIPPED_ACTORS = frozenset({1076})  # CREMA-D adapters skip 1076_MTI_SAD_XX (no audio there)
 
@@ -73,25 +81,34 @@ class Profile:
     agreement: tuple[float, float, float] = (0.72, 0.8, 0.85)  # voice, face, multimodal votes
 
 
+# Ageing at twice the literature's average slopes and strong L2 accents, so that corpora of
+# 18-24 speakers show the trends (calibrated with `python -m sergrad.corpora.calibrate`);
+# speakers of one age or background still overlap widely.
+TRAIT_EFFECTS = {"age_effect": 2.0, "accent_effect": 1.5}
 PROFILES: Registry[Profile] = Registry("synthetic corpus profile")
 for _p in (
     Profile(
         name="synth-studio",
-        description="acted, clean wideband studio, adults 20-74",
+        description="acted, clean wideband studio, adults 20-74, 40% L2",
         speakers=24,
         utterances_per_emotion=9,
         actor_base=1001,
-        population=Population(female_fraction=0.46),
+        population=Population(female_fraction=0.46, **TRAIT_EFFECTS),
         channel=Channel(snr_db=(35.0, 45.0), noise_colour=0.5),
     ),
     Profile(
         name="synth-phone",
-        description="telephone band 300-3400 Hz, mu-law codec, older speakers 40-80",
+        description="telephone band 300-3400 Hz, mu-law codec, older-leaning 25-80, 35% L2",
         speakers=20,
         utterances_per_emotion=8,
         actor_base=2001,
         population=Population(
-            f0_median_hz=(188.0, 126.0), ages=(40, 80), open_quotient=(0.6, 0.54)
+            f0_median_hz=(188.0, 126.0),
+            ages=(25, 80),
+            age_mix=(0.25, 0.35, 0.4),
+            open_quotient=(0.6, 0.54),
+            l2_fraction=0.35,
+            **TRAIT_EFFECTS,
         ),
         channel=Channel(
             band_hz=(300.0, 3400.0), codec_bits=8, snr_db=(20.0, 30.0), noise_colour=0.3
@@ -100,11 +117,18 @@ for _p in (
     ),
     Profile(
         name="synth-room",
-        description="far-field in reverberant rooms, young speakers 18-35",
+        description="far-field in reverberant rooms, younger-leaning 18-70, 50% L2",
         speakers=18,
         utterances_per_emotion=10,
         actor_base=3001,
-        population=Population(f0_median_hz=(212.0, 114.0), ages=(18, 35), female_fraction=0.55),
+        population=Population(
+            f0_median_hz=(212.0, 114.0),
+            ages=(18, 70),
+            age_mix=(0.4, 0.35, 0.25),
+            female_fraction=0.55,
+            l2_fraction=0.5,
+            **TRAIT_EFFECTS,
+        ),
         channel=Channel(
             rt60_s=(0.3, 0.7), drr_db=(-2.0, 4.0), snr_db=(12.0, 22.0), noise_colour=1.5
         ),
@@ -146,14 +170,59 @@ def genders(profile: Profile, n: int, seed: int) -> list[str]:
     return out
 
 
+def languages(profile: Profile, n: int, seed: int, sexes: list[str]) -> list[str]:
+    """~l2_fraction L2 speakers spread evenly over both genders (both kinds when n > 1)."""
+    frac = profile.population.l2_fraction
+    n_l2 = int(round(n * frac))
+    n_l2 = min(max(n_l2, 1 if n > 1 and frac > 0 else 0), n - 1 if n > 1 and frac < 1 else n)
+    rng = _rng(seed, profile.name, 6, n)
+    order = sorted(range(n), key=lambda i: (sexes[i], rng.random()))
+    out = ["L1"] * n
+    u = rng.random()
+    for j in range(n_l2):
+        out[order[min(int((j + u) * n / n_l2), n - 1)]] = "L2"
+    return out
+
+
+def age_quantile(pop: Population, q: float) -> int:
+    """The age at quantile q of the population's age density: uniform within each of the
+    age groups <30, 30-49, >=50 (clipped to pop.ages), the groups weighted by pop.age_mix."""
+    lo, hi = pop.ages[0], pop.ages[1] + 1  # ages as [lo, hi) in years
+    cuts = [lo, *(c for c in (30, 50) if lo < c < hi), hi]
+    groups = [0 if a < 30 else 1 if a < 50 else 2 for a in cuts[:-1]]
+    w = np.array([pop.age_mix[g] for g in groups], dtype=np.float64)
+    cum = np.concatenate(([0.0], np.cumsum(w / w.sum())))  # [S+1]
+    k = int(min(np.searchsorted(cum, q, side="right") - 1, len(groups) - 1))
+    frac = (q - cum[k]) / max(cum[k + 1] - cum[k], 1e-12)
+    return int(min(cuts[k] + np.floor(frac * (cuts[k + 1] - cuts[k])), pop.ages[1]))
+
+
+def ages(profile: Profile, n: int, seed: int, sexes: list[str]) -> list[int]:
+    """Stratified ages (age_quantile) within each gender, so every part of the range gets
+    speakers of both genders, in random order."""
+    rng = _rng(seed, profile.name, 7, n)
+    out = [0] * n
+    for g in sorted(set(sexes)):
+        idx = [i for i in range(n) if sexes[i] == g]
+        slots = (np.arange(len(idx)) + rng.random(len(idx))) / len(idx)  # [m] in (0, 1)
+        for i, q in zip(idx, rng.permutation(slots)):
+            out[i] = age_quantile(profile.population, float(q))
+    return out
+
+
 def plan_speakers(profile: Profile, n: int, seed: int) -> list[Speaker]:
     spk = []
-    for i, (actor, gender) in enumerate(zip(actor_ids(profile, n), genders(profile, n, seed))):
+    sexes = genders(profile, n, seed)
+    langs = languages(profile, n, seed, sexes)
+    years = ages(profile, n, seed, sexes)
+    for i, (actor, gender) in enumerate(zip(actor_ids(profile, n), sexes)):
         voice = draw_voice(
             profile.population,
             gender,
             _rng(seed, profile.name, 0, i),
             strength=profile.emotion_strength,
+            age=years[i],
+            language=langs[i],
         )
         session = draw_session(profile.channel, _rng(seed, profile.name, 1, i))
         spk.append(Speaker(actor_id=actor, voice=voice, session=session))
@@ -175,11 +244,18 @@ def synth_audio(
     return apply_channel(clean, speaker.session, profile.channel, rng=rng).astype(np.float32)
 
 
-def _params(profile: str, speakers: int, seed: int, upe: int) -> dict:
+def profile_digest(prof: Profile) -> str:
+    """Short hash of every setting of a profile: an edited profile is a different corpus."""
+    text = json.dumps(asdict(prof), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _params(prof: Profile, speakers: int, seed: int, upe: int) -> dict:
     return {
         "generator": "sergrad.corpora.synth",
         "version": SYNTH_VERSION,
-        "profile": profile,
+        "profile": prof.name,
+        "profile_digest": profile_digest(prof),
         "speakers": speakers,
         "seed": seed,
         "utterances_per_emotion": upe,
@@ -224,7 +300,7 @@ def synthesize(
     if seed < 0:
         raise ConfigError(f"seed={seed}: must be >= 0")
     out = Path(out)
-    params = _params(prof.name, n_spk, seed, upe)
+    params = _params(prof, n_spk, seed, upe)
     state = _target_state(out, params)
     if state == "same":
         return out
@@ -281,7 +357,7 @@ def _write_corpus(
         write_wav(root / "AudioWAV" / f"{stem}.wav", audio, SR)
         rows.append((stem, *(perceived_vote(code[0], agree, rng) for agree in prof.agreement)))
     actors = [
-        (s.actor_id, s.voice.age, s.voice.gender, _rng(seed, prof.name, 5, i))
+        (s.actor_id, s.voice.age, s.voice.gender, s.voice.language, _rng(seed, prof.name, 5, i))
         for i, s in enumerate(spk)
     ]
     write_demographics(root / "VideoDemographics.csv", actors)

@@ -4,7 +4,8 @@ File names are `<actor>_<SENT>_<EMO>_<LVL>`: CREMA-D's twelve sentence codes, em
 NEU/HAP/SAD/ANG and intensity levels XX (unspecified) / LO / MD / HI. The CSVs copy the
 quoting of the real release:
 
-    VideoDemographics.csv   "ActorID","Age","Sex","Race","Ethnicity" / 1001,51,"Male",...
+    VideoDemographics.csv   "ActorID","Age","Sex","Race","Ethnicity","Language" / 1001,51,"Male",...
+                            (Language, L1 | L2, is a synthetic addition to CREMA-D's file)
     summaryTable.csv        "","FileName","VoiceVote",... / "1","1001_DFA_ANG_XX","A","60.5",...
 """
 
@@ -69,15 +70,17 @@ def perceived_vote(acted: str, agreement: float, rng: np.random.Generator) -> tu
     return other, _level(rng)
 
 
-def write_demographics(path: Path, actors: list[tuple[int, int, str, np.random.Generator]]) -> None:
-    """actors: (actor id, age, gender F/M, generator for race / ethnicity)."""
+def write_demographics(
+    path: Path, actors: list[tuple[int, int, str, str, np.random.Generator]]
+) -> None:
+    """actors: (actor id, age, gender F/M, language L1/L2, generator for race / ethnicity)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ['"ActorID","Age","Sex","Race","Ethnicity"']
-    for actor, age, gender, rng in actors:
+    lines = ['"ActorID","Age","Sex","Race","Ethnicity","Language"']
+    for actor, age, gender, language, rng in actors:
         race = str(rng.choice(RACES, p=RACE_P))
         eth = "Hispanic" if rng.random() < 0.1 else "Not Hispanic"
         sex = "Female" if gender == "F" else "Male"
-        lines.append(f'{actor},{age},"{sex}","{race}","{eth}"')
+        lines.append(f'{actor},{age},"{sex}","{race}","{eth}","{language}"')
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

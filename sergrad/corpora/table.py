@@ -34,11 +34,12 @@ from sergrad.audio import TARGET_SR, AudioInfo, audio_info
 from sergrad.corpora import speaker_meta
 from sergrad.errors import ConfigError, DataError
 from sergrad.problems import Problems
-from sergrad.schema import EMOTIONS, GENDERS, UTTERANCES, table_from_rows
+from sergrad.schema import EMOTIONS, GENDERS, SPEAKER_COLUMNS, UTTERANCES, table_from_rows
 
 log = logging.getLogger("sergrad.corpora")
 
-NULLABLE = frozenset({"session"})  # CREMA-D has no sessions
+# CREMA-D has no sessions; speaker columns are null where a corpus does not record them
+NULLABLE = frozenset({"session", *SPEAKER_COLUMNS})
 
 
 # --- adapter plumbing -------------------------------------------------------------------
@@ -154,13 +155,14 @@ def read_text(path: Path) -> str:
 
 def utterance_row(
     *, utt_id: str, speaker_id: str, gender: str, emotion: str, raw_label: str,
-    wav: Path, info: AudioInfo, session: str | None,
+    wav: Path, info: AudioInfo, session: str | None, speaker: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """One row of the utterance table (schema.UTTERANCES) for an indexed audio file."""
+    """One row of the utterance table (schema.UTTERANCES) for an indexed audio file;
+    `speaker` holds the speaker columns the corpus records (schema.SPEAKER_COLUMNS)."""
     return dict(
         utt_id=utt_id, speaker_id=speaker_id, gender=gender, emotion=emotion,
         raw_label=raw_label, path=str(wav), sample_rate=info.sample_rate,
-        duration_s=info.duration_s, session=session,
+        duration_s=info.duration_s, session=session, **(speaker or {}),
     )  # fmt: skip
 
 
@@ -197,7 +199,9 @@ SPEAKER_EXTRA = "speaker_extra"  # optional row key: {column: value} describing 
 
 def build_table(rows: list[dict], *, corpus: str) -> pa.Table:
     """Rows (without `corpus`) -> validated table sorted by (speaker_id, utt_id); a row's
-    `speaker_extra` dict goes to the table's speaker metadata (speaker_meta.py)."""
+    `speaker_extra` dict goes to the table's speaker metadata (speaker_meta.py); its
+    age, race, ethnicity and language also fill the schema's speaker columns."""
+    rows = [_promote_speaker_columns(r, corpus) for r in rows]
     extra = {r["speaker_id"]: r[SPEAKER_EXTRA] for r in rows if r.get(SPEAKER_EXTRA)}
     full = [{**{k: v for k, v in row.items() if k != SPEAKER_EXTRA}, "corpus": corpus}
             for row in rows]  # fmt: skip
@@ -205,6 +209,16 @@ def build_table(rows: list[dict], *, corpus: str) -> pa.Table:
     table = speaker_meta.attach(table_from_rows(full, UTTERANCES), extra)
     validate(table, where=f"corpus {corpus!r}")
     return table
+
+
+def _promote_speaker_columns(row: dict, corpus: str) -> dict:
+    if not row.get(SPEAKER_EXTRA):
+        return row
+    from sergrad.corpora.demographics import promote
+
+    where = f"corpus {corpus!r} speaker {row['speaker_id']!r}"
+    columns, _ = promote(row[SPEAKER_EXTRA], where=where)  # metadata keeps them as written
+    return {**row, **columns}
 
 
 def validate(table: pa.Table, *, where: str) -> None:
@@ -226,6 +240,24 @@ def validate(table: pa.Table, *, where: str) -> None:
     dup = sorted(k[1] for k, n in keys.items() if n > 1)
     if dup:
         raise DataError(f"{where}: duplicate utt_id(s) {dup[:5]}")
+    validate_speaker_columns(table, where=where)
+
+
+def validate_speaker_columns(table: pa.Table, *, where: str) -> None:
+    """Each speaker column holds one value per (corpus, speaker); ages lie in 0-120."""
+    d = table.select(["corpus", "speaker_id", *SPEAKER_COLUMNS]).to_pydict()
+    ages = [a for a in d["age"] if a is not None]
+    if any(not 0.0 <= a <= 120.0 for a in ages):
+        raise DataError(f"{where}: age values outside 0-120: {sorted(set(ages))[:5]}")
+    keys = list(zip(d["corpus"], d["speaker_id"]))
+    for col in SPEAKER_COLUMNS:
+        seen: dict[tuple[str, str], Any] = {}
+        for key, value in zip(keys, d[col]):
+            if seen.setdefault(key, value) != value:
+                raise DataError(
+                    f"{where}: speaker {key[1]!r} has several {col} values "
+                    f"({seen[key]!r}, {value!r}); a speaker column is constant per speaker"
+                )
 
 
 def write_utterances(table: pa.Table, path: str | os.PathLike) -> Path:
@@ -251,6 +283,9 @@ def read_utterances(path: str | os.PathLike) -> pa.Table:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"{path}: not a readable Parquet file ({exc})") from exc
+    for col in SPEAKER_COLUMNS:  # tables written before speaker columns existed
+        if col not in table.schema.names:
+            table = table.append_column(col, pa.nulls(table.num_rows, UTTERANCES.field(col).type))
     missing = [n for n in UTTERANCES.names if n not in table.schema.names]
     extra = [n for n in table.schema.names if n not in UTTERANCES.names]
     if missing or extra:

@@ -59,7 +59,7 @@ def write_tables(ds: Dataset, directory: str | Path, *, stem: str = "random") ->
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from sergrad.schema import EMOTIONS, UTTERANCES, features_schema
+    from sergrad.schema import EMOTIONS, SPEAKER_COLUMNS, UTTERANCES, features_schema
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -76,6 +76,7 @@ def write_tables(ds: Dataset, directory: str | Path, *, stem: str = "random") ->
             "sample_rate": [16000] * n,
             "duration_s": [1.0] * n,
             "session": [""] * n,
+            **{col: [None] * n for col in SPEAKER_COLUMNS},
         },
         schema=UTTERANCES,
     )
