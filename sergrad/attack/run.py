@@ -67,6 +67,8 @@ def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) ->
     params = [p for ps in groups.values() for p in ps]
 
     shadow = pipeline.load_shadow(store, config, params, shapes=shapes, posthoc=posthoc)
+    jobs = [(ps, config.model) for ps in groups.values()]  # one shadow pass for all layers
+    pipeline.featurize_shadow(store, config, shadow, jobs, shapes=shapes, posthoc=posthoc)
     split = split_by_speaker(shadow.keys.speaker_groups(), shadow.labels,
                              val_fraction=config.model.val_fraction,
                              rng=np.random.default_rng([config.seed, 2]))  # fmt: skip
