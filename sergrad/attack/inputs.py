@@ -41,7 +41,8 @@ from sergrad.store import Store
 TABLE = "attack_inputs"
 PARTITION = "key"
 VERSION = 1
-TRAINING_ONLY = ("lr", "batch_size", "dropout", "hidden")  # model params not in the transform
+# model params that do not change the fixed input transform
+TRAINING_ONLY = ("lr", "batch_size", "max_seconds", "amp", "dropout", "hidden")
 KEY_FIELDS = ("round", "client_id", "speaker_id", "gender", "n_samples")
 ROWS_PER_GROUP = 64
 
