@@ -96,6 +96,7 @@ def _steps(args, batch: int) -> dict[str, Callable[[], None]]:
 
     def manual(dp: bool, noise: float) -> Callable[[], None]:
         lr = LR
+        noise_bufs: dict[tuple[int, int], torch.Tensor] = {}
 
         def step():
             w1, b1, w2, b2, w3, b3 = params
@@ -115,7 +116,11 @@ def _steps(args, batch: int) -> dict[str, Callable[[], None]]:
                 for p, grad in ((params[2 * i], d.T @ a), (params[2 * i + 1], d.sum(0))):
                     if noise > 0:
                         std = noise * args.clip
-                        grad += torch.normal(0.0, std, grad.shape, generator=noise_g, device=dev)
+                        # drawn into a reused buffer, as the fast engine does
+                        buf = noise_bufs.get((i, grad.dim()))
+                        if buf is None:
+                            buf = noise_bufs[(i, grad.dim())] = torch.empty_like(grad)
+                        grad += buf.normal_(0.0, std, generator=noise_g)
                     p.add_(grad, alpha=-lr / batch)
 
         return step

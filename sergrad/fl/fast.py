@@ -260,11 +260,13 @@ class FastEngine:
     def _add_noise(self, ga, *, clients, noise_g) -> None:
         """Opacus order: per client, N(0, (sigma C)^2) per parameter in PARAM_NAMES order."""
         std = self.local.noise_multiplier * self.local.per_example_clip
+        if not hasattr(self, "_noise"):  # one reused CPU buffer per parameter
+            self._noise = {k: torch.empty(ga[k].shape[1:]) for k in PARAM_NAMES}
         for i, (c, g) in enumerate(zip(clients, noise_g)):
             for k in PARAM_NAMES:
-                if std > 0:
-                    noise = torch.normal(0.0, std, size=tuple(ga[k].shape[1:]), generator=g)
-                    ga[k][i].add_(noise.to(self.device))
+                if std > 0:  # = torch.normal(0, std, size, generator=g), without allocating
+                    noise = self._noise[k].normal_(0.0, std, generator=g)
+                    ga[k][i].add_(noise.to(self.device, non_blocking=True))
                 ga[k][i].div_(expected_batch_size(c.n_train, self.algo))
 
     @staticmethod
