@@ -45,3 +45,12 @@ def test_flops_count_by_hand(monkeypatch):
     samples = sum(c.n_train for c in part.clients)
     # forward 2*w, weight grads 2*w, input grads 2*(w - dim*h1) per sample
     assert flops_per_round(part, model, algo) == samples * (6 * weights - 2 * dim * h1)
+
+
+def test_stacked_rate_smoke(monkeypatch):
+    from sergrad.bench.fl import stacked_rate
+
+    torch.set_num_threads(1)
+    monkeypatch.setitem(SHAPES, "tiny", (16, (8, 4), 5, 10, 4))
+    got = stacked_rate("tiny", "fedavg", "cpu", 2, 0.0)
+    assert got["alone"] > 0 and got["stacked"] > 0

@@ -8,6 +8,9 @@ Adam, FedSGD), measures on random in-memory data:
   (one single-threaded process per core, side by side; the sum of their rates);
 - fast/reference ratio per core, achieved GFLOP/s (matmul FLOPs of forward + backward)
   against a measured single-core torch.mm peak, peak extra RSS of the measuring process;
+- stacked runs (`--stack` runs of the same shape, seeds 0..k-1) in one StackedFastEngine
+  against the same runs one by one, one thread (on a CPU stacking only adds the per-client
+  weight copies; it is meant to fill a GPU);
 - harvest with the fast engine (FedAvg, one training thread; the harvest's background
   writer thread may use another core): updates/s and process CPU seconds per trained update
   with harvest off and per harvest option (float32, float16, bfloat16; the reductions: fc1
@@ -54,11 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--procs", type=int, default=os.cpu_count() or 1, help="processes for 'all cores'"
     )
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--stack", type=int, default=4, help="runs stacked in 'stacked'")
     parser.add_argument(
         "--parts",
         nargs="+",
-        default=["engines", "harvest"],
-        choices=["engines", "harvest"],
+        default=["engines", "harvest", "stacked"],
+        choices=["engines", "harvest", "stacked"],
         help="which tables to measure",
     )
 
@@ -238,7 +242,64 @@ def main(args: argparse.Namespace) -> int:
         engines_table(args.shapes, seconds, procs, args.device)
     if "harvest" in args.parts:
         harvest_table(args.shapes, seconds, args.device)
+    if "stacked" in args.parts:
+        stacked_table(args.shapes, seconds, args.device, args.stack)
     return 0
+
+
+def stacked_rate(shape: str, algo: str, device: str, runs: int, seconds: float) -> dict:
+    """Updates/s of `runs` runs (seeds 0..runs-1, same data) stacked in one engine, and of the
+    same runs one after another in their own engines (one thread)."""
+    import torch
+
+    from sergrad.fl.fast import FastEngine
+    from sergrad.fl.stacked import StackedFastEngine
+
+    part, model, algo_cfg, params, _ = _build(Setup(shape, algo, "fast", device))
+    alone = [
+        FastEngine(part, model=model, algo=algo_cfg, local=None, seed=s, device=device)
+        for s in range(runs)
+    ]
+    stacked = StackedFastEngine([part] * runs, model=model, algo=algo_cfg, local=None,
+                                seeds=list(range(runs)), device=device)  # fmt: skip
+    clients = list(part.clients)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+    def rate(step) -> float:
+        step(1)  # warm-up
+        sync()
+        r, t0 = 1, time.perf_counter()
+        while True:
+            r += 1
+            step(r)
+            sync()
+            if time.perf_counter() - t0 >= seconds and r >= 3:
+                return (r - 1) * runs * len(clients) / (time.perf_counter() - t0)
+
+    def one_by_one(r):
+        for e in alone:
+            e.train_round(params, clients, round=r)
+
+    return {
+        "alone": rate(one_by_one),
+        "stacked": rate(
+            lambda r: stacked.train_round_runs([params] * runs, [clients] * runs, round=r)
+        ),  # fmt: skip
+    }
+
+
+def stacked_table(shapes: list[str], seconds: float, device: str, runs: int) -> None:
+    print(
+        f"\n| shape | algo | {runs} runs one by one, updates/s | stacked, updates/s | stacked / alone |"
+    )
+    print("|---|---|---:|---:|---:|")
+    for shape in shapes:
+        for algo in ALGOS:
+            ctx = mp.get_context("fork")
+            with ctx.Pool(1) as pool:
+                got = pool.apply(stacked_rate, (shape, algo, device, runs, seconds))
+            print(f"| {shape} | {algo} | {got['alone']:.0f} | {got['stacked']:.0f} | "
+                  f"{got['stacked'] / got['alone']:.2f}x |", flush=True)  # fmt: skip
 
 
 def engines_table(shapes: list[str], seconds: float, procs: int, device: str) -> None:
