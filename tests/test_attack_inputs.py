@@ -138,3 +138,26 @@ def test_feature_rows_round_trip(tmp_path, dtype):
     got = inputs.load_features(store, "k1", str(tmp_path / "rows.bin"))
     np.testing.assert_array_equal(got.read(np.arange(150)), rows.astype(np.float32))
     assert inputs.load_features(store, "missing", str(tmp_path / "x.bin")) is None
+
+
+def test_prepared_group_reads_each_shadow_run_twice_for_all_featurizers(tmp_path, monkeypatch):
+    from sergrad.attack.group import prepare_attack_inputs
+
+    store = Store(tmp_path)
+    shadows, targets = _world(store)
+    configs = [
+        _config(t, shadows, name=name)
+        for t in targets
+        for name in ("logreg_colcorr", "logreg_stats", "mlp_proj")
+    ]
+    count = Counting(monkeypatch)
+    passes = prepare_attack_inputs(store, configs)
+    assert list(passes.values()) == [1]  # one featurizing pass for 3 featurizers x 2 layers
+    assert all(count.reads[r] == 2 for r in shadows), dict(count.reads)
+    n_rows = sum(source.run_meta(store, r, role="shadow").n_rows for r in shadows)
+    assert count.featurized == 3 * 2 * n_rows
+    for c in configs:
+        run_attack(c, store)
+    assert all(count.reads[r] == 2 for r in shadows)  # the evaluations read no shadow harvest
+    assert all(count.reads[t] == 3 for t in targets)  # each evaluation reads its target once
+    assert prepare_attack_inputs(store, configs) == {next(iter(passes)): 0}
