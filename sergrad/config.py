@@ -29,8 +29,6 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from sergrad.errors import ConfigError
 
 T = TypeVar("T")
@@ -143,6 +141,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """`"algo.lr=0.1"` -> (["algo", "lr"], 0.1); the value is parsed as YAML."""
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected key=value")
+    import yaml  # lazily: the benchmarks run where PyYAML may be missing (a GPU box)
+
     key, raw = text.split("=", 1)
     return key.strip().split("."), yaml.safe_load(raw)
 
@@ -162,6 +162,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such file")

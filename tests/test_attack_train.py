@@ -58,3 +58,36 @@ def test_training_learns_keeps_best_and_is_reproducible(tmp_path):
     s1, s2 = m1.module.state_dict(), m2.module.state_dict()
     assert all(torch.equal(s1[k], s2[k]) for k in s1)
     assert r1.epochs_run <= 10 and r1.n_train == 200 and r1.n_val == 100
+
+
+def _noise_rows(tmp_path, n=120, width=6):
+    rng = np.random.default_rng(3)
+    rows = RowFile(str(tmp_path / "n.bin"), width=width)
+    rows.append(rng.standard_normal((n, width)).astype(np.float32))
+    return rows, rng.integers(0, 2, n)
+
+
+def test_time_budget_stops_after_the_epoch_that_spends_it(tmp_path):
+    rows, y = _noise_rows(tmp_path)
+    cfg = AttackModelConfig(name="logreg_stats", epochs=6, patience=100)
+    got = {}
+    for budget in (None, 0.0):
+        params = {} if budget is None else {"max_seconds": budget}
+        m = create("logreg_stats", shapes={"w.bias": (6,)}, params=params,
+                   generator=torch.Generator().manual_seed(0))  # fmt: skip
+        got[budget] = train_attack(m, rows, y, train_idx=np.arange(90), val_idx=np.arange(90, 120),
+                                   config=cfg, generator=torch.Generator().manual_seed(1))  # fmt: skip
+    assert (got[None].epochs_run, got[None].stopped) == (6, "epochs")
+    assert (got[0.0].epochs_run, got[0.0].stopped) == (1, "budget")
+    # the budgeted run is the unbudgeted one cut short: same first epoch
+    assert got[0.0].history[0] == got[None].history[0]
+
+
+def test_patience_stops_on_speaker_split_validation(tmp_path):
+    rows, y = _noise_rows(tmp_path)
+    cfg = AttackModelConfig(name="logreg_stats", epochs=50, patience=2)
+    m = create("logreg_stats", shapes={"w.bias": (6,)}, params={},
+               generator=torch.Generator().manual_seed(0))  # fmt: skip
+    r = train_attack(m, rows, y, train_idx=np.arange(90), val_idx=np.arange(90, 120),
+                     config=cfg, generator=torch.Generator().manual_seed(1))  # fmt: skip
+    assert r.stopped == "patience" and r.epochs_run == r.best_epoch + 2 < 50

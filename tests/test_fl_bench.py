@@ -17,6 +17,25 @@ def test_measure_smoke(monkeypatch):
     assert out["bytes_per_update"] > 0
 
 
+def test_harvest_options_store_what_they_say_and_leave_no_temp_folder(monkeypatch, tmp_path):
+    """Every 5th round stores 1/5 of the trained updates; fc1 only stores fewer bytes; the
+    temp harvest folders are gone afterwards."""
+    import tempfile
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setitem(SHAPES, "tiny", (16, (8, 4), 5, 10, 4))
+    setup = Setup("tiny", "fedavg", "fast")
+    full = measure(setup, seconds=0.0, harvest="float16")
+    every = measure(setup, seconds=0.0, harvest="float16, every 5th round")
+    fc1 = measure(setup, seconds=0.0, harvest="float16, fc1 only")
+    assert abs(full["bytes_per_trained_update"] / full["bytes_per_update"] - 1) < 1e-9
+    ratio = every["bytes_per_trained_update"] / every["bytes_per_update"]
+    assert abs(ratio - 0.2) < 1e-9
+    assert fc1["bytes_per_update"] < full["bytes_per_update"]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_flops_count_by_hand(monkeypatch):
     monkeypatch.setitem(SHAPES, "tiny", (16, (8, 4), 5, 10, 4))
     part, model, algo, _, _ = _build(Setup("tiny", "fedavg", "fast"))
@@ -26,3 +45,12 @@ def test_flops_count_by_hand(monkeypatch):
     samples = sum(c.n_train for c in part.clients)
     # forward 2*w, weight grads 2*w, input grads 2*(w - dim*h1) per sample
     assert flops_per_round(part, model, algo) == samples * (6 * weights - 2 * dim * h1)
+
+
+def test_stacked_rate_smoke(monkeypatch):
+    from sergrad.bench.fl import stacked_rate
+
+    torch.set_num_threads(1)
+    monkeypatch.setitem(SHAPES, "tiny", (16, (8, 4), 5, 10, 4))
+    got = stacked_rate("tiny", "fedavg", "cpu", 2, 0.0)
+    assert got["alone"] > 0 and got["stacked"] > 0

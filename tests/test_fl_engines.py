@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -86,6 +87,15 @@ def _updates(store: Store, run_id: str):
     return pq.read_table(store.file_path("updates", partition=("run_id", run_id), name="updates"))
 
 
+def _values(table, name: str) -> torch.Tensor:
+    """A harvested float32 parameter column as [rows, numel] (harvest_format.decode_value)."""
+    from sergrad.fl.harvest_format import decode_value
+
+    return torch.from_numpy(
+        np.stack([decode_value(v, "float32") for v in table.column(name).to_pylist()])
+    )
+
+
 @pytest.mark.parametrize("algo", ["fedsgd", "fedavg_adam", "fedavg_sgd"])
 def test_fast_equals_reference_whole_run(tmp_path, algo):
     a = ALGOS[algo].__class__(**{**ALGOS[algo].__dict__, "rounds": 4, "client_fraction": 0.5})
@@ -99,8 +109,7 @@ def test_fast_equals_reference_whole_run(tmp_path, algo):
     for col in ("round", "client_id", "speaker_id", "gender", "n_samples", "kind"):
         assert ref.column(col).to_pylist() == fast.column(col).to_pylist()
     for k in PARAM_NAMES:
-        r = torch.tensor(ref.column(k).to_pylist())
-        f = torch.tensor(fast.column(k).to_pylist())
+        r, f = _values(ref, k), _values(fast, k)
         torch.testing.assert_close(f, r, rtol=1e-4, atol=1e-4)  # pseudo-gradient scale
     for key in ("best_round", "test_uar", "test_acc", "val_uar", "n_updates"):
         assert rows["fast"][key] == pytest.approx(rows["reference"][key], abs=1e-9)
@@ -151,6 +160,5 @@ def test_defenses_in_the_loop_same_in_both_engines(tmp_path, defense):
     if defense.name == "dp_sgd":  # udp_paper claims no guarantee (METHOD.md section 5)
         assert ref["epsilon"] > 0 and ref["dp_protects"] == "utterances"
     for k in PARAM_NAMES:
-        r = torch.tensor(ref["updates"].column(k).to_pylist())
-        f = torch.tensor(fast["updates"].column(k).to_pylist())
+        r, f = _values(ref["updates"], k), _values(fast["updates"], k)
         torch.testing.assert_close(f, r, rtol=1e-4, atol=1e-4)

@@ -14,6 +14,9 @@ Contract (METHOD.md sections 4-5):
 - Data path (dataset.py): one streaming pass of float64 per-element moments over the shadow
   updates; normalised rows written through each model's fixed transform to a flat file read
   with pread, so the paper-scale shadow set (15-18 GB raw) trains in a few hundred MB of RSS.
+  The shadow side (moments, keys, each layer's feature rows per featurizer) is computed once
+  per shadow set and stored content-addressed in `attack_inputs/` (inputs.py); a runner
+  builds a whole group's inputs in one pass with `group.prepare_attack_inputs`.
 - Models (models.py, registry ATTACK_MODELS): `cnn` (the paper's), `logreg_colcorr` (input-column
   co-movement, invariant to the hidden units: the strongest here), `logreg_stats`, `mlp_proj`.
 - Training (train.py): validation split by shadow SPEAKER, Adam, ReduceLROnPlateau, early

@@ -27,6 +27,8 @@ Every attack sees one layer group's normalised update as a dict {param: float32 
 
 Fast attacks default to batch 64 and lr 1e-2 (logreg_stats) / 1e-3 (mlp_proj) (`train`
 overrides); set model.params lr / batch_size to change them. The cnn trains with AttackModelConfig's lr and batch size.
+Every model also takes model.params `max_seconds` (a training time budget) and `amp` (mixed
+precision on CUDA; default on for the cnn); see `sergrad.attack.train`.
 
 >>> import torch
 >>> m = create("cnn", shapes={"fc1.weight": (256, 988), "fc1.bias": (256,)}, params={},
@@ -178,7 +180,7 @@ def _cnn(*, shapes: Shapes, params: dict) -> AttackModel:
         module=module,
         n_features=out_dim * in_dim + bias_dim,
         storage_dtype=str(params.get("storage_dtype", "float16")),
-        train={k: params[k] for k in ("lr", "batch_size") if k in params},
+        train=_train_keys(params),
     )
 
 
@@ -281,5 +283,8 @@ def _logreg_colcorr(*, shapes: Shapes, params: dict) -> AttackModel:
     )
 
 
+TRAIN_KEYS = ("lr", "batch_size", "max_seconds", "amp")  # model.params read by training
+
+
 def _train_keys(params: dict) -> dict:
-    return {k: params[k] for k in ("lr", "batch_size") if k in params}
+    return {k: params[k] for k in TRAIN_KEYS if k in params}

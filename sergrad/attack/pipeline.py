@@ -1,9 +1,12 @@
 """The steps of one attack evaluation, each a function over streamed data.
 
-`ShadowSet` (keys, labels, per-element statistics: one streaming pass) -> `TargetSet` (keys and
-each layer's normalised rows: one streaming pass, post-hoc defenses applied first) ->
-`fit_layer` (second shadow pass through the model's fixed transform, then training) ->
-`score_layer` (P(male) per target update and per client-trial selection).
+`ShadowSet` (keys, labels, per-element statistics: one streaming pass, or read from the
+`attack_inputs` cache) -> `featurize_shadow` (one second pass computing every layer's and
+featurizer's feature rows still missing from the cache) -> `TargetSet` (keys and each layer's
+normalised rows: one streaming pass, post-hoc defenses applied first) -> `fit_layer` (cached
+feature rows, then training) -> `score_layer` (P(male) per target update and per
+client-trial selection). An evaluation whose shadow set was seen before reads no shadow
+harvest at all (`sergrad.attack.inputs`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import numpy as np
 import torch
 
 from sergrad.attack import dataset as D
-from sergrad.attack.config import AttackConfig
+from sergrad.attack import inputs
+from sergrad.attack.config import AttackConfig, AttackModelConfig
 from sergrad.attack.models import AttackModel, create
 from sergrad.attack.protocols import Selection, average_rows
 from sergrad.attack.train import TrainResult, predict_features, train_attack
@@ -33,6 +37,7 @@ class ShadowSet:
     keys: D.UpdateKeys
     labels: np.ndarray  # [N] 0/1
     stats: dict[str, tuple[np.ndarray, np.ndarray]]  # param -> (mean, std) float64 [numel]
+    key: str = ""  # attack_inputs key of the moments (and of the features derived from them)
 
 
 @dataclass
@@ -45,17 +50,24 @@ class TargetSet:
 def load_shadow(
     store: Store, config: AttackConfig, params: list[str], *, shapes: dict, posthoc
 ) -> ShadowSet:
-    """One streaming pass over every shadow run: keys, labels and per-element moments."""
-    keys = D.UpdateKeys()
-    moments: dict[str, D.Moments] = {}
+    """Keys, labels and per-element moments of the shadow runs: from the `attack_inputs`
+    cache, else one streaming pass over every shadow run (then cached)."""
     runs = list(config.shadow_runs)
-    use = posthoc if config.adaptive else None  # adaptive: the attacker mimics the defense
-    stream = D.stream_raw(store, runs, params, batch_rows=BATCH_ROWS, posthoc=use,
-                          param_shapes=shapes, seed=config.seed, role=0)  # fmt: skip
-    for run_id, k, arrays in stream:
-        keys.extend(run_id, k)
-        for p in params:
-            moments.setdefault(p, D.Moments.zeros(arrays[p].shape[1])).update(arrays[p])
+    mkey = inputs.moments_key(config, params, batch_rows=BATCH_ROWS)
+    cached = inputs.load_moments(store, mkey)
+    if cached is not None:
+        keys, stats = cached
+    else:
+        keys = D.UpdateKeys()
+        moments: dict[str, D.Moments] = {}
+        use = posthoc if config.adaptive else None  # adaptive: the attacker mimics the defense
+        stream = D.stream_raw(store, runs, params, batch_rows=BATCH_ROWS, posthoc=use,
+                              param_shapes=shapes, seed=config.seed, role=0)  # fmt: skip
+        for run_id, k, arrays in stream:
+            keys.extend(run_id, k)
+            for p in params:
+                moments.setdefault(p, D.Moments.zeros(arrays[p].shape[1])).update(arrays[p])
+        stats = {p: (m.mean, m.std()) for p, m in moments.items()}
     labels = keys.labels()
     if (labels < 0).any():
         bad = sorted({r for r, y in zip(keys.run, labels) if y < 0})
@@ -66,8 +78,63 @@ def load_shadow(
             f"shadow runs {runs}: all {len(labels)} updates have gender {only!r}; "
             "the attack needs both F and M shadow clients"
         )
-    stats = {p: (m.mean, m.std()) for p, m in moments.items()}
-    return ShadowSet(runs=runs, keys=keys, labels=labels, stats=stats)
+    if cached is None:
+        inputs.save_moments(store, mkey, keys, stats)
+    return ShadowSet(runs=runs, keys=keys, labels=labels, stats=stats, key=mkey)
+
+
+def featurize_shadow(
+    store: Store,
+    config: AttackConfig,
+    shadow: ShadowSet,
+    jobs: list[tuple[list[str], AttackModelConfig]],
+    *,
+    shapes: dict,
+    posthoc,
+) -> int:
+    """Compute and cache the shadow feature rows of every (layer params, attack model) job not
+    yet in `attack_inputs`, in one streaming pass (one per layer when the attacker mimics a
+    post-hoc defense, which sees exactly the layer's params). Returns the passes made."""
+    todo: dict[tuple[str, ...], list[tuple[str, AttackModelConfig]]] = {}
+    for params, model_config in jobs:
+        fkey = inputs.features_key(shadow.key, params, inputs.featurizer(model_config))
+        if not inputs.has(store, fkey, "features"):
+            todo.setdefault(tuple(params), [])
+            if fkey not in [k for k, _ in todo[tuple(params)]]:
+                todo[tuple(params)].append((fkey, model_config))
+    use = posthoc if config.adaptive else None
+    passes = [list(todo)] if use is None else [[ps] for ps in todo]
+    for group in passes if todo else []:
+        _featurize_pass(store, config, shadow, {ps: todo[ps] for ps in group}, shapes, use)
+    return len(passes) if todo else 0
+
+
+def _featurize_pass(store, config, shadow, todo, shapes, use) -> None:
+    params = list(dict.fromkeys(p for ps in todo for p in ps))
+    models, writers = [], []
+    try:
+        for ps, items in todo.items():
+            for fkey, mc in items:
+                model = create(mc.name, shapes={p: shapes[p] for p in ps}, params=mc.params,
+                               generator=torch.Generator().manual_seed(0))  # fmt: skip
+                models.append((list(ps), model))
+                writers.append(inputs.FeatureWriter(store, fkey, width=model.n_features,
+                                                    dtype=model.storage_dtype))  # fmt: skip
+        stream = D.stream_raw(store, shadow.runs, params, batch_rows=BATCH_ROWS, posthoc=use,
+                              param_shapes=shapes, seed=config.seed, role=0)  # fmt: skip
+        for _, _, arrays in stream:
+            normed = D.normalise_arrays(arrays, {p: shadow.stats[p] for p in params})
+            for (ps, model), w in zip(models, writers):
+                w.append(model.transform({p: normed[p] for p in ps}))  # [B, F]
+        for w in writers:
+            if w.n_rows != len(shadow.labels):
+                raise DataError(f"shadow runs {shadow.runs}: rows changed between passes")
+    except BaseException as exc:
+        for w in writers:
+            w.close(exc)
+        raise
+    for w in writers:
+        w.close()
 
 
 def load_target(
@@ -115,19 +182,21 @@ def fit_layer(
     name: str,
     progress: bool = False,
 ) -> tuple[AttackModel, TrainResult]:
-    """Second shadow pass (normalise -> model transform -> RowFile), then train."""
+    """The layer's shadow feature rows (cached, else one more shadow pass), then train."""
     model = create(config.model.name, shapes={p: shapes[p] for p in params},
                    params=config.model.params, generator=generator)  # fmt: skip
-    feats = D.RowFile(os.path.join(tmp, f"shadow-{name}.bin"), width=model.n_features,
-                      dtype=model.storage_dtype)  # fmt: skip
-    use = posthoc if config.adaptive else None
-    stream = D.stream_raw(store, shadow.runs, params, batch_rows=BATCH_ROWS, posthoc=use,
-                          param_shapes=shapes, seed=config.seed, role=0)  # fmt: skip
-    for _, _, arrays in stream:
-        normed = D.normalise_arrays(arrays, {p: shadow.stats[p] for p in params})
-        feats.append(model.transform(normed))  # [B, F]
-    if feats.n_rows != len(shadow.labels):
-        raise DataError(f"shadow runs {shadow.runs}: rows changed between passes")
+    fkey = inputs.features_key(shadow.key, params, inputs.featurizer(config.model))
+    path = os.path.join(tmp, f"shadow-{name}.bin")
+    feats = inputs.load_features(store, fkey, path)
+    if feats is None:
+        featurize_shadow(store, config, shadow, [(params, config.model)], shapes=shapes,
+                         posthoc=posthoc)  # fmt: skip
+        feats = inputs.load_features(store, fkey, path)
+    if feats.n_rows != len(shadow.labels) or feats.width != model.n_features:
+        raise DataError(
+            f"attack_inputs/key={fkey}: {feats.n_rows} x {feats.width} feature rows, expected "
+            f"{len(shadow.labels)} x {model.n_features} (shadow runs {shadow.runs})"
+        )
     result = train_attack(model, feats, shadow.labels, train_idx=split[0], val_idx=split[1],
                           config=config.model, generator=generator, device=config.device,
                           progress=progress)  # fmt: skip

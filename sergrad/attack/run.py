@@ -74,6 +74,8 @@ def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) ->
     params = [p for ps in groups.values() for p in ps]
 
     shadow = pipeline.load_shadow(store, config, params, shapes=shapes, posthoc=posthoc)
+    jobs = [(ps, config.model) for ps in groups.values()]  # one shadow pass for all layers
+    pipeline.featurize_shadow(store, config, shadow, jobs, shapes=shapes, posthoc=posthoc)
     split = split_by_speaker(shadow.keys.speaker_groups(), shadow.labels,
                              val_fraction=config.model.val_fraction,
                              rng=np.random.default_rng([config.seed, 2]))  # fmt: skip
@@ -99,8 +101,8 @@ def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) ->
             probs[layer] = pipeline.score_layer(model, target.rows[layer], ps, shapes=shapes,
                                                 selections=averaged, device=config.device)  # fmt: skip
             note = (f"train: val_uar={fit.best_val_uar:.3f} best_epoch={fit.best_epoch} "
-                    f"epochs={fit.epochs_run} n_train={fit.n_train} n_val={fit.n_val} "
-                    f"{fit.updates_per_s:.0f} updates/s")  # fmt: skip
+                    f"epochs={fit.epochs_run} stopped={fit.stopped} n_train={fit.n_train} "
+                    f"n_val={fit.n_val} {fit.updates_per_s:.0f} updates/s")  # fmt: skip
             results += _score(ctx, layer, probs[layer], target, sels, scored, note=note,
                               wall=time.perf_counter() - tl, attack=config.model.name)  # fmt: skip
         if config.fusion and len(groups) > 1:

@@ -8,13 +8,19 @@ holds both classes, and each gender keeps at least one speaker for training.
 
 Loop: Adam, mini-batches from a seeded permutation, ReduceLROnPlateau on validation UAR
 (factor 0.5, patience max(1, patience // 2)), early stopping after `patience` epochs without a
-better validation UAR, and the weights of the best epoch restored at the end. Dropout draws
+better validation UAR, an optional time budget (`model.params.max_seconds`: no epoch starts
+after it is spent; the cnn on a CPU), and the weights of the best epoch restored at the end.
+`TrainResult.stopped` says which ended it: "epochs", "patience" or "budget" (a budget makes
+the epoch count depend on the machine: it is recorded in the evaluation's note). On CUDA,
+`model.params.amp` (default true for the cnn) trains and predicts in bfloat16/float16
+autocast with a gradient scaler for float16. Dropout draws
 from torch's global RNG, so each training runs inside `torch.random.fork_rng` seeded from the
 caller's generator: reproducible, and the caller's global RNG state is left untouched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import dataclass
@@ -55,6 +61,29 @@ class TrainResult:
     wall_s: float
     updates_per_s: float  # training throughput: updates / time in read+forward+backward+step
     history: tuple[dict, ...]
+    stopped: str = "epochs"  # epochs | patience | budget
+
+
+def use_amp(model: AttackModel, device: str) -> bool:
+    """Mixed precision: on CUDA only, for models that ask for it (`amp`, default cnn)."""
+    return device.startswith("cuda") and bool(model.train.get("amp", model.name == "cnn"))
+
+
+def _autocast(model: AttackModel, device: str):
+    if not use_amp(model, device):
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=_amp_dtype())
+
+
+def _amp_dtype() -> torch.dtype:
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _to_device(rows: np.ndarray, device: str) -> torch.Tensor:
+    x = torch.from_numpy(rows)
+    if device.startswith("cuda"):
+        return x.pin_memory().to(device, non_blocking=True)
+    return x
 
 
 def predict_proba(
@@ -63,19 +92,19 @@ def predict_proba(
     """P(male) for rows `idx`, eval mode (dropout off, batch-norm running stats)."""
     model.module.eval()
     out = []
-    with torch.no_grad():
+    with torch.no_grad(), _autocast(model, device):
         for s in range(0, len(idx), batch_size):
-            x = torch.from_numpy(rows.read(idx[s : s + batch_size])).to(device)  # [b, F]
-            out.append(torch.softmax(model.module(x), dim=1)[:, 1].double().cpu().numpy())
+            x = _to_device(rows.read(idx[s : s + batch_size]), device)  # [b, F]
+            out.append(torch.softmax(model.module(x).float(), dim=1)[:, 1].double().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
 
 def predict_features(model: AttackModel, feats: np.ndarray, *, device: str) -> np.ndarray:
     """P(male) for in-memory feature rows [B, F]."""
     model.module.eval()
-    with torch.no_grad():
-        x = torch.from_numpy(np.ascontiguousarray(feats, np.float32)).to(device)
-        return torch.softmax(model.module(x), dim=1)[:, 1].double().cpu().numpy()
+    with torch.no_grad(), _autocast(model, device):
+        x = _to_device(np.ascontiguousarray(feats, np.float32), device)
+        return torch.softmax(model.module(x).float(), dim=1)[:, 1].double().cpu().numpy()
 
 
 def train_attack(
@@ -108,6 +137,11 @@ def _train(model, rows, labels, train_idx, val_idx, config, lr, batch_size, devi
         opt, mode="max", factor=0.5, patience=max(1, config.patience // 2)
     )
     loss_fn = nn.CrossEntropyLoss()
+    amp = use_amp(model, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and _amp_dtype() == torch.float16)
+    budget = model.train.get("max_seconds")
+    budget = None if budget is None else float(budget)
+    stopped = "epochs"
     y_all = torch.from_numpy(labels.astype(np.int64))
     best, best_epoch, best_state, stale, history = -np.inf, 0, None, 0, []
     t0, seen, step_s = time.perf_counter(), 0, 0.0
@@ -126,12 +160,14 @@ def _train(model, rows, labels, train_idx, val_idx, config, lr, batch_size, devi
             if len(idx) < 2 and len(perm) > 1:
                 continue  # batch-norm needs 2 rows
             ts = time.perf_counter()
-            x = torch.from_numpy(rows.read(idx)).to(device)  # [b, F]
+            x = _to_device(rows.read(idx), device)  # [b, F]
             y = y_all[idx].to(device)  # [b]
-            loss = loss_fn(module(x), y)
+            with _autocast(model, device):
+                loss = loss_fn(module(x).float(), y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             total += float(loss.detach()) * len(idx)  # float() syncs the device: honest step time
             step_s += time.perf_counter() - ts
             seen += len(idx)
@@ -153,6 +189,10 @@ def _train(model, rows, labels, train_idx, val_idx, config, lr, batch_size, devi
             stale += 1
         sched.step(score)
         if stale >= config.patience:
+            stopped = "patience"
+            break
+        if budget is not None and epoch < config.epochs and time.perf_counter() - t0 >= budget:
+            stopped = "budget"
             break
     if bar is not None:
         bar.close()
@@ -168,4 +208,5 @@ def _train(model, rows, labels, train_idx, val_idx, config, lr, batch_size, devi
         wall_s=wall,
         updates_per_s=seen / step_s if step_s > 0 else float("nan"),
         history=tuple(history),
+        stopped=stopped,
     )

@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--signal", type=float, default=None,
                         help="leak strength (default 0.05 for shift, 0.15 for comovement)")  # fmt: skip
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="training time budget per model (model.params.max_seconds)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
@@ -130,7 +132,8 @@ def bench_model(name: str, args, tmp: str) -> dict:
             moments[p].update(arrays[p])
     stats = {p: (m.mean, m.std()) for p, m in moments.items()}
     gen = torch.Generator().manual_seed(args.seed)
-    model = create(name, shapes=shapes, params={}, generator=gen)
+    params = {} if args.max_seconds is None else {"max_seconds": args.max_seconds}
+    model = create(name, shapes=shapes, params=params, generator=gen)
     rows = D.RowFile(os.path.join(tmp, f"{name}.bin"), width=model.n_features,
                      dtype=model.storage_dtype)  # fmt: skip
     labels = []

@@ -10,6 +10,7 @@ AREAS = {
     "attack": "attack training throughput, memory and UAR (cnn vs fast attacks)",
     "dp": "DP-SGD step time: fast path vs Opacus hooks vs ghost clipping vs non-private",
     "sweep": "sweep engine wall time against the ideal (sum of run times / cores)",
+    "eval": "a sweep's evaluation phase: per-evaluation vs featurize-once, cold and warm",
 }
 
 

@@ -8,10 +8,17 @@ Adam, FedSGD), measures on random in-memory data:
   (one single-threaded process per core, side by side; the sum of their rates);
 - fast/reference ratio per core, achieved GFLOP/s (matmul FLOPs of forward + backward)
   against a measured single-core torch.mm peak, peak extra RSS of the measuring process;
-- harvest with the fast engine: updates/s with harvest off / float32 / float16, bytes per
-  update and the float16 throughput cost.
+- stacked runs (`--stack` runs of the same shape, seeds 0..k-1) in one StackedFastEngine
+  against the same runs one by one, one thread (on a CPU stacking only adds the per-client
+  weight copies; it is meant to fill a GPU);
+- harvest with the fast engine (FedAvg, one training thread; the harvest's background
+  writer thread may use another core): updates/s and process CPU seconds per trained update
+  with harvest off and per harvest option (float32, float16, bfloat16; the reductions: fc1
+  only, every 5th round), stored bytes per harvested update and per trained update, and the
+  cost against harvest off in wall time (throughput) and in CPU time.
 
-Prints markdown tables. Times are wall-clock over whole rounds after one warm-up round.
+Prints markdown tables. Times are wall-clock over whole rounds after one warm-up round. Temp
+harvest folders are deleted.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import argparse
 import multiprocessing as mp
 import os
 import resource
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -30,6 +38,15 @@ SHAPES = {
     "demo": (549, (256, 128), 20, 12, 16),
 }
 ALGOS = ("fedavg", "fedsgd")
+# harvest options: name -> (dtype or None = off, HarvestConfig overrides)
+HARVESTS = {
+    "off": (None, {}),
+    "float32": ("float32", {}),
+    "float16": ("float16", {}),
+    "bfloat16": ("bfloat16", {}),
+    "float16, fc1 only": ("float16", {"params": ("fc1.*",)}),
+    "float16, every 5th round": ("float16", {"rounds": {"every": 5}}),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--procs", type=int, default=os.cpu_count() or 1, help="processes for 'all cores'"
     )
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--stack", type=int, default=4, help="runs stacked in 'stacked'")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        default=["engines", "harvest", "stacked"],
+        choices=["engines", "harvest", "stacked"],
+        help="which tables to measure",
+    )
 
 
 @dataclass(frozen=True)
@@ -96,13 +121,22 @@ def _rss_mb() -> float:
 
 
 def measure(setup: Setup, seconds: float, harvest: str | None = None) -> dict:
-    """Updates/s (and harvest bytes) of one setup, in this process."""
+    """Updates/s (and harvest bytes) of one setup, in this process; `harvest` names an
+    option of HARVESTS (None: no writer at all)."""
+    start_rss = _rss_mb()
+    part, model, algo, params, engine = _build(setup)
+    tmp = tempfile.mkdtemp(prefix="sergrad-bench-")
+    try:
+        return _measure(setup, seconds, harvest, part, model, algo, params, engine, tmp, start_rss)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _measure(setup, seconds, harvest, part, model, algo, params, engine, tmp, start_rss) -> dict:
     import torch
 
     from sergrad.fl.update import ClientUpdate
 
-    start_rss = _rss_mb()
-    part, model, algo, params, engine = _build(setup)
     clients = list(part.clients)
     hw = None
     if harvest is not None:
@@ -110,17 +144,16 @@ def measure(setup: Setup, seconds: float, harvest: str | None = None) -> dict:
         from sergrad.fl.run import harvest_writer
         from sergrad.store import Store
 
-        store = Store(tempfile.mkdtemp(prefix="sergrad-bench-"))
+        dtype, extra = HARVESTS[harvest]
         config = RunConfig(
             model=model,
             algo=algo,
-            harvest=HarvestConfig(
-                enabled=harvest != "off", dtype="float32" if harvest == "off" else harvest
-            ),
+            harvest=HarvestConfig(enabled=dtype is not None, dtype=dtype or "float32", **extra),
         )
-        hw = harvest_writer(store, "bench", part.x.shape[1], config)
+        hw = harvest_writer(Store(tmp), "bench", part.x.shape[1], config)
         hw.__enter__()
-    r, n, t0 = 0, 0, None
+    r, n, t0, c0 = 0, 0, None, None
+    rows0 = 0
     while True:
         r += 1
         results = engine.train_round(params, clients, round=r)
@@ -141,19 +174,25 @@ def measure(setup: Setup, seconds: float, harvest: str | None = None) -> dict:
         if setup.device != "cpu":
             torch.cuda.synchronize()
         if t0 is None:  # first round = warm-up
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
+            rows0 = hw.n_rows if hw is not None else 0
             continue
         n += len(results)
         elapsed = time.perf_counter() - t0
-        if elapsed >= seconds and r >= 3:
+        if elapsed >= seconds and r >= 3 and (r - 1) % 5 == 0:  # whole 5-round cycles
             break
     out = {
         "updates_per_s": n / elapsed,
         "gflops": flops_per_round(part, model, algo) * (r - 1) / elapsed / 1e9,
     }
     if hw is not None:
-        hw.__exit__(None, None, None)
+        hw.__exit__(None, None, None)  # the last row group's write counts as harvest time
+        out["updates_per_s"] = n / (time.perf_counter() - t0)
+        out["cpu_s_per_update"] = (time.process_time() - c0) / n
         out["bytes_per_update"] = hw.bytes_written / max(1, hw.n_rows)
+        out["bytes_per_trained_update"] = (
+            hw.bytes_written * (hw.n_rows - rows0) / max(1, hw.n_rows) / n
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["peak_mb"] = max(0.0, peak - start_rss)
     return out
@@ -199,19 +238,85 @@ def matmul_peak_gflops(seconds: float = 0.5) -> float:
 def main(args: argparse.Namespace) -> int:
     seconds = args.seconds or (0.3 if args.quick else 1.5)
     procs = max(1, args.procs)
+    if "engines" in args.parts:
+        engines_table(args.shapes, seconds, procs, args.device)
+    if "harvest" in args.parts:
+        harvest_table(args.shapes, seconds, args.device)
+    if "stacked" in args.parts:
+        stacked_table(args.shapes, seconds, args.device, args.stack)
+    return 0
+
+
+def stacked_rate(shape: str, algo: str, device: str, runs: int, seconds: float) -> dict:
+    """Updates/s of `runs` runs (seeds 0..runs-1, same data) stacked in one engine, and of the
+    same runs one after another in their own engines (one thread)."""
+    import torch
+
+    from sergrad.fl.fast import FastEngine
+    from sergrad.fl.stacked import StackedFastEngine
+
+    part, model, algo_cfg, params, _ = _build(Setup(shape, algo, "fast", device))
+    alone = [
+        FastEngine(part, model=model, algo=algo_cfg, local=None, seed=s, device=device)
+        for s in range(runs)
+    ]
+    stacked = StackedFastEngine([part] * runs, model=model, algo=algo_cfg, local=None,
+                                seeds=list(range(runs)), device=device)  # fmt: skip
+    clients = list(part.clients)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+    def rate(step) -> float:
+        step(1)  # warm-up
+        sync()
+        r, t0 = 1, time.perf_counter()
+        while True:
+            r += 1
+            step(r)
+            sync()
+            if time.perf_counter() - t0 >= seconds and r >= 3:
+                return (r - 1) * runs * len(clients) / (time.perf_counter() - t0)
+
+    def one_by_one(r):
+        for e in alone:
+            e.train_round(params, clients, round=r)
+
+    return {
+        "alone": rate(one_by_one),
+        "stacked": rate(
+            lambda r: stacked.train_round_runs([params] * runs, [clients] * runs, round=r)
+        ),  # fmt: skip
+    }
+
+
+def stacked_table(shapes: list[str], seconds: float, device: str, runs: int) -> None:
+    print(
+        f"\n| shape | algo | {runs} runs one by one, updates/s | stacked, updates/s | stacked / alone |"
+    )
+    print("|---|---|---:|---:|---:|")
+    for shape in shapes:
+        for algo in ALGOS:
+            ctx = mp.get_context("fork")
+            with ctx.Pool(1) as pool:
+                got = pool.apply(stacked_rate, (shape, algo, device, runs, seconds))
+            print(f"| {shape} | {algo} | {got['alone']:.0f} | {got['stacked']:.0f} | "
+                  f"{got['stacked'] / got['alone']:.2f}x |", flush=True)  # fmt: skip
+
+
+def engines_table(shapes: list[str], seconds: float, procs: int, device: str) -> None:
     peak = in_processes_peak(seconds)
     print(f"single-core torch.mm peak: {peak:.1f} GFLOP/s; {procs} process(es) for 'all cores'\n")
     print(
-        "| shape | algo | engine | updates/s 1 core | updates/s all cores | GFLOP/s (1 core) | % of mm peak | peak extra RSS MB | fast/ref per core |"
+        "| shape | algo | engine | updates/s 1 core | updates/s all cores | GFLOP/s (1 core) "
+        "| % of mm peak | peak extra RSS MB | fast/ref per core |"
     )
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
-    for shape in args.shapes:
+    for shape in shapes:
         for algo in ALGOS:
             rates = {}
             for engine in ("reference", "fast"):
-                setup = Setup(shape, algo, engine, args.device)
+                setup = Setup(shape, algo, engine, device)
                 one = in_processes(setup, seconds, procs=1)[0]
-                many = in_processes(setup, seconds, procs=procs) if args.device == "cpu" else [one]
+                many = in_processes(setup, seconds, procs=procs) if device == "cpu" else [one]
                 rates[engine] = one["updates_per_s"]
                 ratio = f"{rates['fast'] / rates['reference']:.1f}x" if engine == "fast" else ""
                 print(
@@ -220,24 +325,33 @@ def main(args: argparse.Namespace) -> int:
                     f"{100 * one['gflops'] / peak:.0f}% | {one['peak_mb']:.0f} | {ratio} |",
                     flush=True,
                 )
+
+
+def harvest_table(shapes: list[str], seconds: float, device: str) -> None:
+    """Harvest options against harvest off, each measured twice interleaved (best kept)."""
     print(
-        "\n| shape | harvest | updates/s (fast, FedAvg, 1 core) | bytes/update | cost vs off | bytes vs float32 |"
+        "\n| shape | harvest | updates/s (fast, FedAvg) | CPU ms/update | bytes/harvested update "
+        "| bytes/trained update | wall cost vs off | CPU cost vs off |"
     )
-    print("|---|---|---:|---:|---:|---:|")
-    for shape in args.shapes:
-        res = {}
-        for mode in ("off", "float32", "float16"):
-            res[mode] = in_processes(
-                Setup(shape, "fedavg", "fast", args.device), seconds, procs=1, harvest=mode
-            )[0]
-            cost = 1 - res[mode]["updates_per_s"] / res["off"]["updates_per_s"]
-            b = res[mode].get("bytes_per_update", 0.0)
-            rel = f"{b / res['float32']['bytes_per_update']:.2f}x" if mode != "off" else ""
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for shape in shapes:
+        setup = Setup(shape, "fedavg", "fast", device)
+        res: dict[str, dict] = {}
+        for _ in range(2):  # interleaved repeats: a loaded machine slows all options alike
+            for mode in HARVESTS:
+                got = in_processes(setup, seconds, procs=1, harvest=mode)[0]
+                if mode not in res or got["updates_per_s"] > res[mode]["updates_per_s"]:
+                    res[mode] = got
+        off = res["off"]
+        for mode, m in res.items():
+            wall = 1 - m["updates_per_s"] / off["updates_per_s"]
+            cpu = m["cpu_s_per_update"] / off["cpu_s_per_update"] - 1
             print(
-                f"| {shape} | {mode} | {res[mode]['updates_per_s']:.0f} | {b:.0f} | {100 * cost:.0f}% | {rel} |",
+                f"| {shape} | {mode} | {m['updates_per_s']:.0f} | "
+                f"{1e3 * m['cpu_s_per_update']:.2f} | {m['bytes_per_update']:.0f} | "
+                f"{m['bytes_per_trained_update']:.0f} | {100 * wall:.0f}% | {100 * cpu:.0f}% |",
                 flush=True,
             )
-    return 0
 
 
 def in_processes_peak(seconds: float) -> float:

@@ -68,11 +68,12 @@ class FastEngine:
 
     # --- buffers -------------------------------------------------------------------------
     def _stacked(
-        self, params: dict[str, torch.Tensor], c: int
+        self, params: dict[str, torch.Tensor], c: int, per_client: dict | None = None
     ) -> dict[str, dict[str, torch.Tensor]]:
         """Views [c, ...] of the preallocated param / grad / optimiser-state buffers.
 
-        FedAvg: params copied in, optimiser state zeroed. FedSGD needs only gradients.
+        FedAvg: params (or each client's own `per_client` [c, ...] start) copied in, optimiser
+        state zeroed. FedSGD needs only gradients.
         """
         roles = "g" if self.algo.name == "fedsgd" else "pgmvt"
         if c > self._cap:
@@ -85,7 +86,8 @@ class FastEngine:
         views = {r: {k: self._buffers[f"{r}:{k}"][:c] for k in params} for r in roles}
         if "p" in views:
             for k, v in params.items():
-                views["p"][k].copy_(v.unsqueeze(0).expand_as(views["p"][k]))
+                start = v.unsqueeze(0).expand_as(views["p"][k]) if per_client is None else None
+                views["p"][k].copy_(per_client[k] if start is None else start)
                 views["m"][k].zero_()
                 views["v"][k].zero_()
         return views
@@ -106,8 +108,8 @@ class FastEngine:
             cohort = clients[start : start + self.max_cohort]
             slots = {k: v[start : start + len(cohort)] for k, v in self._out.items()}
             for res in self._train_cohort(params, cohort, round=round, slots=slots):
-                out[res.client.client_id] = res
-        return [out[c.client_id] for c in clients]
+                out[id(res.client)] = res  # by object: ids repeat across stacked runs
+        return [out[id(c)] for c in clients]
 
     def _train_cohort(
         self, params: dict[str, torch.Tensor], clients: Sequence[Client], *, round: int, slots
@@ -118,17 +120,18 @@ class FastEngine:
                 c.n_train,
                 algo=a,
                 local=self.local,
-                generator=generator(self.seed, "batches", round, c.client_id),
+                generator=generator(self._seed(c), "batches", round, c.client_id),
             )
             for c in clients
         ]
         order = sorted(range(len(clients)), key=lambda i: -len(scheds[i]))
         clients = [clients[i] for i in order]
         scheds = [scheds[i] for i in order]
-        drop_g = [generator(self.seed, "dropout", round, c.client_id) for c in clients]
-        noise_g = [generator(self.seed, "dpsgd", round, c.client_id) for c in clients]
+        drop_g = [generator(self._seed(c), "dropout", round, c.client_id) for c in clients]
+        noise_g = [generator(self._seed(c), "dpsgd", round, c.client_id) for c in clients]
         n_steps = [len(s) for s in scheds]
-        views = self._stacked(params, len(clients))
+        own = self._client_params(clients)  # None: every client starts from `params`
+        views = self._stacked(params, len(clients), own)
         P, G = views.get("p"), views["g"]
         loss_sum = torch.zeros(len(clients), dtype=torch.float64)
         loss_n = torch.zeros(len(clients), dtype=torch.float64)
@@ -145,7 +148,10 @@ class FastEngine:
             masks = self._dropout_masks(drop_g[:act], sizes, bmax)
             idx, valid = idx.to(self.device), valid.to(self.device)
             # step 0: every client still holds the global model -> unstacked [out, in] weights
-            pa = params if t == 0 else {k: P[k][:act] for k in PARAM_NAMES}
+            if t > 0:
+                pa = {k: P[k][:act] for k in PARAM_NAMES}
+            else:
+                pa = params if own is None else {k: own[k][:act] for k in PARAM_NAMES}
             ga = {k: G[k][:act] for k in PARAM_NAMES}
             losses = self._grad(
                 pa, ga, idx, valid, masks, sizes=sizes, clients=clients[:act], noise_g=noise_g[:act]
@@ -155,7 +161,7 @@ class FastEngine:
             loss_n[:act] += nonempty
             if a.name == "fedavg":
                 self._optimizer_step(views, act, step=t + 1)
-        shared = self._shared(params, views, n_steps, out=slots)
+        shared = self._shared(params if own is None else own, views, n_steps, out=slots)
         return [
             LocalResult(
                 client=c,
@@ -167,8 +173,17 @@ class FastEngine:
             for i, c in enumerate(clients)
         ]
 
+    def _seed(self, client: Client) -> int:
+        """The run seed of a client's generators (one run here; see sergrad.fl.stacked)."""
+        return self.seed
+
+    def _client_params(self, clients: Sequence[Client]) -> dict[str, torch.Tensor] | None:
+        """Each client's starting global parameters [C, ...], or None when all share them."""
+        return None
+
     def _shared(self, params, views, n_steps: list[int], *, out) -> dict[str, torch.Tensor]:
-        """What each client shares, stacked [C, ...] into `out` (see engine.shared_tensors)."""
+        """What each client shares, stacked [C, ...] into `out` (see engine.shared_tensors);
+        `params` are the global parameters, shared or [C, ...] per client."""
         if self.kind == "gradient":
             return {k: out[k].copy_(g) for k, g in views["g"].items()}
         if self.kind == "delta":
@@ -245,11 +260,13 @@ class FastEngine:
     def _add_noise(self, ga, *, clients, noise_g) -> None:
         """Opacus order: per client, N(0, (sigma C)^2) per parameter in PARAM_NAMES order."""
         std = self.local.noise_multiplier * self.local.per_example_clip
+        if not hasattr(self, "_noise"):  # one reused CPU buffer per parameter
+            self._noise = {k: torch.empty(ga[k].shape[1:]) for k in PARAM_NAMES}
         for i, (c, g) in enumerate(zip(clients, noise_g)):
             for k in PARAM_NAMES:
-                if std > 0:
-                    noise = torch.normal(0.0, std, size=tuple(ga[k].shape[1:]), generator=g)
-                    ga[k][i].add_(noise.to(self.device))
+                if std > 0:  # = torch.normal(0, std, size, generator=g), without allocating
+                    noise = self._noise[k].normal_(0.0, std, generator=g)
+                    ga[k][i].add_(noise.to(self.device, non_blocking=True))
                 ga[k][i].div_(expected_batch_size(c.n_train, self.algo))
 
     @staticmethod

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from sergrad.fl.harvest_format import (
     DTYPES,
+    ENCODING,
     RoundSelection,
     decode,
+    decode_value,
     select_params,
     update_bytes_per_row,
 )
@@ -26,11 +28,13 @@ from sergrad.fl.harvest_write import HarvestWriter
 
 __all__ = [
     "DTYPES",
+    "ENCODING",
     "HarvestWriter",
     "RoundSelection",
     "UpdateBatch",
     "UpdateMeta",
     "decode",
+    "decode_value",
     "iter_update_batches",
     "read_update_keys",
     "read_update_meta",

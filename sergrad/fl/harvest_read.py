@@ -11,12 +11,12 @@ filled, so memory is one output batch plus a few steps, whatever the row-group s
 
 For a whole-store scan with polars: `pl.scan_parquet(root / "updates",
 hive_partitioning=True, hive_schema={"run_id": pl.String})` (pin run_id to a string: polars
-infers an all-digit id as an integer). pyarrow: `store.dataset("updates")`. Such whole-store
-scans of parameter columns are only meaningful across runs with the same harvest dtype and
-shapes: pyarrow silently casts other files to the first file's type (bfloat16 bit patterns
-would become garbage floats) and polars refuses a float16/float32 mix. Key columns scan
-fine across all runs; for parameter values use `iter_update_batches`, which decodes each
-file by its own dtype.
+infers an all-digit id as an integer); pyarrow: `store.dataset("updates")`; DuckDB:
+`read_parquet('updates/*/*.parquet', hive_partitioning=true)`. Parameter columns come back as
+binary values (one per update, see `harvest_format`); `harvest_format.decode_value(value,
+dtype)` turns one into float32 with the file's `sergrad.dtype`. Key columns scan fine
+across all runs; for parameter values `iter_update_batches` decodes each file by its own
+dtype and encoding (the current binary values and the older list<float> columns).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class UpdateMeta:
     param_names: list[str]  # harvested parameters, in model order
     param_shapes: dict[str, tuple[int, ...]]
     dtype: str  # float32 | float16 | bfloat16
+    encoding: str  # "bss1" (binary values) | "list" (older files: fixed-size list columns)
     config: dict  # the resolved run config
     n_rows: int
     versions: dict = field(default_factory=dict)
@@ -92,15 +93,22 @@ def _meta(pf: pq.ParquetFile, run_id: str) -> UpdateMeta:
         names = json.loads(md[schema.META_PARAM_NAMES])
         shapes = json.loads(md[schema.META_PARAM_SHAPES])
         dtype = md[schema.META_DTYPE].decode()
+        encoding = md.get(fmt.META_ENCODING, b"list").decode()
         config = json.loads(md[schema.META_CONFIG])
         vers = json.loads(md.get(schema.META_VERSIONS, b"{}"))
     except (KeyError, ValueError) as exc:
         raise StoreError(f"updates of run {run_id!r}: missing or bad metadata ({exc})") from exc
+    if encoding not in (fmt.ENCODING, "list") or dtype not in fmt.DTYPES:
+        raise StoreError(
+            f"updates of run {run_id!r}: unknown encoding {encoding!r} or dtype {dtype!r} "
+            f"(this sergrad reads {fmt.ENCODING!r} and 'list' of {', '.join(fmt.DTYPES)})"
+        )
     return UpdateMeta(
         run_id=run_id,
         param_names=list(names),
         param_shapes={n: tuple(shapes[n]) for n in names},
         dtype=dtype,
+        encoding=encoding,
         config=config,
         n_rows=pf.metadata.num_rows,
         versions=vers,
@@ -179,7 +187,8 @@ def iter_update_batches(
             take = min(size - filled, table.num_rows - pos)
             part = table.slice(pos, take)
             for n in names:  # decode straight into the batch being filled
-                _decode_into(part[n], meta.dtype, sizes[n], out[n][filled : filled + take])
+                _decode_into(part[n], meta.dtype, sizes[n], out[n][filled : filled + take],
+                             where=f"updates of run {run_id!r}, {n}")  # fmt: skip
             keys.append(part.select(KEY_NAMES))
             filled, pos, remaining = filled + take, pos + take, remaining - take
             if filled == size:
@@ -204,10 +213,25 @@ def _row_groups(pf: pq.ParquetFile, wanted: pa.Array | None) -> list[int]:
     return keep
 
 
-def _decode_into(col: pa.ChunkedArray, dtype: str, size: int, out: np.ndarray) -> None:
-    """Fixed-size-list column (stored dtype) -> float32 rows of `out` [rows, size], one pass."""
+def _decode_into(
+    col: pa.ChunkedArray, dtype: str, size: int, out: np.ndarray, *, where: str
+) -> None:
+    """A parameter column (binary values or fixed-size lists) -> float32 rows of `out`."""
     row = 0
+    item = fmt.ITEM_BYTES[dtype]
     for c in col.chunks:
-        stored = c.flatten().to_numpy(zero_copy_only=False).reshape(len(c), size)
-        fmt.decode_into(stored, dtype, out[row : row + len(c)])
-        row += len(c)
+        n = len(c)
+        if pa.types.is_fixed_size_list(c.type):  # files written before the binary encoding
+            stored = c.flatten().to_numpy(zero_copy_only=False).reshape(n, size)
+            fmt.decode_into(stored, dtype, out[row : row + n])
+            row += n
+            continue
+        if not pa.types.is_binary(c.type) or c.null_count:
+            raise StoreError(f"{where}: expected non-null binary values, found {c.type}")
+        offsets_buf, data_buf = c.buffers()[1:3]
+        offsets = np.frombuffer(offsets_buf, np.int32)[c.offset : c.offset + n + 1]
+        if np.any(np.diff(offsets) != item * size):
+            raise StoreError(f"{where}: a value is not {size} x {item} bytes ({dtype})")
+        data = np.frombuffer(data_buf, np.uint8)[offsets[0] : offsets[-1]]
+        fmt.decode_planes_into(data.reshape(n, item, size), dtype, out[row : row + n])
+        row += n

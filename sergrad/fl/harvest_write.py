@@ -1,11 +1,12 @@
 """HarvestWriter: stream the server's view of every client update into one Parquet file.
 
 Rows are buffered `harvest.rows_per_group` at a time (capped at MAX_GROUP_ELEMENTS values per
-group, e.g. 16 rows of the paper's 256x988 fc1) and flushed as one row group. Parquet encoding
-and compression (most of the harvest's cost) run in one background thread (pyarrow releases
-the GIL), overlapping the next rows' training: two row-group buffers alternate, and a flush
-first waits for the previous group's write, so memory is bounded by two row groups (buffers)
-plus one group's encoding (~9-17 bytes per value) however many rounds run. An error in the
+group, e.g. 16 rows of the paper's 256x988 fc1) and flushed as one row group. The byte-stream
+split (`harvest_format.to_blobs`) and the Parquet write with zstd (most of the harvest's
+cost) run in one background thread (numpy and pyarrow release the GIL), overlapping the next
+rows' training: two row-group buffers alternate, and a flush first waits for the previous
+group's write, so memory is bounded by two row groups (buffers) plus one group's split copy
+and compressed pages (~2-3 bytes per stored byte) however many rounds run. An error in the
 background write is raised by the next `add` or at the end of the `with` block. The file is
 written under the store's `_tmp/` and published on a clean exit of the `with` block; on an
 exception (in the block or in a background write) nothing is visible. torch is imported
@@ -96,6 +97,9 @@ class HarvestWriter:
         self._cm: contextlib.AbstractContextManager | None = None
         self._pq = None
 
+    def _max_value_bytes(self) -> int:
+        return max([1] + [k * fmt.ITEM_BYTES[self.dtype] for k in self.numel.values()])
+
     def _schema(self, config: Any) -> pa.Schema:
         fields = list(schema.UPDATE_KEYS) + [
             pa.field(n, fmt.column_type(self.dtype, self.numel[n])) for n in self.params
@@ -104,6 +108,7 @@ class HarvestWriter:
             schema.META_PARAM_NAMES: json.dumps(self.params),
             schema.META_PARAM_SHAPES: json.dumps({n: list(s) for n, s in self.shapes.items()}),
             schema.META_DTYPE: self.dtype,
+            fmt.META_ENCODING: fmt.ENCODING,
             schema.META_CONFIG: canonical_json(config),
             schema.META_VERSIONS: json.dumps(versions(), sort_keys=True),
         }
@@ -123,7 +128,7 @@ class HarvestWriter:
                 self.schema,
                 partition=(fmt.PARTITION, self.run_id),
                 name=fmt.FILE_NAME,
-                options=fmt.WRITER_OPTIONS,
+                options=fmt.writer_options(self._max_value_bytes()),
             )
             self._pq = self._cm.__enter__()
             if self.background:
@@ -245,19 +250,21 @@ class HarvestWriter:
         n_rows = len(self._keys["round"])
         if not n_rows:
             return
-        cols = [pa.array(self._keys[f.name], type=f.type) for f in schema.UPDATE_KEYS]
-        bufs = self._bufs[self._cur]
-        for n in self.params:
-            flat = bufs[n][:n_rows].reshape(-1)  # [rows * numel], zero-copy view
-            cols.append(pa.FixedSizeListArray.from_arrays(pa.array(flat), self.numel[n]))
-        batch = pa.RecordBatch.from_arrays(cols, schema=self.schema)
+        keys = [pa.array(self._keys[f.name], type=f.type) for f in schema.UPDATE_KEYS]
+        rows = [self._bufs[self._cur][n][:n_rows] for n in self.params]  # views
         self._clear()
         if self._pool is None:
-            self._pq.write_batch(batch, row_group_size=n_rows)  # encodes; buffers reusable
+            self._write(keys, rows)  # splits and encodes; buffers reusable after it
             return
         self._wait()  # the previous group is written: its buffers are free for the next rows
-        self._pending = self._pool.submit(self._pq.write_batch, batch, row_group_size=n_rows)
+        self._pending = self._pool.submit(self._write, keys, rows)
         self._cur = 1 - self._cur
+
+    def _write(self, keys: list[pa.Array], rows: list[np.ndarray]) -> None:
+        """Split each parameter's rows into binary values and write one row group."""
+        cols = keys + [fmt.to_blobs(r) for r in rows]
+        batch = pa.RecordBatch.from_arrays(cols, schema=self.schema)
+        self._pq.write_batch(batch, row_group_size=batch.num_rows)
 
     def _clear(self) -> None:
         for v in self._keys.values():

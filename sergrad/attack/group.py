@@ -1,0 +1,48 @@
+"""Evaluations grouped by shadow set: every attack input they need, built in one pass.
+
+The API a sweep's job runner calls for a group of evaluations (e.g. all evaluations of one
+target, or of one shadow set) before running them:
+
+    from sergrad.attack.group import prepare_attack_inputs
+    prepare_attack_inputs(store, configs)          # moments + all featurizers, shadow read 2x
+    rows = [run_attack(c, store) for c in configs]  # each reads only its target harvest
+
+`prepare_attack_inputs` groups the configs by shadow set (their moments key), computes the
+moments once per set, then every (layer, featurizer) the set's evaluations need in ONE more
+pass over its harvest (one per layer when the attacker mimics a post-hoc defense), and
+stores them in `attack_inputs/` (sergrad.attack.inputs). `run_attack` then finds them there.
+Without this call the cache still works, but each new featurizer costs one more pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sergrad.attack import inputs, pipeline, source
+from sergrad.attack.config import AttackConfig
+from sergrad.attack.run import _posthoc, _validate
+from sergrad.store import Store
+
+
+def prepare_attack_inputs(store: Store, configs: Sequence[AttackConfig]) -> dict[str, int]:
+    """Build the shadow inputs of `configs`; returns {moments key: featurizing passes made}."""
+    groups: dict[str, list[tuple[AttackConfig, dict, dict]]] = {}
+    for config in configs:
+        _validate(config)
+        metas = [source.run_meta(store, config.target_run, role="target")]
+        metas += [source.run_meta(store, r, role="shadow") for r in config.shadow_runs]
+        layers = source.check_compatible(metas, config.layers)
+        shapes = {p: tuple(metas[0].param_shapes[p]) for ps in layers.values() for p in ps}
+        params = [p for ps in layers.values() for p in ps]
+        key = inputs.moments_key(config, params, batch_rows=pipeline.BATCH_ROWS)
+        groups.setdefault(key, []).append((config, layers, shapes))
+    passes = {}
+    for key, members in groups.items():
+        config, layers, shapes = members[0]
+        params = [p for ps in layers.values() for p in ps]
+        posthoc = _posthoc(config)[0]
+        shadow = pipeline.load_shadow(store, config, params, shapes=shapes, posthoc=posthoc)
+        jobs = [(ps, c.model) for c, lay, _ in members for ps in lay.values()]
+        passes[key] = pipeline.featurize_shadow(store, config, shadow, jobs, shapes=shapes,
+                                                posthoc=posthoc)  # fmt: skip
+    return passes

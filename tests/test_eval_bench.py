@@ -1,0 +1,26 @@
+"""`sergrad bench eval` pieces: the three phases read the shadow harvest as they claim."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+
+import torch
+
+from sergrad.bench import eval as bench_eval
+
+
+def test_phases_read_the_shadow_harvest_per_evaluation_or_once(tmp_path):
+    torch.set_num_threads(1)
+    args = argparse.Namespace(models=["logreg_stats"], posthoc=[0.0, 0.5], epochs=1)
+    store, shadows, targets = bench_eval.build_store(
+        str(tmp_path), shapes=bench_eval.QUICK, shadows=2, targets=2, rounds=3
+    )
+    configs = bench_eval.grid(args, shadows, targets)
+    assert len(configs) == 4
+    _, per_eval = bench_eval.run_phase(store, configs, clear_each=True)
+    assert all(per_eval[s] == 2 * len(configs) for s in shadows)  # moments + features, each
+    for table in ("attacks", "predictions", "attack_inputs"):
+        shutil.rmtree(store.path(table))
+    _, cold = bench_eval.run_phase(store, configs, clear_each=False)
+    assert all(cold[s] == 2 for s in shadows) and all(cold[t] == 2 for t in targets)
