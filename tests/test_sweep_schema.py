@@ -25,8 +25,14 @@ features: [{{name: prosody}}]
 
 
 def write(tmp_path, body: str, name="s.yaml"):
+    """BASE + body; a top-level key of body replaces BASE's line (no duplicate keys)."""
+    body = textwrap.dedent(body)
+    keys = {line.split(":")[0] for line in body.splitlines() if line[:1].isalpha()}
+    base = "".join(
+        line for line in BASE.splitlines(keepends=True) if line.split(":")[0] not in keys
+    )
     p = tmp_path / name
-    p.write_text(BASE.format(store=tmp_path / "store") + textwrap.dedent(body))
+    p.write_text(base.format(store=tmp_path / "store") + body)
     return p
 
 
