@@ -123,9 +123,18 @@ def scan(
         if not _has_files(store_uri, table):
             return empty_frame(table)
     file_schema = {k: v for k, v in polars_schema(table).items() if k != partition}
+    source: str | list[str] = table_glob(store_uri, table)
+    if not is_remote(store_uri):  # skip (and name) unreadable files instead of failing
+        from sergrad.store import readable_table_files
+
+        good, skipped = readable_table_files(store_uri, table)
+        if skipped:
+            if not good:
+                return empty_frame(table)
+            source = good
     try:
         lf = pl.scan_parquet(
-            table_glob(store_uri, table),
+            source,
             hive_partitioning=True,
             hive_schema={partition: pl.String()},
             schema=file_schema,

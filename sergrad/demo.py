@@ -74,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
     if args.inputs_only:
         return 0
     say(f"sweep {sweep.name}: {len(plan.runs)} FL runs, {len(plan.evals)} attack evaluations")
-    progress = run_sweep(
+    result = run_sweep(
         sweep,
         store_uri=store_uri,
         options=options_for(sweep, address=None, max_concurrent=None),
@@ -84,10 +84,12 @@ def main(args: argparse.Namespace) -> int:
 
     report = write_report(store_uri, out / "report")
     print(
-        f"\n[demo] runs {progress.runs_done}/{progress.runs_total}, "
-        f"evaluations {progress.evals_done}/{progress.evals_total}, failed {progress.failed}, "
-        f"{(time.time() - start) / 60:.1f} min"
+        f"\n[demo] runs {result.oks['runs']}/{result.totals['runs']} ok, "
+        f"evaluations {result.oks['evals']}/{result.totals['evals']} ok, "
+        f"not ok {len(result.problems)}, {(time.time() - start) / 60:.1f} min"
     )
+    for line in result.problem_lines():
+        print(line)
     print(f"[demo] results store: {store_uri}")
     print(f"[demo] report: {report}")
-    return 0 if progress.failed == 0 else 1
+    return result.exit_code()

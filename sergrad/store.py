@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,13 +33,48 @@ import pyarrow.parquet as pq
 from sergrad.errors import StoreError
 
 TMP_DIR = "_tmp"
+QUARANTINE_DIR = "_quarantine"
 PARQUET_OPTIONS = {"compression": "zstd"}
+log = logging.getLogger(__name__)
+
+
+STORE_REF = "store:"  # prefix of a path inside the store, in configs (no store location)
+
+
+def join_uri(store_uri: str, rel: str) -> str:
+    """`s3://b/p?endpoint_override=x` + `a/b` -> `s3://b/p/a/b?endpoint_override=x`.
+
+    >>> join_uri("s3://b/p?scheme=http", "inputs/x.parquet")
+    's3://b/p/inputs/x.parquet?scheme=http'
+    """
+    if "://" not in store_uri:
+        return str(Path(store_uri).resolve() / rel)
+    base, _, query = store_uri.partition("?")
+    return f"{base.rstrip('/')}/{rel}" + (f"?{query}" if query else "")
+
+
+def absolute_uri(uri: str | os.PathLike) -> str:
+    """A local store path made absolute against the current directory; URIs unchanged.
+
+    Ray Tune runs each trial in its own working directory, so a relative path must be
+    resolved where the user typed it (the driver), never in a worker.
+
+    >>> absolute_uri("s3://b/p?endpoint_override=x")
+    's3://b/p?endpoint_override=x'
+    >>> absolute_uri("out/small") == str(Path.cwd() / "out" / "small")
+    True
+    """
+    uri = str(uri)
+    if "://" in uri:
+        return uri
+    return str(Path(uri).expanduser().resolve())
 
 
 class Store:
     """A results root. `uri` is a local path or a pyarrow.fs URI (s3://bucket/prefix?...)."""
 
-    def __init__(self, uri: str | os.PathLike) -> None:
+    def __init__(self, uri: str | os.PathLike, *, create: bool = True) -> None:
+        """`create=False`: the store must exist already (readers: a typo creates nothing)."""
         self.uri = str(uri)
         try:
             if "://" in self.uri:
@@ -45,8 +82,13 @@ class Store:
             else:
                 self.fs, root = pafs.LocalFileSystem(), str(Path(self.uri).resolve())
             self.root = root.rstrip("/")
-            self.fs.create_dir(self.root, recursive=True)
+            if create:
+                self.fs.create_dir(self.root, recursive=True)
+            elif self.fs.get_file_info(self.root).type != pafs.FileType.Directory:
+                raise StoreError(f"no store at {self.uri!r} (no such directory)")
         except (OSError, pa.ArrowException) as exc:
+            if isinstance(exc, StoreError):
+                raise
             raise StoreError(f"cannot open store {self.uri!r}: {exc}") from exc
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
 
@@ -56,6 +98,13 @@ class Store:
     # --- paths -------------------------------------------------------------------------
     def path(self, *parts: str) -> str:
         return "/".join([self.root, *[p.strip("/") for p in parts if p]])
+
+    def uri_of(self, ref: str) -> str:
+        """A `store:rel/path` reference (or a plain path) as a readable URI / absolute path."""
+        if not ref.startswith(STORE_REF):
+            return ref
+        rel = ref[len(STORE_REF) :]
+        return self.path(rel) if self.is_local else join_uri(self.uri, rel)
 
     def table_dir(self, table: str, partition: tuple[str, str] | None = None) -> str:
         if partition is None:
@@ -168,11 +217,63 @@ class Store:
         )
 
     def read(self, table: str, *, columns: list[str] | None = None, filter=None) -> pa.Table:
-        """Whole table (all partitions) as one pyarrow Table; empty table if none written."""
+        """Whole table (all partitions) as one pyarrow Table; empty table if none written.
+
+        An unreadable file (truncated, not Parquet) is skipped with a warning naming it, so
+        one bad file never hides the rest; its job counts as not done and is run again.
+        """
         dset = self.dataset(table)
         if dset is None:
             return pa.table({})
-        return dset.to_table(columns=columns, filter=filter)
+        try:
+            return dset.to_table(columns=columns, filter=filter)
+        except (OSError, pa.ArrowException):
+            good = [p for p in self.files(table) if self.readable(p, warn=True)]
+        if not good:
+            return pa.table({})
+        return ds.dataset(
+            good,
+            filesystem=self.fs,
+            format="parquet",
+            partitioning="hive",
+            partition_base_dir=self.path(table),
+        ).to_table(columns=columns, filter=filter)
+
+    def readable(self, path: str, *, warn: bool = False) -> bool:
+        """Whether `path` is a complete Parquet file (its footer parses)."""
+        try:
+            with self.fs.open_input_file(path) as f:
+                pq.read_metadata(f)
+            return True
+        except (OSError, pa.ArrowException) as exc:
+            if warn:
+                log.warning("skipping unreadable file %s: %s", path, exc)
+            return False
+
+    def quarantine(self, path: str) -> str:
+        """Move an unreadable file out of its table to `_quarantine/` (kept for inspection)."""
+        rel = path[len(self.root) + 1 :] if path.startswith(self.root + "/") else path
+        dest = self.path(QUARANTINE_DIR, f"{int(time.time())}-{rel.replace('/', '~')}")
+        self.fs.create_dir(self.path(QUARANTINE_DIR), recursive=True)
+        self.fs.move(path, dest)
+        log.warning("moved unreadable file %s to %s", path, dest)
+        return dest
+
+    def clean_tmp(self, *, older_than_s: float, prefix: str = "") -> int:
+        """Delete `_tmp/` entries older than `older_than_s` (left by killed writers)."""
+        base = self.path(TMP_DIR)
+        if not self.exists_path(base):
+            return 0
+        now, removed = time.time(), 0
+        for info in self.fs.get_file_info(pafs.FileSelector(base, recursive=False)):
+            if info.type != pafs.FileType.File or prefix not in info.base_name:
+                continue
+            mtime = info.mtime.timestamp() if info.mtime is not None else now
+            if now - mtime > older_than_s:
+                with contextlib.suppress(OSError):
+                    self.fs.delete_file(info.path)
+                    removed += 1
+        return removed
 
     def partition_values(self, table: str) -> list[str]:
         """Values of the partition key present for `table` (e.g. the run ids in updates/)."""
@@ -184,6 +285,15 @@ class Store:
 
     def open_input(self, path: str):
         return self.fs.open_input_file(path)
+
+
+def readable_table_files(uri: str | os.PathLike, table: str) -> tuple[list[str], bool]:
+    """(readable Parquet files of `table`, whether any was skipped) in a local store; each
+    unreadable file is named in a warning. For readers (polars, DuckDB) given a file list."""
+    store = Store(uri, create=False)
+    files = store.files(table)
+    good = [p for p in files if store.readable(p, warn=True)]
+    return good, len(good) != len(files)
 
 
 def _safe(value: str) -> str:

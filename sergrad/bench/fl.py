@@ -99,7 +99,7 @@ def measure(setup: Setup, seconds: float, harvest: str | None = None) -> dict:
     """Updates/s (and harvest bytes) of one setup, in this process."""
     import torch
 
-    from sergrad.fl.update import ClientUpdate
+    from sergrad.fl.update import ClientContext, ClientUpdate
 
     start_rss = _rss_mb()
     part, model, algo, params, engine = _build(setup)
@@ -132,11 +132,11 @@ def measure(setup: Setup, seconds: float, harvest: str | None = None) -> dict:
                         round=r,
                         client_id=c.client_id,
                         speaker_id=c.speaker_id,
-                        gender=c.gender,
                         n_samples=c.n_train,
                         kind="gradient",
                         tensors=res.tensors,
-                    )
+                    ),
+                    ClientContext(c.client_id, c.speaker_id, c.gender),
                 )
         if setup.device != "cpu":
             torch.cuda.synchronize()

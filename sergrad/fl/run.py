@@ -11,6 +11,7 @@ over every validation utterance, so a client weighs by its number of validation 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from sergrad.config import apply_overrides, canonical_json, from_dict, load_yaml
-from sergrad.fl.config import RunConfig, run_id
+from sergrad.fl.config import DataConfig, RunConfig, run_id
 from sergrad.fl.data import Dataset, load_dataset
 from sergrad.fl.engine import Engine, create_engine
 from sergrad.fl.metrics import accuracy, uar
@@ -28,7 +29,7 @@ from sergrad.fl.model import PARAM_NAMES, init_params, param_shapes, predict
 from sergrad.fl.partition import Partition, partition
 from sergrad.fl.schedule import generator, sample_clients, share_kind
 from sergrad.fl.server import aggregate, check_finite, server_step
-from sergrad.fl.update import ClientUpdate, Defense, LocalTraining
+from sergrad.fl.update import ClientContext, ClientUpdate, Defense, LocalTraining
 
 Progress = Callable[[int, int, float | None], None]  # (round, rounds, val_uar)
 
@@ -58,7 +59,7 @@ def run_fl(
     if done is not None and done.get("status") == "ok":
         return done
     start = time.perf_counter()
-    ds = dataset if dataset is not None else load_dataset(config.data)
+    ds = dataset if dataset is not None else load_dataset(inputs_in(config.data, store))
     part = partition(ds, config.data, seed=config.seed)
     defenses = build_defenses(config, part)
     params = {
@@ -79,6 +80,16 @@ def run_fl(
     write_rounds(store, rid, trace.rounds)
     write_run_row(store, rows, corpus="+".join(ds.corpora))
     return {**rows, "corpus": "+".join(ds.corpora)}
+
+
+def inputs_in(data: DataConfig, store) -> DataConfig:
+    """`store:` references of a sweep's run config resolved against `store` (its id keeps
+    the references, so it never depends on where the store lives)."""
+    return dataclasses.replace(
+        data,
+        features=tuple(store.uri_of(u) for u in data.features),
+        utterances=tuple(store.uri_of(u) for u in data.utterances),
+    )
 
 
 @dataclass
@@ -117,16 +128,17 @@ def train(
             for d in defenses:
                 d.on_client_trained(c.client_id, sample_rate=res.sample_rate, steps=res.steps)
             u = ClientUpdate(
-                round=r, client_id=c.client_id, speaker_id=c.speaker_id, gender=c.gender,
+                round=r, client_id=c.client_id, speaker_id=c.speaker_id,
                 n_samples=c.n_train, kind=kind, tensors=res.tensors,
             )  # fmt: skip
+            context = ClientContext(c.client_id, c.speaker_id, c.gender)  # never to a defense
             for i, d in enumerate(defenses):
                 u = d.client_update(
                     u, generator=generator(config.seed, "defense", r, c.client_id, i)
                 )
             check_finite(u)
             if hw.wants_round(r):
-                hw.add(u)
+                hw.add(u, context)
             updates.append(u)
             losses.append((res.loss, c.n_train))
         mean = aggregate(updates, algo=algo)
@@ -217,11 +229,11 @@ def harvest_writer(store, rid: str, dim: int, config: RunConfig):
 
 
 def run_row(config, rid, ds, trace, defenses, *, test, hw) -> dict:
+    from sergrad.defenses import defense_label
     from sergrad.fl.records import now_iso, versions
 
     eps, delta, accountant, protects = privacy(defenses)
-    label = "+".join(d.name for d in defenses) if defenses else "none"
-    level = defenses[0].level if defenses else None  # as sergrad.defenses.defense_label
+    label, level = defense_label(defenses)
     return {
         "run_id": rid,
         "status": "ok",

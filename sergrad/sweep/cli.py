@@ -42,12 +42,12 @@ def plan_command(args: argparse.Namespace) -> int:
     from sergrad.sweep.schema import load_sweep
 
     sweep = load_sweep(args.file)
-    uri = args.store or sweep.store or "store"
+    uri = resolve_store(sweep, args.store or sweep.store or "store")
     summary = plan_summary(sweep, expand(sweep, uri))
     if args.json:
         print(json.dumps(summary))
         return 0
-    print(f"sweep {sweep.name} ({args.file}) -> {resolve_store(sweep, uri)}")
+    print(f"sweep {sweep.name} ({args.file}) -> {uri}")
     print(f"inputs       {summary['inputs']} corpus x feature-set files")
     print(
         f"runs         {summary['runs']} ({summary['target_runs']} target, "
@@ -72,23 +72,28 @@ def run_command(args: argparse.Namespace) -> int:
         max_concurrent=args.max_concurrent,
         num_cpus=args.num_cpus or None,
     )
-    progress = run_sweep(
+    result = run_sweep(
         sweep, store_uri=uri, options=options, log=lambda m: print(m, file=sys.stderr)
     )
+    states = ", ".join(f"{n} {state}" for state, n in sorted(result.counts().items()))
     print(
-        f"sweep {sweep.name}: runs {progress.runs_done}/{progress.runs_total}, "
-        f"evals {progress.evals_done}/{progress.evals_total}, failed {progress.failed} -> {uri}"
+        f"sweep {sweep.name}: runs {result.oks['runs']}/{result.totals['runs']} ok, "
+        f"evals {result.oks['evals']}/{result.totals['evals']} ok"
+        + (f"; not ok: {states}" if states else "")
+        + f" -> {uri}"
     )
-    return 0
+    for line in result.problem_lines():
+        print(line)
+    return result.exit_code()
 
 
 def status_command(args: argparse.Namespace) -> int:
     from sergrad.store import Store
     from sergrad.sweep.status import format_status, sweep_status
 
-    status = sweep_status(Store(args.store))
+    status = sweep_status(Store(args.store, create=False))
     print(json.dumps(status) if args.json else format_status(status))
-    return 0
+    return 1 if status["any_failed"] else 0
 
 
 def _size(n: float) -> str:
