@@ -101,3 +101,20 @@ def test_kill9_driver_then_resume(tmp_path):
     assert 1 <= n_before < total, "the kill should land mid-sweep"
     assert main(["sweep", "run", str(sweep_file), "--store", uri]) == 0
     check_store(uri, sweep_file)
+
+
+def test_failed_evaluations_exit_1_and_name_each_job(tmp_path, capsys):
+    """Issue 12 failure 2: a sweep with failed jobs exits 1 and says which and why."""
+    sweep_file = tmp_path / "bad_layer.yaml"
+    text = SMALL.read_text().replace("layers: [fc1]", "layers: [fc2]")  # fc2 is not harvested
+    sweep_file.write_text(text.replace("max_retries: 1", "max_retries: 0"))
+    uri = str(tmp_path / "store")
+    capsys.readouterr()
+    assert main(["sweep", "run", str(sweep_file), "--store", uri]) == 1
+    out = capsys.readouterr().out
+    plan = expand(load_sweep(sweep_file), uri)
+    assert f"runs 4/4 ok, evals 0/{len(plan.evals)} ok; not ok: {len(plan.evals)} failed" in out
+    for e in plan.evals:
+        line = next(ln for ln in out.splitlines() if e.id in ln)
+        assert line.split()[0] == "failed" and "'fc2' not harvested" in line
+    assert main(["sweep", "status", uri]) == 1
