@@ -5,6 +5,7 @@ job alone reruns on resume; a stale `_tmp` file is cleaned."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -112,3 +113,52 @@ def test_status_json_counts_failed_as_exit_1(tmp_path, capsys):
     Path(tmp_path / "sweep.json").write_text(json.dumps(record))
     assert main(["sweep", "status", str(tmp_path), "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["runs"]["failed"] == 1
+
+
+def _listening(pids: set[int]) -> list[str]:
+    """Hex local addresses of the TCP sockets in LISTEN state owned by `pids` (/proc)."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if link.startswith("socket:["):
+                        inodes.add(link[8:-1])
+    out = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A" and cols[9] in inodes:
+                out.append(cols[1].split(":")[0])
+    return out
+
+
+def _descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+    out, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        out.add(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def test_private_ray_instance_listens_on_loopback_only():
+    """Issue 12 item 10: every listening socket of the local instance is 127.0.0.1."""
+    from sergrad.sweep.runner import ray_session
+
+    shutdown = ray_session(EngineOptions(num_cpus=1))
+    try:
+        addresses = _listening(_descendants(os.getpid()))
+    finally:
+        shutdown()
+    assert addresses, "no listening socket found"
+    loopback = ("0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F")
+    assert [a for a in addresses if a not in loopback] == []
+    assert os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") is None  # restored

@@ -45,13 +45,23 @@ class EngineOptions:
 
 
 # --- Ray session ----------------------------------------------------------------------------
+LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's node IP is the loopback
+
+
 def ray_session(options: EngineOptions):
-    """Start (or join) Ray quietly; returns a callable that shuts the session down."""
+    """Start (or join) Ray quietly; returns a callable that shuts the session down.
+
+    A private local instance listens on 127.0.0.1 only: with `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`
+    Ray takes the loopback as its node IP, and its GCS, raylet and workers bind to it (by
+    default they listen on every interface, reachable from the network without auth).
+    """
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # legacy reporter: silent at verbose=0
+    local = options.address in (None, "", "local")
+    restore = _loopback_only() if local else (lambda: None)
     import ray
 
     for name in ("ray", "ray.tune", "ray.train", "ray.air"):
@@ -63,16 +73,42 @@ def ray_session(options: EngineOptions):
         "logging_level": logging.ERROR,
         "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}},
     }
-    if options.address in (None, "", "local"):  # private instance, reachable from this host only
-        ray.init(
-            address="local",
-            num_cpus=options.num_cpus or os.cpu_count(),
-            _node_ip_address="127.0.0.1",
-            **kwargs,
-        )
-    else:
-        ray.init(address=options.address, **kwargs)
-    return ray.shutdown
+    try:
+        if local:
+            ray.init(address="local", num_cpus=options.num_cpus or os.cpu_count(), **kwargs)
+        else:
+            ray.init(address=options.address, **kwargs)
+    except BaseException:
+        restore()
+        raise
+
+    def shutdown() -> None:
+        ray.shutdown()
+        restore()
+
+    return shutdown
+
+
+def _loopback_only():
+    """Make the next local Ray instance bind 127.0.0.1; returns a function that undoes it."""
+    import sys
+
+    old_env = os.environ.get(LOCAL_ONLY_ENV)
+    os.environ[LOCAL_ONLY_ENV] = "0"  # read by Ray at import, and by its child processes
+    constants = sys.modules.get("ray._private.ray_constants")  # Ray imported already
+    old_const = getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+
+    def restore() -> None:
+        if old_env is None:
+            os.environ.pop(LOCAL_ONLY_ENV, None)
+        else:
+            os.environ[LOCAL_ONLY_ENV] = old_env
+        if constants is not None:
+            constants.ENABLE_RAY_CLUSTER = old_const
+
+    return restore
 
 
 def _trial(config: dict, *, groups: list[list[Job]], store_uri: str, max_retries: int) -> None:
