@@ -27,17 +27,17 @@ def print_summary(store_uri: str, inputs) -> None:
     """Per corpus: speakers by gender, utterances by emotion, dimension, centralized check."""
     import numpy as np
     import pyarrow.parquet as pq
-    from pyarrow import fs as pafs
 
     from sergrad.centralized import centralized_check
     from sergrad.corpora import summarize
     from sergrad.fl.data import DataConfig, load_dataset
+    from sergrad.store import open_filesystem
 
     for spec in inputs:
         ds = load_dataset(
             DataConfig(features=(spec.features_uri,), utterances=(spec.utterances_uri,))
         )
-        fs, path = pafs.FileSystem.from_uri(spec.utterances_uri)
+        fs, path = open_filesystem(spec.utterances_uri)
         utts = pq.read_table(path, filesystem=fs)
         check = centralized_check(
             ds.x,

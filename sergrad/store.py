@@ -38,6 +38,62 @@ PARQUET_OPTIONS = {"compression": "zstd"}
 log = logging.getLogger(__name__)
 
 
+CONNECT_TIMEOUT_S = 10.0  # object stores: seconds to connect (URI `connect_timeout=` or env)
+REQUEST_TIMEOUT_S = 60.0  # seconds for one request (URI `request_timeout=` or env)
+S3_OPTIONS = ("region", "scheme", "endpoint_override", "anonymous", "allow_bucket_creation",
+              "allow_bucket_deletion", "connect_timeout", "request_timeout")  # fmt: skip
+
+
+def open_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, root path) of a store URI: the one place every command opens a store.
+
+    Local paths resolve against the current directory. `s3://bucket/prefix?k=v&...` takes
+    the options in S3_OPTIONS (e.g. `endpoint_override=host:9000&scheme=http`), with connect
+    and request timeouts (defaults CONNECT_TIMEOUT_S / REQUEST_TIMEOUT_S, or the environment's
+    SERGRAD_STORE_CONNECT_TIMEOUT / SERGRAD_STORE_REQUEST_TIMEOUT), so an endpoint that never
+    answers fails in seconds; an unknown option is an error naming it. Other schemes (gs://,
+    ...) go to pyarrow's `FileSystem.from_uri`.
+
+    >>> fs, root = open_filesystem("s3://bucket/a/b?endpoint_override=127.0.0.1:9&scheme=http")
+    >>> type(fs).__name__, root
+    ('S3FileSystem', 'bucket/a/b')
+    """
+    if "://" not in uri:
+        return pafs.LocalFileSystem(), str(Path(uri).resolve())
+    if not uri.startswith("s3://"):
+        return pafs.FileSystem.from_uri(uri)
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(uri)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    unknown = sorted(set(query) - set(S3_OPTIONS))
+    if unknown:
+        raise StoreError(
+            f"store {uri!r}: unknown option {unknown[0]!r}; valid: {', '.join(S3_OPTIONS)}"
+        )
+
+    def seconds(key: str, env: str, default: float) -> float:
+        raw = query.get(key) or os.environ.get(env) or default
+        try:
+            return float(raw)
+        except ValueError:
+            raise StoreError(f"store {uri!r}: {key} {raw!r} is not a number of seconds") from None
+
+    flags = {k: query[k].lower() in ("1", "true", "yes") for k in S3_OPTIONS[3:6] if k in query}
+    fs = pafs.S3FileSystem(
+        region=query.get("region"),
+        scheme=query.get("scheme", "https"),
+        endpoint_override=query.get("endpoint_override"),
+        connect_timeout=seconds("connect_timeout", "SERGRAD_STORE_CONNECT_TIMEOUT",
+                                CONNECT_TIMEOUT_S),
+        request_timeout=seconds("request_timeout", "SERGRAD_STORE_REQUEST_TIMEOUT",
+                                REQUEST_TIMEOUT_S),
+        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=3),
+        **flags,
+    )  # fmt: skip
+    return fs, f"{parts.netloc}{parts.path}".rstrip("/")
+
+
 STORE_REF = "store:"  # prefix of a path inside the store, in configs (no store location)
 
 
@@ -74,13 +130,13 @@ class Store:
     """A results root. `uri` is a local path or a pyarrow.fs URI (s3://bucket/prefix?...)."""
 
     def __init__(self, uri: str | os.PathLike, *, create: bool = True) -> None:
-        """`create=False`: the store must exist already (readers: a typo creates nothing)."""
+        """`create=False`: the store must exist already (readers: a typo creates nothing).
+
+        Every command opens its store here (`open_filesystem`: timeouts, endpoint options).
+        """
         self.uri = str(uri)
         try:
-            if "://" in self.uri:
-                self.fs, root = pafs.FileSystem.from_uri(self.uri)
-            else:
-                self.fs, root = pafs.LocalFileSystem(), str(Path(self.uri).resolve())
+            self.fs, root = open_filesystem(self.uri)
             self.root = root.rstrip("/")
             if create:
                 self.fs.create_dir(self.root, recursive=True)
@@ -204,16 +260,22 @@ class Store:
             i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")
         )
 
-    def dataset(self, table: str) -> ds.Dataset | None:
-        files = self.files(table)
+    def dataset(self, table: str, files: list[str] | None = None) -> ds.Dataset | None:
+        """The table's files as one dataset; hive partition columns are strings (a run id of
+        digits only stays a string)."""
+        files = self.files(table) if files is None else files
         if not files:
             return None
+        base = self.path(table)
+        keys = [p.split("=", 1)[0] for p in files[0][len(base) + 1 :].split("/")[:-1] if "=" in p]
         return ds.dataset(
             files,
             filesystem=self.fs,
             format="parquet",
-            partitioning="hive",
-            partition_base_dir=self.path(table),
+            partitioning=ds.partitioning(
+                pa.schema([(k, pa.string()) for k in keys]), flavor="hive"
+            ),
+            partition_base_dir=base,
         )
 
     def read(self, table: str, *, columns: list[str] | None = None, filter=None) -> pa.Table:
@@ -231,13 +293,7 @@ class Store:
             good = [p for p in self.files(table) if self.readable(p, warn=True)]
         if not good:
             return pa.table({})
-        return ds.dataset(
-            good,
-            filesystem=self.fs,
-            format="parquet",
-            partitioning="hive",
-            partition_base_dir=self.path(table),
-        ).to_table(columns=columns, filter=filter)
+        return self.dataset(table, good).to_table(columns=columns, filter=filter)
 
     def readable(self, path: str, *, warn: bool = False) -> bool:
         """Whether `path` is a complete Parquet file (its footer parses)."""
