@@ -22,6 +22,7 @@ sergrad.errors.ConfigError: unknown key 'inner.lrr'; valid keys: inner.lr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -102,11 +103,22 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     return value
 
 
+@functools.cache
+def type_hints(cls: type) -> dict[str, Any]:
+    """`typing.get_type_hints(cls)`, once per class (it re-evaluates every annotation)."""
+    return typing.get_type_hints(cls)
+
+
+@functools.cache
+def init_fields(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls) if f.init}
+
+
 def from_dict(cls: type[T], data: dict[str, Any] | None, *, prefix: str = "") -> T:
     """Build dataclass `cls` from `data`; unknown keys raise ConfigError listing the valid ones."""
     data = dict(data or {})
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = type_hints(cls)
+    fields = init_fields(cls)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         valid = ", ".join(prefix + name for name in fields)

@@ -37,13 +37,16 @@ def add_commands(sub) -> None:
 
 
 def plan_command(args: argparse.Namespace) -> int:
-    from sergrad.sweep.driver import plan_summary, resolve_store
-    from sergrad.sweep.expand import expand
+    from sergrad.sweep.driver import plan_summary, resolve_store, size_warning
+    from sergrad.sweep.estimate import human_bytes
     from sergrad.sweep.schema import load_sweep
 
     sweep = load_sweep(args.file)
     uri = resolve_store(sweep, args.store or sweep.store or "store")
-    summary = plan_summary(sweep, expand(sweep, uri))
+    summary = plan_summary(sweep)
+    warning = size_warning(summary)
+    if warning:
+        print(warning, file=sys.stderr)
     if args.json:
         print(json.dumps(summary))
         return 0
@@ -55,17 +58,27 @@ def plan_command(args: argparse.Namespace) -> int:
     )
     print(f"evaluations  {summary['evaluations']}")
     print(
-        f"harvest      ~{_size(summary['harvest_bytes'])} ({summary['harvest_bytes']} bytes, estimate)"
+        f"harvest      ~{human_bytes(summary['harvest_bytes'])} "
+        f"({summary['harvest_bytes']} bytes, estimate)"
     )
     return 0
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from sergrad.sweep.driver import options_for, resolve_store, run_sweep
+    from sergrad.sweep.driver import (
+        options_for,
+        plan_summary,
+        resolve_store,
+        run_sweep,
+        size_warning,
+    )
     from sergrad.sweep.schema import load_sweep
 
     sweep = load_sweep(args.file)
     uri = resolve_store(sweep, args.store)
+    warning = size_warning(plan_summary(sweep))
+    if warning:
+        print(warning, file=sys.stderr)
     options = options_for(
         sweep,
         address=args.address,
@@ -94,11 +107,3 @@ def status_command(args: argparse.Namespace) -> int:
     status = sweep_status(Store(args.store, create=False))
     print(json.dumps(status) if args.json else format_status(status))
     return 1 if status["any_failed"] else 0
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"

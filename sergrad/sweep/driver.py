@@ -48,19 +48,33 @@ def sweep_record(sweep: Sweep, plan: Plan) -> dict:
     }
 
 
-def plan_summary(sweep: Sweep, plan: Plan) -> dict:
-    """Counts for `sergrad sweep plan`, with an estimate of the harvest size."""
-    from sergrad.sweep.estimate import harvest_bytes
+def plan_summary(sweep: Sweep) -> dict:
+    """Counts for `sergrad sweep plan` (without building the jobs) and the harvest estimate."""
+    from sergrad.sweep.count import count, harvest_bytes
 
-    targets = sum(r.role == "target" for r in plan.runs)
+    c = count(sweep)
     return {
-        "inputs": len(plan.inputs),
-        "runs": len(plan.runs),
-        "target_runs": targets,
-        "shadow_runs": len(plan.runs) - targets,
-        "evaluations": len(plan.evals),
-        "harvest_bytes": sum(harvest_bytes(r.config, sweep) for r in plan.runs),
+        "inputs": c.inputs,
+        "runs": c.runs,
+        "target_runs": c.target_runs,
+        "shadow_runs": c.shadow_runs,
+        "evaluations": c.evaluations,
+        "harvest_bytes": harvest_bytes(sweep, c),
     }
+
+
+def size_warning(summary: dict) -> str | None:
+    """A warning line for sweeps above `count.WARN_JOBS` jobs, with counts and harvest size."""
+    from sergrad.sweep.count import WARN_JOBS
+    from sergrad.sweep.estimate import human_bytes
+
+    if summary["runs"] + summary["evaluations"] <= WARN_JOBS:
+        return None
+    return (
+        f"warning: {summary['runs']} runs and {summary['evaluations']} evaluations "
+        f"(estimated harvest {human_bytes(summary['harvest_bytes'])}); above {WARN_JOBS} jobs, "
+        "check the grid before running it"
+    )
 
 
 def options_for(

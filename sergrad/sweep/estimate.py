@@ -60,3 +60,12 @@ def harvest_bytes(config: RunConfig, sweep: Sweep) -> int:
     chosen = select_params(PARAM_NAMES, h.params)
     row = update_bytes_per_row({p: shapes[p] for p in chosen}, h.dtype)
     return rounds * per_round * row
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KB' (powers of 1024)."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sergrad.attack.config import AttackConfig, AttackModelConfig, PostHocConfig
-from sergrad.config import content_hash, from_dict
+from sergrad.config import content_hash, from_dict, type_hints
 from sergrad.fl.config import DefenseConfig, RunConfig
 from sergrad.store import STORE_REF
 from sergrad.sweep.jobs import EvalJob, RunJob, make_eval_job, make_run_job
@@ -62,7 +62,7 @@ def grid_points(cls: type, data: dict) -> list[dict]:
     >>> grid_points(AlgoConfig, {"lr": [0.1, 0.2], "name": {"grid": ["fedsgd"]}})
     [{'lr': 0.1, 'name': 'fedsgd'}, {'lr': 0.2, 'name': 'fedsgd'}]
     """
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     keys, options = list(data), []
     for key in keys:
         tp, value = hints[key], data[key]

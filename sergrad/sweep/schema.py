@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from sergrad.attack.config import MODEL_NAMES, AttackConfig, AttackModelConfig, PostHocConfig
-from sergrad.config import compose_yaml, from_dict
+from sergrad.config import compose_yaml, from_dict, type_hints
 from sergrad.errors import ConfigError
 from sergrad.fl.config import (
     AlgoConfig,
@@ -224,7 +224,7 @@ def check_grid(cls: type, data: Any, path: Path_, where: _Where, *, forbidden=()
     """Validate a mapping with grids against dataclass `cls` (keys, then every value)."""
     if not isinstance(data, dict):
         raise where.error(path, f"{_dotted(path)}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     for key, value in data.items():
         sub = (*path, key)
