@@ -39,11 +39,12 @@ def add_commands(sub) -> None:
 def plan_command(args: argparse.Namespace) -> int:
     from sergrad.sweep.driver import plan_summary, resolve_store, size_warning
     from sergrad.sweep.estimate import human_bytes
+    from sergrad.sweep.progress import hms
     from sergrad.sweep.schema import load_sweep
 
     sweep = load_sweep(args.file)
     uri = resolve_store(sweep, args.store or sweep.store or "store")
-    summary = plan_summary(sweep)
+    summary = plan_summary(sweep, uri)
     warning = size_warning(summary)
     if warning:
         print(warning, file=sys.stderr)
@@ -57,10 +58,20 @@ def plan_command(args: argparse.Namespace) -> int:
         f"{summary['shadow_runs']} shadow)"
     )
     print(f"evaluations  {summary['evaluations']}")
+    known = summary["speakers_indexed"]
+    source = (
+        "speakers of the indexed corpora: " + ", ".join(f"{c} {n}" for c, n in known.items())
+        if known
+        else "published / declared speaker counts; index the corpora for real ones"
+    )
     print(
         f"harvest      ~{human_bytes(summary['harvest_bytes'])} "
-        f"({summary['harvest_bytes']} bytes, estimate)"
+        f"({summary['harvest_bytes']} bytes, estimate from {source})"
     )
+    t = summary["time"]
+    for kind, v in t["kinds"].items():
+        print(f"time         {kind}: {v['jobs']} x ~{hms(v['seconds_each'])} ({v['source']})")
+    print(f"time         ~{hms(t['total_s'])} in all on {t['cpus']} CPU slot(s), estimate")
     return 0
 
 
@@ -76,7 +87,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     sweep = load_sweep(args.file)
     uri = resolve_store(sweep, args.store)
-    warning = size_warning(plan_summary(sweep))
+    warning = size_warning(plan_summary(sweep, None))
     if warning:
         print(warning, file=sys.stderr)
     options = options_for(

@@ -42,6 +42,7 @@ class Counts:
     evaluations: int = 0
     groups: Counter = field(default_factory=Counter)  # (corpora, fs index, point index) -> runs
     points: list = field(default_factory=list)  # deduplicated run-grid points
+    eval_kinds: Counter = field(default_factory=Counter)  # "fast eval" / "cnn eval" -> count
 
     @property
     def runs(self) -> int:
@@ -71,6 +72,7 @@ def count(sweep: Sweep) -> Counts:
     ]  # fmt: skip
     roles: dict[int, bool] = {}  # hash(run key) -> is a target
     evals: set[int] = set()
+    eval_kinds: Counter = Counter()
     groups: Counter = Counter()
     for pairing, (f_i, _), (pt_i, _), seed in itertools.product(
         sweep.pairings, enumerate(sweep.features), enumerate(points), sweep.seeds
@@ -97,7 +99,10 @@ def count(sweep: Sweep) -> Counts:
                             groups[(pairing.shadow, f_i, pt_i)] += 1
                         keys.append(k)
                     shadow_sets[shadow_defense] = tuple(keys)
-                evals.add(hash((target, attack_key, adaptive, shadow_sets[shadow_defense])))
+                key = hash((target, attack_key, adaptive, shadow_sets[shadow_defense]))
+                if key not in evals:
+                    evals.add(key)
+                    eval_kinds[eval_kind(attack)] += 1
     targets = sum(roles.values())
     return Counts(
         inputs=len(sweep.corpora) * len(sweep.features),
@@ -106,19 +111,29 @@ def count(sweep: Sweep) -> Counts:
         evaluations=len(evals),
         groups=groups,
         points=points,
+        eval_kinds=eval_kinds,
     )
 
 
-def harvest_bytes(sweep: Sweep, counts: Counts) -> int:
-    """Estimated harvest of the whole sweep (see `sergrad.sweep.estimate`)."""
-    from sergrad.config import from_dict
-    from sergrad.sweep.estimate import harvest_bytes as run_bytes
+def eval_kind(attack: dict) -> str:
+    """As `EvalJob.eta_kind`: the CNN costs minutes per evaluation, the others seconds."""
+    return "cnn eval" if attack["model"].get("name", "cnn") == "cnn" else "fast eval"
 
-    total = 0
+
+def run_groups(sweep: Sweep, counts: Counts):
+    """(a representative RunConfig, number of runs like it) per (corpora, feature set, point)."""
+    from sergrad.config import from_dict
+
     for (corpora, f_i, pt_i), n in counts.groups.items():
         fs = sweep.features[f_i]
         refs = [f"{input_dir(c, sweep.corpora[c])}/{feature_name(fs)}.parquet" for c in corpora]
         data = {"features": [STORE_REF + r for r in refs], "utterances": [STORE_REF] * len(refs)}
-        config = from_dict(RunConfig, _merge(counts.points[pt_i], {"data": data}))
-        total += n * run_bytes(config, sweep)
-    return total
+        yield from_dict(RunConfig, _merge(counts.points[pt_i], {"data": data})), n
+
+
+def harvest_bytes(sweep: Sweep, counts: Counts, *, known: dict[str, int] | None = None) -> int:
+    """Estimated harvest of the whole sweep (see `sergrad.sweep.estimate`); `known`: speaker
+    counts of corpora already indexed in the store."""
+    from sergrad.sweep.estimate import harvest_bytes as run_bytes
+
+    return sum(n * run_bytes(cfg, sweep, known=known) for cfg, n in run_groups(sweep, counts))

@@ -48,18 +48,27 @@ def sweep_record(sweep: Sweep, plan: Plan) -> dict:
     }
 
 
-def plan_summary(sweep: Sweep) -> dict:
-    """Counts for `sergrad sweep plan` (without building the jobs) and the harvest estimate."""
+def plan_summary(sweep: Sweep, store_uri: str | None = None, *, cpus: int = 0) -> dict:
+    """Counts for `sergrad sweep plan` (without building the jobs), the harvest estimate (from
+    the speaker counts of corpora already indexed in the store, where there are any) and a
+    time estimate per job kind on `cpus` parallel slots (default: this machine's CPUs)."""
+    import os
+
     from sergrad.sweep.count import count, harvest_bytes
+    from sergrad.sweep.estimate import indexed_speakers, time_estimate
 
     c = count(sweep)
+    known = indexed_speakers(store_uri, sweep) if store_uri else {}
+    slots = cpus or max(1, int((os.cpu_count() or 1) // sweep.resources.cpus_per_run))
     return {
         "inputs": c.inputs,
         "runs": c.runs,
         "target_runs": c.target_runs,
         "shadow_runs": c.shadow_runs,
         "evaluations": c.evaluations,
-        "harvest_bytes": harvest_bytes(sweep, c),
+        "harvest_bytes": harvest_bytes(sweep, c, known=known),
+        "speakers_indexed": known,
+        "time": time_estimate(sweep, c, store_uri or "", known=known, cpus=slots),
     }
 
 
