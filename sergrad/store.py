@@ -232,7 +232,7 @@ class Store:
         return self.file_path(table, partition=partition, name=name)
 
     def write_json(self, name: str, obj: object) -> None:
-        tmp = self.path(TMP_DIR, f"{uuid.uuid4().hex}-{name}")
+        tmp = self.path(TMP_DIR, f"{uuid.uuid4().hex}-{name.replace('/', '~')}")
         self.fs.create_dir(self.path(TMP_DIR), recursive=True)
         with self.fs.open_output_stream(tmp) as f:
             f.write(json.dumps(obj, indent=2, sort_keys=True).encode())
