@@ -95,3 +95,18 @@ def test_store_env_var_is_expanded(tmp_path, monkeypatch):
     p = tmp_path / "s.yaml"
     p.write_text(GOOD.replace("store: {store}", "store: ${{SERGRAD_TEST_ROOT}}/st").format())
     assert load_sweep(p).store == f"{tmp_path}/root/st"
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [("algo.rounds=0", "algo.rounds: 0 must be >= 1"),
+     ("model.hidden=[8, 4, 2]", "model.hidden: [8, 4, 2] the engines run exactly two")],
+)  # fmt: skip
+def test_fl_run_refuses_what_the_engines_cannot_run(tmp_path, capsys, override, words):
+    """Same contract for `sergrad fl run` (exit 2, the file named, nothing written)."""
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("algo: {rounds: 2}\n")
+    store = tmp_path / "store"
+    assert main(["fl", "run", str(cfg), "--store", str(store), "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert f"{cfg}: {words}" in err and not store.exists()

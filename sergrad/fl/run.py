@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from sergrad.config import apply_overrides, canonical_json, from_dict, load_yaml
+from sergrad.errors import ConfigError
 from sergrad.fl.config import DataConfig, RunConfig, run_id
 from sergrad.fl.data import Dataset, load_dataset
 from sergrad.fl.engine import Engine, create_engine
@@ -36,7 +37,14 @@ Progress = Callable[[int, int, float | None], None]  # (round, rounds, val_uar)
 
 def load_run_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     """RunConfig from YAML plus `key.sub=value` overrides; unknown keys raise ConfigError."""
-    return from_dict(RunConfig, apply_overrides(load_yaml(path), list(overrides)))
+    from sergrad.fl.limits import check_limits
+
+    config = from_dict(RunConfig, apply_overrides(load_yaml(path), list(overrides)))
+    try:
+        check_limits(config)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return config
 
 
 def run_fl(

@@ -42,14 +42,8 @@ import yaml
 from sergrad.attack.config import MODEL_NAMES, AttackConfig, AttackModelConfig, PostHocConfig
 from sergrad.config import compose_yaml, from_dict, type_hints
 from sergrad.errors import ConfigError
-from sergrad.fl.config import (
-    AlgoConfig,
-    DataConfig,
-    DefenseConfig,
-    EvalConfig,
-    ModelConfig,
-    RunConfig,
-)
+from sergrad.fl.config import DefenseConfig, RunConfig
+from sergrad.fl.limits import LIMITS
 
 CORPUS_KINDS: tuple[str, ...] = ("synth", "iemocap", "crema-d", "msp-improv")
 RUN_SET_BY_SWEEP = ("data.features", "data.utterances", "data.fold", "defenses", "seed")
@@ -58,21 +52,6 @@ ATTACK_SET_BY_SWEEP = ("target_run", "shadow_runs", "model", "seed")
 # (it joins concatenated shadow corpora), never "." / ".." or a hidden name.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ENV_REF = re.compile(r"\$\{(\w+)\}")
-# Values the engines cannot run, refused at plan time: (config class, field) -> (ok, rule).
-LIMITS: dict[tuple[type, str], tuple[typing.Callable[[Any], bool], str]] = {
-    (AlgoConfig, "rounds"): (lambda v: v >= 1, "must be >= 1"),
-    (AlgoConfig, "client_fraction"): (lambda v: 0 < v <= 1, "must be in (0, 1]"),
-    (AlgoConfig, "batch_size"): (lambda v: v >= 1, "must be >= 1"),
-    (AlgoConfig, "local_epochs"): (lambda v: v >= 1, "must be >= 1"),
-    (AlgoConfig, "lr"): (lambda v: v > 0, "must be > 0"),
-    (DataConfig, "n_folds"): (lambda v: v >= 2, "must be >= 2"),
-    (DataConfig, "val_fraction"): (lambda v: 0 <= v < 1, "must be in [0, 1)"),
-    (EvalConfig, "every"): (lambda v: v >= 1, "must be >= 1"),
-    (ModelConfig, "hidden"): (
-        lambda v: len(v) == 2 and all(h >= 1 for h in v),
-        "the engines run exactly two hidden layers: two sizes >= 1, e.g. [256, 128]",
-    ),
-}
 
 
 @dataclass(frozen=True)
