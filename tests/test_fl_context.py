@@ -1,5 +1,6 @@
 """The server's view and the client's ground truth travel apart (issue 12): a defense sees a
-`ClientUpdate` without gender; the harvest's gender column comes from the `ClientContext`."""
+`ClientUpdate` without gender; the harvest's gender column and the `clients` side table come
+from the `ClientContext`."""
 
 from __future__ import annotations
 
@@ -52,3 +53,14 @@ def test_harvest_gender_comes_from_the_context_not_the_update(tmp_path, monkeypa
     assert len(keys) == len(spy.seen)
     assert all(k["gender"] == truth[k["speaker_id"]] for k in keys)
     assert set(np.unique([k["gender"] for k in keys])) <= {"F", "M"}
+    # the side table: every client of the run, keyed like the update rows
+    clients = store.read("clients").to_pylist()
+    assert {c["run_id"] for c in clients} == {row["run_id"]}
+    by_client = {c["client_id"]: c for c in clients}
+    assert len(by_client) == len(clients) >= len({k["client_id"] for k in keys})
+    for k in keys:
+        c = by_client[k["client_id"]]
+        assert (c["speaker_id"], c["gender"]) == (k["speaker_id"], truth[k["speaker_id"]])
+    assert {c["gender"] for c in clients} == {"F", "M"} and {c["corpus"] for c in clients} == {
+        "synth-a"
+    }

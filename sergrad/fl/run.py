@@ -86,6 +86,7 @@ def run_fl(
     rows = run_row(config, rid, ds, trace, defenses, test=(test_uar, test_acc), hw=hw)
     rows.update({"wall_s": time.perf_counter() - start, **(extra or {})})
     write_rounds(store, rid, trace.rounds)
+    write_clients(store, rid, [context_of(c) for c in part.clients])
     write_run_row(store, rows, corpus="+".join(ds.corpora))
     return {**rows, "corpus": "+".join(ds.corpora)}
 
@@ -98,6 +99,26 @@ def inputs_in(data: DataConfig, store) -> DataConfig:
         features=tuple(store.uri_of(u) for u in data.features),
         utterances=tuple(store.uri_of(u) for u in data.utterances),
     )
+
+
+def context_of(client) -> ClientContext:
+    """What the simulation knows about a client and the server does not."""
+    return ClientContext(
+        client.client_id, client.speaker_id, client.gender, {"corpus": client.corpus}
+    )
+
+
+def write_clients(store, rid: str, contexts: list[ClientContext]) -> None:
+    """The side table `clients/run_id=<rid>/clients.parquet` (schema.CLIENTS)."""
+    from sergrad import schema
+
+    rows = [
+        {"client_id": c.client_id, "speaker_id": c.speaker_id, "gender": c.gender,
+         "corpus": c.attributes.get("corpus")}
+        for c in contexts
+    ]  # fmt: skip
+    table = schema.table_from_rows(rows, schema.CLIENTS)
+    store.write_table("clients", table, partition=(schema.CLIENTS_PARTITION, rid), name="clients")
 
 
 @dataclass
@@ -139,7 +160,7 @@ def train(
                 round=r, client_id=c.client_id, speaker_id=c.speaker_id,
                 n_samples=c.n_train, kind=kind, tensors=res.tensors,
             )  # fmt: skip
-            context = ClientContext(c.client_id, c.speaker_id, c.gender)  # never to a defense
+            context = context_of(c)  # the client's ground truth: never to a defense
             for i, d in enumerate(defenses):
                 u = d.client_update(
                     u, generator=generator(config.seed, "defense", r, c.client_id, i)
