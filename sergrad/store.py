@@ -284,10 +284,10 @@ class Store:
         An unreadable file (truncated, not Parquet) is skipped with a warning naming it, so
         one bad file never hides the rest; its job counts as not done and is run again.
         """
-        dset = self.dataset(table)
-        if dset is None:
-            return pa.table({})
         try:
+            dset = self.dataset(table)  # reads the first file's schema
+            if dset is None:
+                return pa.table({})
             return dset.to_table(columns=columns, filter=filter)
         except (OSError, pa.ArrowException):
             good = [p for p in self.files(table) if self.readable(p, warn=True)]
