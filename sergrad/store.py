@@ -348,8 +348,23 @@ def readable_table_files(uri: str | os.PathLike, table: str) -> tuple[list[str],
     unreadable file is named in a warning. For readers (polars, DuckDB) given a file list."""
     store = Store(uri, create=False)
     files = store.files(table)
-    good = [p for p in files if store.readable(p, warn=True)]
+    good = [p for p in files if _readable_cached(store, p)]
     return good, len(good) != len(files)
+
+
+_READABLE: dict[tuple[str, int, int], bool] = {}  # (path, size, mtime_ns) -> footer parses
+
+
+def _readable_cached(store: Store, path: str) -> bool:
+    """`store.readable`, checked once per file version in this process (a report scans the
+    same tables many times); an unreadable file is named in a warning each time."""
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _READABLE:
+        _READABLE[key] = store.readable(path)
+    if not _READABLE[key]:
+        log.warning("skipping unreadable file %s", path)
+    return _READABLE[key]
 
 
 def _safe(value: str) -> str:
