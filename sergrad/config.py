@@ -25,13 +25,10 @@ import dataclasses
 import functools
 import hashlib
 import json
-import re
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
-
-import yaml
 
 from sergrad.errors import ConfigError
 
@@ -156,8 +153,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """`"algo.lr=0.1"` -> (["algo", "lr"], 0.1); the value is parsed as YAML."""
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected key=value")
+    from sergrad.yaml_load import load_value  # lazily: PyYAML only where configs are read
+
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.load(raw, Loader=StrictLoader)
+    return key.strip().split("."), load_value(raw)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -174,70 +173,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
-class StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, stricter and closer to YAML 1.2.
-
-    - a key repeated in one mapping is an error naming its line (PyYAML keeps the last one);
-    - `5e-4`, `1E+3` are floats (YAML 1.1 needs a dot in the mantissa and reads them as strings).
-
-    >>> yaml.load("lr: 5e-4", Loader=StrictLoader)
-    {'lr': 0.0005}
-    >>> compose_yaml("a: 1\\na: 2", source="f.yaml")
-    Traceback (most recent call last):
-    ...
-    sergrad.errors.ConfigError: f.yaml:2: invalid YAML: duplicate key 'a' (first on line 1)
-    """
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)
-                if not isinstance(key, str | int | float | bool) and key is not None:
-                    continue  # unhashable or complex key: PyYAML's own checks apply
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None,
-                        None,
-                        f"duplicate key {key!r} (first on line {seen[key]})",
-                        key_node.start_mark,
-                    )
-                seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-
-StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def yaml_error(source: str | Path, exc: yaml.YAMLError) -> ConfigError:
-    """`file:line: message` for a YAML syntax or duplicate-key error."""
-    mark = getattr(exc, "problem_mark", None)
-    where = f"{source}:{mark.line + 1}" if mark is not None else str(source)
-    problem = getattr(exc, "problem", None) or str(exc)
-    return ConfigError(f"{where}: invalid YAML: {problem}")
-
-
-def compose_yaml(text: str, *, source: str | Path) -> tuple[Any, yaml.Node | None]:
-    """(data, node) of a YAML document with `StrictLoader`; errors carry `file:line`."""
-    loader = StrictLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as exc:
-        raise yaml_error(source, exc) from None
-    finally:
-        loader.dispose()
-    return data, node
-
-
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such file")
+    from sergrad.yaml_load import compose_yaml
+
     data, _ = compose_yaml(path.read_text(), source=path)
     if data is None:
         return {}

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sergrad.config import StrictLoader
 from sergrad.sweep.expand import expand
 from sergrad.sweep.schema import load_sweep
+from sergrad.yaml_load import StrictLoader
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", ROOT / "sweeps" / "README.md"]

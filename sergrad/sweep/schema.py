@@ -40,10 +40,11 @@ from typing import Any
 import yaml
 
 from sergrad.attack.config import MODEL_NAMES, AttackConfig, AttackModelConfig, PostHocConfig
-from sergrad.config import compose_yaml, from_dict, type_hints
+from sergrad.config import from_dict, type_hints
 from sergrad.errors import ConfigError
 from sergrad.fl.config import DefenseConfig, RunConfig
 from sergrad.fl.limits import LIMITS
+from sergrad.yaml_load import compose_yaml
 
 CORPUS_KINDS: tuple[str, ...] = ("synth", "iemocap", "crema-d", "msp-improv")
 RUN_SET_BY_SWEEP = ("data.features", "data.utterances", "data.fold", "defenses", "seed")
