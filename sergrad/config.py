@@ -153,10 +153,16 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """`"algo.lr=0.1"` -> (["algo", "lr"], 0.1); the value is parsed as YAML."""
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected key=value")
-    from sergrad.yaml_load import load_value  # lazily: PyYAML only where configs are read
+    import yaml  # lazily: the benchmarks run where PyYAML may be missing (a GPU box)
 
     key, raw = text.split("=", 1)
-    return key.strip().split("."), load_value(raw)
+    return key.strip().split("."), yaml.load(raw, Loader=_strict_loader())
+
+
+def _strict_loader() -> type:
+    from sergrad.yaml_load import StrictLoader  # duplicate keys are errors, 5e-4 a float
+
+    return StrictLoader
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
