@@ -148,9 +148,25 @@ def _plot(args: argparse.Namespace) -> int:
         kw["defense"] = None if args.defense == "all" else args.defense
     if args.plot == "roc" and args.by:
         kw["by"] = [c.strip() for c in args.by.split(",") if c.strip()]
+    if "protocol" in kw:
+        _check_protocol(args.store, kw["protocol"])
     frame = fn(args.store, args.output, **kw)
     print(f"wrote {args.output} ({frame.height} plotted rows)")
     return 0
+
+
+def _check_protocol(store: str, protocol: str) -> None:
+    """A --protocol value the store does not hold is named as such (not as a --where miss)."""
+    from sergrad.analysis.load import scan
+    from sergrad.errors import ConfigError
+
+    have = sorted(
+        p for p in scan(store, "attacks").select("protocol").unique().collect()["protocol"] if p
+    )
+    if have and protocol not in have:
+        raise ConfigError(
+            f"--protocol {protocol!r} is not in this store; values: {', '.join(have)}"
+        )
 
 
 def _report(args: argparse.Namespace) -> int:

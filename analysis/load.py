@@ -13,8 +13,9 @@ Joined views:
 - `round_results`: one row per `rounds` row, with the run's corpus, role, feature set,
   algorithm, fold, seed, defense and level joined on `run_id`.
 
-Stores are local paths or URIs (`s3://...`): URIs are passed to Polars as they are, with
-`storage_options` if given (best effort; local stores are the tested path).
+Stores are local paths or URIs (`s3://bucket/prefix?endpoint_override=...`): object stores
+are opened by `sergrad.store` (the one store-opening path: endpoint options, connect and
+request timeouts, errors naming the URI) and read through pyarrow.
 
 >>> import tempfile
 >>> scan(tempfile.mkdtemp(), "runs").collect().height
@@ -117,15 +118,26 @@ def scan(
     Columns absent from older files are inserted as nulls; the partition column is a string.
     """
     arrow, partition = _check_table(table)
+    if is_remote(store_uri):  # through sergrad's store opener: endpoint options, timeouts
+        return _remote_scan(str(store_uri), table)
     if not is_remote(store_uri):
         if not Path(store_uri).is_dir():
             raise StoreError(f"store {str(store_uri)!r} is not a directory")
         if not _has_files(store_uri, table):
             return empty_frame(table)
     file_schema = {k: v for k, v in polars_schema(table).items() if k != partition}
+    source: str | list[str] = table_glob(store_uri, table)
+    if not is_remote(store_uri):  # skip (and name) unreadable files instead of failing
+        from sergrad.store import readable_table_files
+
+        good, skipped = readable_table_files(store_uri, table)
+        if skipped:
+            if not good:
+                return empty_frame(table)
+            source = good
     try:
         lf = pl.scan_parquet(
-            table_glob(store_uri, table),
+            source,
             hive_partitioning=True,
             hive_schema={partition: pl.String()},
             schema=file_schema,
@@ -140,6 +152,22 @@ def scan(
             return empty_frame(table)
         raise StoreError(f"cannot read {table} from {store_uri}: {exc}") from exc
     return lf
+
+
+def _remote_scan(store_uri: str, table: str) -> pl.LazyFrame:
+    """An object-store table read with `sergrad.store.Store` (the URI's endpoint_override,
+    scheme and timeouts apply; unreadable files are skipped and named), as the local scan's
+    columns and dtypes."""
+    from sergrad.store import Store
+
+    data = Store(store_uri, create=False).read(table)
+    if data.num_rows == 0:
+        return empty_frame(table)
+    frame = pl.from_arrow(data)
+    return frame.lazy().select(
+        pl.col(name).cast(dtype) if name in frame.columns else pl.lit(None, dtype).alias(name)
+        for name, dtype in polars_schema(table).items()
+    )
 
 
 def defense_columns() -> list[pl.Expr]:
@@ -237,7 +265,7 @@ def read_sweep(store_uri: str | os.PathLike) -> dict | None:
         from sergrad.store import Store
 
         try:
-            return Store(str(store_uri)).read_json(SWEEP_JSON)  # type: ignore[return-value]
+            return Store(str(store_uri), create=False).read_json(SWEEP_JSON)  # type: ignore[return-value]
         except (StoreError, OSError):
             return None
     path = Path(store_uri) / SWEEP_JSON

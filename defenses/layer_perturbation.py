@@ -22,13 +22,11 @@ A glob matching no parameter is a ConfigError listing the parameter names (check
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 
-from sergrad.errors import ConfigError
 from sergrad.fl.update import ClientUpdate, Defense
 
 from . import params as P
@@ -38,13 +36,12 @@ DEFAULTS: dict[str, Any] = {"layers": ["fc1.*"], "std": 0.01, "relative": False}
 
 def select(names: Iterable[str], globs: Iterable[str], *, who: str) -> list[str]:
     """Names (in their order) matched by any glob; a glob matching nothing is a ConfigError."""
-    names, globs = list(names), list(globs)
-    for g in globs:
-        if not any(fnmatch.fnmatchcase(n, g) for n in names):
-            raise ConfigError(
-                f"{who}: layer glob {g!r} matches no parameter; valid names: {', '.join(names)}"
-            )
-    return [n for n in names if any(fnmatch.fnmatchcase(n, g) for g in globs)]
+    from sergrad.fl.param_names import select as select_names
+
+    return select_names(
+        list(names), list(globs), what=who,
+        missing="{what}: layer glob {pattern!r} matches no parameter; valid names: {names}",
+    )  # fmt: skip
 
 
 def perturb_rows(rows: torch.Tensor, noise: torch.Tensor, *, std: float, relative: bool):

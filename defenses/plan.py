@@ -15,7 +15,6 @@ model-space noise on the `pseudo_gradient` scale. The engine builds one with
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 
@@ -57,19 +56,25 @@ class TrainingPlan:
         local_lr: float | None = None,
         full_batch: bool = False,
     ) -> TrainingPlan:
-        """Plan from the FL config: fedsgd = 1 step of one batch; fedavg = E epochs of batches."""
-        per_round = max(1, min(n_clients, round(client_fraction * n_clients)))
+        """Plan from the FL config, with `sergrad.fl.schedule`'s own formulas (clients per
+        round, local steps, sampling rate) at the mean local training size."""
+        from sergrad.fl.config import AlgoConfig
+        from sergrad.fl.schedule import clients_per_round, local_steps, sample_rate
+
+        algo = AlgoConfig(
+            name=algorithm,  # type: ignore[arg-type]
+            rounds=rounds,
+            client_fraction=client_fraction,
+            batch_size=batch_size,
+            local_epochs=local_epochs,
+            fedsgd_full_batch=full_batch,
+        )
         n = max(1.0, float(mean_train_samples))
-        if algorithm == "fedsgd":
-            steps, rate = 1, 1.0 if full_batch else min(1.0, batch_size / n)
-        else:
-            steps = local_epochs * math.ceil(n / batch_size)
-            rate = min(1.0, batch_size / n)
         return cls(
             n_clients=n_clients,
             rounds=rounds,
-            clients_per_round=per_round,
-            local_steps=steps,
-            sample_rate=rate,
+            clients_per_round=clients_per_round(n_clients, client_fraction),
+            local_steps=local_steps(n, algo),
+            sample_rate=sample_rate(n, algo),
             local_lr=local_lr,
         )

@@ -43,15 +43,20 @@ def centralized_check(
     gender: np.ndarray,
     speakers: np.ndarray,
     n_folds: int = 5,
+    progress=None,
 ) -> CentralizedCheck:
-    """Mean held-out-speaker UAR of emotion and gender logistic regressions over folds."""
+    """Mean held-out-speaker UAR of emotion and gender logistic regressions over folds.
+
+    `progress(done, total)` is called after each fold (the demo shows it).
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.preprocessing import StandardScaler
 
     x_emo = per_speaker_znorm(x, speakers)
     emo_scores, gen_scores = [], []
-    for held_out in speaker_folds(speakers, n_folds):
+    folds = speaker_folds(speakers, n_folds)
+    for k, held_out in enumerate(folds, start=1):
         test = np.isin(speakers, held_out)
         for feats, y, scores in ((x_emo, emotion, emo_scores), (x, gender, gen_scores)):
             if len(np.unique(y[~test])) < 2 or len(np.unique(y[test])) < 2:
@@ -61,6 +66,8 @@ def centralized_check(
             clf.fit(scaler.transform(feats[~test]), y[~test])
             pred = clf.predict(scaler.transform(feats[test]))
             scores.append(balanced_accuracy_score(y[test], pred))
+        if progress is not None:
+            progress(k, len(folds))
     return CentralizedCheck(
         emotion_uar=float(np.mean(emo_scores)) if emo_scores else float("nan"),
         gender_uar=float(np.mean(gen_scores)) if gen_scores else float("nan"),

@@ -22,6 +22,7 @@ sergrad.errors.ConfigError: unknown key 'inner.lrr'; valid keys: inner.lr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import types
@@ -99,11 +100,22 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     return value
 
 
+@functools.cache
+def type_hints(cls: type) -> dict[str, Any]:
+    """`typing.get_type_hints(cls)`, once per class (it re-evaluates every annotation)."""
+    return typing.get_type_hints(cls)
+
+
+@functools.cache
+def init_fields(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls) if f.init}
+
+
 def from_dict(cls: type[T], data: dict[str, Any] | None, *, prefix: str = "") -> T:
     """Build dataclass `cls` from `data`; unknown keys raise ConfigError listing the valid ones."""
     data = dict(data or {})
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = type_hints(cls)
+    fields = init_fields(cls)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         valid = ", ".join(prefix + name for name in fields)
@@ -144,7 +156,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     import yaml  # lazily: the benchmarks run where PyYAML may be missing (a GPU box)
 
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw)
+    return key.strip().split("."), yaml.load(raw, Loader=_strict_loader())
+
+
+def _strict_loader() -> type:
+    from sergrad.yaml_load import StrictLoader  # duplicate keys are errors, 5e-4 a float
+
+    return StrictLoader
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -167,10 +185,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    from sergrad.yaml_load import compose_yaml
+
+    data, _ = compose_yaml(path.read_text(), source=path)
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -23,28 +23,22 @@ def add_commands(sub) -> None:
     p.set_defaults(func=main)
 
 
-def print_summary(store_uri: str, inputs) -> None:
+def print_summary(store_uri: str, inputs, *, say=None) -> None:
     """Per corpus: speakers by gender, utterances by emotion, dimension, centralized check."""
-    import numpy as np
     import pyarrow.parquet as pq
-    from pyarrow import fs as pafs
 
-    from sergrad.centralized import centralized_check
     from sergrad.corpora import summarize
     from sergrad.fl.data import DataConfig, load_dataset
+    from sergrad.store import Store, open_filesystem
 
+    store = Store(store_uri)
     for spec in inputs:
         ds = load_dataset(
             DataConfig(features=(spec.features_uri,), utterances=(spec.utterances_uri,))
         )
-        fs, path = pafs.FileSystem.from_uri(spec.utterances_uri)
+        fs, path = open_filesystem(spec.utterances_uri)
         utts = pq.read_table(path, filesystem=fs)
-        check = centralized_check(
-            ds.x,
-            emotion=ds.emotion,
-            gender=np.asarray(ds.gender),
-            speakers=np.asarray(ds.speaker_id),
-        )
+        check = cached_centralized_check(store, spec, ds, say=say)
         print(f"\n== {spec.corpus} ({spec.spec.profile}) ==")
         print(summarize(utts))
         print(f"feature set {spec.features.name}: dimension {ds.x.shape[1]}")
@@ -53,6 +47,37 @@ def print_summary(store_uri: str, inputs) -> None:
             f"emotion UAR {check.emotion_uar:.3f}, gender UAR {check.gender_uar:.3f}",
             flush=True,
         )
+
+
+def cached_centralized_check(store, spec, ds, *, say=None):
+    """The centralized check of one input, computed once: its result is kept in the store
+    beside the features (`inputs/<corpus>-<hash>/<feature set>-<hash>.centralized.json`, a
+    name that changes with the input's content), so a resumed demo does not recompute it."""
+    import dataclasses
+
+    import numpy as np
+
+    from sergrad.centralized import CentralizedCheck, centralized_check
+    from sergrad.sweep.expand import feature_name, input_dir
+
+    name = f"{input_dir(spec.corpus, spec.spec)}/{feature_name(spec.features)}.centralized.json"
+    cached = store.read_json(name)
+    if isinstance(cached, dict):
+        return CentralizedCheck(**cached)
+
+    def progress(done: int, total: int) -> None:
+        if say is not None:
+            say(f"centralized check {spec.corpus} x {spec.features.name}: fold {done}/{total}")
+
+    check = centralized_check(
+        ds.x,
+        emotion=ds.emotion,
+        gender=np.asarray(ds.gender),
+        speakers=np.asarray(ds.speaker_id),
+        progress=progress,
+    )
+    store.write_json(name, dataclasses.asdict(check))
+    return check
 
 
 def main(args: argparse.Namespace) -> int:
@@ -70,11 +95,11 @@ def main(args: argparse.Namespace) -> int:
     say(f"synthetic corpora and features -> {store_uri}/inputs")
     plan = expand(sweep, store_uri)
     ensure_inputs(Store(store_uri), plan.inputs, progress=say)
-    print_summary(store_uri, plan.inputs)
+    print_summary(store_uri, plan.inputs, say=say)
     if args.inputs_only:
         return 0
     say(f"sweep {sweep.name}: {len(plan.runs)} FL runs, {len(plan.evals)} attack evaluations")
-    progress = run_sweep(
+    result = run_sweep(
         sweep,
         store_uri=store_uri,
         options=options_for(sweep, address=None, max_concurrent=None),
@@ -84,10 +109,12 @@ def main(args: argparse.Namespace) -> int:
 
     report = write_report(store_uri, out / "report")
     print(
-        f"\n[demo] runs {progress.runs_done}/{progress.runs_total}, "
-        f"evaluations {progress.evals_done}/{progress.evals_total}, failed {progress.failed}, "
-        f"{(time.time() - start) / 60:.1f} min"
+        f"\n[demo] runs {result.oks['runs']}/{result.totals['runs']} ok, "
+        f"evaluations {result.oks['evals']}/{result.totals['evals']} ok, "
+        f"not ok {len(result.problems)}, {(time.time() - start) / 60:.1f} min"
     )
+    for line in result.problem_lines():
+        print(line)
     print(f"[demo] results store: {store_uri}")
     print(f"[demo] report: {report}")
-    return 0 if progress.failed == 0 else 1
+    return result.exit_code()

@@ -186,12 +186,26 @@ PREDICTIONS = pa.schema(
 )
 PREDICTIONS_PARTITION = "eval_id"
 
+# --- the clients' ground truth, beside the harvest -----------------------------------------
+# One row per client of a run (sampled or not), keyed like the update rows (run_id,
+# client_id). It comes from the simulation's ClientContext, never through a defense; the
+# attack may read it for shadow runs (labels) and for scoring target runs only.
+CLIENTS = pa.schema(
+    [
+        ("client_id", pa.int32()),
+        ("speaker_id", pa.string()),
+        ("gender", pa.string()),
+        ("corpus", pa.string()),
+    ]
+)
+CLIENTS_PARTITION = "run_id"
+
 TABLES: dict[str, tuple[pa.Schema, str]] = {
     "runs": (RUNS, RUNS_PARTITION),
     "rounds": (ROUNDS, ROUNDS_PARTITION),
     "attacks": (ATTACKS, ATTACKS_PARTITION),
     "predictions": (PREDICTIONS, PREDICTIONS_PARTITION),
-}
+}  # (the clients side table is read with sergrad.store; analysis may add it here)
 
 
 def table_from_rows(rows: list[dict], schema: pa.Schema) -> pa.Table:

@@ -26,7 +26,7 @@ def tensors(seed=0):
 
 def update(t, *, kind="delta", n_samples=30, client_id=3):
     return ClientUpdate(
-        round=1, client_id=client_id, speaker_id="s", gender="M", n_samples=n_samples, kind=kind,
+        round=1, client_id=client_id, speaker_id="s", n_samples=n_samples, kind=kind,
         tensors=t,
     )  # fmt: skip
 

@@ -29,7 +29,7 @@ PLAN = TrainingPlan(
 
 def update(tensors):
     return ClientUpdate(
-        round=1, client_id=0, speaker_id="s", gender="F", n_samples=10, kind="delta",
+        round=1, client_id=0, speaker_id="s", n_samples=10, kind="delta",
         tensors=tensors,
     )  # fmt: skip
 

@@ -22,7 +22,7 @@ torch.set_num_threads(1)
 
 def update(tensors, client_id=0):
     return ClientUpdate(
-        round=1, client_id=client_id, speaker_id="s", gender="F", n_samples=10, kind="delta",
+        round=1, client_id=client_id, speaker_id="s", n_samples=10, kind="delta",
         tensors=tensors,
     )  # fmt: skip
 

@@ -31,7 +31,7 @@ from sergrad.fl.harvest import (
     update_bytes_per_row,
 )
 from sergrad.fl.harvest_format import bfloat16_bits, decode_value
-from sergrad.fl.update import ClientUpdate
+from sergrad.fl.update import ClientContext, ClientUpdate
 from sergrad.store import Store
 
 torch.set_num_threads(1)
@@ -39,12 +39,11 @@ SHAPES = {"fc1.weight": (4, 3), "fc1.bias": (4,), "fc2.weight": (2, 4), "fc2.bia
 NAMES = list(SHAPES)
 
 
-def update(round: int, client: int, tensors: dict, *, gender: str = "F") -> ClientUpdate:
+def update(round: int, client: int, tensors: dict) -> ClientUpdate:
     return ClientUpdate(
         round=round,
         client_id=client,
         speaker_id=f"spk{client}",
-        gender=gender,
         n_samples=10 + client,
         kind="delta",
         tensors=tensors,
@@ -178,7 +177,8 @@ def test_several_runs_read_as_one_dataset(tmp_path):
         with writer(store, rid, rows_per_group=2) as hw:
             for r in range(1, 4):
                 t = random_tensors(gen)
-                hw.add(update(r, k, t, gender="M" if k % 2 else "F"))
+                context = ClientContext(k, f"spk{k}", "M" if k % 2 else "F")
+                hw.add(update(r, k, t), context)
                 expected[(rid, r)] = t["fc1.weight"].reshape(-1).numpy()
     table = ds.dataset(tmp_path / "updates", partitioning="hive").to_table()
     assert table.num_rows == 9 and "run_id" in table.column_names

@@ -28,6 +28,16 @@ def test_cluster_yaml_validates():
     assert any("sergrad==0.1.0" in c for c in prepared["setup_commands"])
 
 
+def test_cluster_yaml_keeps_the_dashboard_on_loopback_and_requires_a_token():
+    """Issue 12 item 10."""
+    for name in ("cluster.yaml", "cluster.local.yaml"):
+        text = (ROOT / name).read_text()
+        assert "0.0.0.0" not in text
+        starts = [ln for ln in text.splitlines() if "ray start" in ln and "ray stop" not in ln]
+        assert starts and all("RAY_AUTH_MODE=token" in ln for ln in starts), name
+        assert all("--dashboard-host=127.0.0.1" in ln for ln in starts if "--head" in ln)
+
+
 def test_cluster_yaml_pins_the_package_version():
     import tomllib
 

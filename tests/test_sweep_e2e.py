@@ -4,6 +4,7 @@ resume without re-running anything, and kill -9 of the driver mid-sweep."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,23 +40,25 @@ def check_store(uri: str, sweep_file: Path = SMALL) -> None:
     store = Store(uri)
     plan = expand(load_sweep(sweep_file), uri)
     runs = store.read("runs", columns=["run_id", "status"]).to_pylist()
-    assert sorted(r["run_id"] for r in runs) == sorted(r.run_id for r in plan.runs)
+    assert sorted(r["run_id"] for r in runs) == sorted(r.id for r in plan.runs)
     assert {r["status"] for r in runs} == {"ok"}
     attacks = store.read("attacks", columns=["eval_id", "status"]).to_pylist()
-    assert {a["eval_id"] for a in attacks} == {e.eval_id for e in plan.evals}
+    assert {a["eval_id"] for a in attacks} == {e.id for e in plan.evals}
     assert {a["status"] for a in attacks} == {"ok"}
     for table in ("runs", "rounds", "updates", "attacks", "predictions"):
         for path in store.files(table):
             pq.read_metadata(path)  # complete Parquet (footer present)
-    assert sorted(store.partition_values("updates")) == sorted(r.run_id for r in plan.runs)
+    assert sorted(store.partition_values("updates")) == sorted(r.id for r in plan.runs)
     stray = [p for p in Path(uri).rglob("*") if p.is_file() and "_tmp" not in p.parts
              and p.suffix not in (".parquet", ".json")]  # fmt: skip
     assert stray == []
 
 
 def test_local_sweep_status_and_resume(tmp_path, monkeypatch, capsys):
-    uri = str(tmp_path / "store")
-    assert main(["sweep", "run", str(SMALL), "--store", uri]) == 0
+    # the documented form: a relative store (issue 12, failure 1: Tune's trial directory)
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "run", str(SMALL), "--store", "out/small"]) == 0
+    uri = str(tmp_path / "out" / "small")
     check_store(uri)
     capsys.readouterr()
     assert main(["sweep", "status", uri]) == 0
@@ -66,6 +69,11 @@ def test_local_sweep_status_and_resume(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(runner, "execute", lambda *a, **k: pytest.fail("job executed"))
     assert main(["sweep", "run", str(SMALL), "--store", uri]) == 0
     check_store(uri)
+    # a moved store resumes with 0 reruns: ids hold no store location (issue 12, item 7)
+    moved = str(tmp_path / "elsewhere" / "copy")
+    shutil.move(uri, moved)
+    assert main(["sweep", "run", str(SMALL), "--store", moved]) == 0
+    check_store(moved)
 
 
 def test_kill9_driver_then_resume(tmp_path):
@@ -93,3 +101,20 @@ def test_kill9_driver_then_resume(tmp_path):
     assert 1 <= n_before < total, "the kill should land mid-sweep"
     assert main(["sweep", "run", str(sweep_file), "--store", uri]) == 0
     check_store(uri, sweep_file)
+
+
+def test_failed_evaluations_exit_1_and_name_each_job(tmp_path, capsys):
+    """Issue 12 failure 2: a sweep with failed jobs exits 1 and says which and why."""
+    sweep_file = tmp_path / "bad_layer.yaml"
+    text = SMALL.read_text().replace("layers: [fc1]", "layers: [fc2]")  # fc2 is not harvested
+    sweep_file.write_text(text.replace("max_retries: 1", "max_retries: 0"))
+    uri = str(tmp_path / "store")
+    capsys.readouterr()
+    assert main(["sweep", "run", str(sweep_file), "--store", uri]) == 1
+    out = capsys.readouterr().out
+    plan = expand(load_sweep(sweep_file), uri)
+    assert f"runs 4/4 ok, evals 0/{len(plan.evals)} ok; not ok: {len(plan.evals)} failed" in out
+    for e in plan.evals:
+        line = next(ln for ln in out.splitlines() if e.id in ln)
+        assert line.split()[0] == "failed" and "'fc2' not harvested" in line
+    assert main(["sweep", "status", uri]) == 1

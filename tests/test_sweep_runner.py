@@ -1,5 +1,5 @@
-"""The generic Tune runner with the synthetic `toy` executor: retries, failures, worker
-kill -9 mid-trial, resume, and an S3 store on a loopback moto server."""
+"""The generic Tune runner with the test-only `ToyJob`: retries, failures, worker kill -9
+mid-trial, resume, and an S3 store on a loopback moto server."""
 
 from __future__ import annotations
 
@@ -9,21 +9,13 @@ import socket
 
 import pyarrow.parquet as pq
 import pytest
+from sweep_jobs import toy
 
 from sergrad.store import Store
 from sergrad.sweep import runner
 from sergrad.sweep.runner import EngineOptions, group_jobs, run_jobs, summarise
 
 pytestmark = pytest.mark.slow
-
-
-def toy(i: int, **cfg) -> dict:
-    return {
-        "id": f"job{i:03d}",
-        "kind": "toy",
-        "config": {"seconds": 0.01, **cfg},
-        "partition": "toy",
-    }
 
 
 def test_group_jobs_covers_every_job_once():
@@ -47,19 +39,18 @@ def test_retry_failure_worker_kill_and_resume(tmp_path, monkeypatch):
     jobs[5] = toy(5, fail=1)  # raises once -> retried -> ok
     jobs[8] = toy(8, die_once=str(marker))  # kills its worker once -> Tune restarts the trial
     opts = EngineOptions(num_cpus=2, max_retries=2, trial_restarts=2, per_trial=3)
-    progress = run_jobs(jobs, store_uri=str(store_dir), options=opts)
+    result = run_jobs(jobs, store_uri=str(store_dir), options=opts)
     assert marker.exists()
     store = Store(store_dir)
     rows = runs_table(store)
-    assert sorted(r["run_id"] for r in rows) == [j["id"] for j in jobs]  # each exactly once
+    assert sorted(r["run_id"] for r in rows) == [j.id for j in jobs]  # each exactly once
     failed = [r for r in rows if r["status"] != "ok"]
     assert [r["run_id"] for r in failed] == ["job003"]
     assert "failed on attempt 3" in failed[0]["error"]  # 1 try + 2 retries
-    assert progress.runs_done == 12 and progress.failed == 1
-    assert summarise(store, jobs, []) == {
-        "runs_ok": 11, "runs_failed": 1, "runs_pending": 0,
-        "evals_ok": 0, "evals_failed": 0, "evals_pending": 0,
-    }  # fmt: skip
+    assert result.oks == {"runs": 11, "evals": 0} and result.exit_code() == 1
+    assert list(result.problems) == ["job003"]
+    assert result.problems["job003"][0] == "failed"
+    assert summarise(store, jobs, []).problems == result.problems
     for path in store.files("runs"):
         assert pq.read_table(path).num_rows == 1  # complete, readable files only
 
@@ -69,8 +60,9 @@ def test_retry_failure_worker_kill_and_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(
         runner, "_tune_phase", lambda jobs, **kw: (calls.append(len(jobs)), real(jobs, **kw))
     )
-    run_jobs([j for j in jobs if j["id"] != "job003"], store_uri=str(store_dir), options=opts)
+    again = run_jobs([j for j in jobs if j.id != "job003"], store_uri=str(store_dir), options=opts)
     assert calls == []  # everything already ok: no trial ran
+    assert again.exit_code() == 0
 
 
 def free_port() -> int:

@@ -25,8 +25,14 @@ features: [{{name: prosody}}]
 
 
 def write(tmp_path, body: str, name="s.yaml"):
+    """BASE + body; a top-level key of body replaces BASE's line (no duplicate keys)."""
+    body = textwrap.dedent(body)
+    keys = {line.split(":")[0] for line in body.splitlines() if line[:1].isalpha()}
+    base = "".join(
+        line for line in BASE.splitlines(keepends=True) if line.split(":")[0] not in keys
+    )
     p = tmp_path / name
-    p.write_text(BASE.format(store=tmp_path / "store") + textwrap.dedent(body))
+    p.write_text(base.format(store=tmp_path / "store") + body)
     return p
 
 
@@ -123,7 +129,7 @@ def test_expansion_counts_and_shared_shadow_runs(tmp_path):
     shadows = pairings * algos * seeds * defenses * nfolds
     roles = [r.role for r in plan.runs]
     assert roles.count("target") == targets and roles.count("shadow") == shadows
-    assert len({r.run_id for r in plan.runs}) == len(plan.runs)
+    assert len({r.id for r in plan.runs}) == len(plan.runs)
     # evaluations: per target: 3 models x 2 layers x 3 posthoc x adaptive (2 if defended, else 1)
     per_target_defended, per_target_none = 3 * 2 * 3 * 2, 3 * 2 * 3
     n_def_targets = targets * 2 // 3
@@ -131,7 +137,7 @@ def test_expansion_counts_and_shared_shadow_runs(tmp_path):
         len(plan.evals)
         == n_def_targets * per_target_defended + (targets - n_def_targets) * per_target_none
     )
-    by_id = {r.run_id: r for r in plan.runs}
+    by_id = {r.id: r for r in plan.runs}
     for e in plan.evals:
         cfg = e.config
         target = by_id[cfg.target_run]

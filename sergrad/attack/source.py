@@ -37,15 +37,12 @@ def iter_batches(
 
 def layer_params(meta: UpdateMeta, layer: str) -> list[str]:
     """Parameters of a layer group: "fc1" -> fc1.weight, fc1.bias (prefix "fc1."), or a name."""
-    if layer in meta.param_names:
-        return [layer]
-    found = [p for p in meta.param_names if p.startswith(layer + ".")]
-    if not found:
-        raise DataError(
-            f"run {meta.run_id!r}: layer {layer!r} not harvested; parameters: "
-            f"{', '.join(meta.param_names)}"
-        )
-    return found
+    from sergrad.fl.param_names import select
+
+    return select(
+        meta.param_names, [layer], what=f"run {meta.run_id!r}", error=DataError,
+        missing="{what}: layer {pattern!r} not harvested; parameters: {names}",
+    )  # fmt: skip
 
 
 def check_compatible(metas: list[UpdateMeta], layers: tuple[str, ...]) -> dict[str, list[str]]:

@@ -91,7 +91,7 @@ def write_synthetic_run(
     from sergrad.fl.config import HarvestConfig
     from sergrad.fl.harvest import HarvestWriter
     from sergrad.fl.records import write_run_row
-    from sergrad.fl.update import ClientUpdate
+    from sergrad.fl.update import ClientContext, ClientUpdate
 
     signal = {"fc1": 1.0, "fc2": 0.3, "fc3": 0.1} if signal is None else signal
     rng = np.random.default_rng(seed)
@@ -116,9 +116,9 @@ def write_synthetic_run(
                     p: torch.from_numpy(arrays[p][j].reshape(shape)) for p, shape in shapes.items()
                 }
                 writer.add(ClientUpdate(
-                    round=r, client_id=int(c), speaker_id=clients[c][0], gender=clients[c][1],
+                    round=r, client_id=int(c), speaker_id=clients[c][0],
                     n_samples=int(rng.integers(20, 60)), kind="gradient", tensors=tensors,
-                ))  # fmt: skip
+                ), ClientContext(int(c), clients[c][0], clients[c][1]))  # fmt: skip
                 n += 1
     if write_run:
         row = {"run_id": run_id, "status": "ok", "role": role, "feature_set": "synthetic",

@@ -135,7 +135,7 @@ def measure(setup: Setup, seconds: float, harvest: str | None = None) -> dict:
 def _measure(setup, seconds, harvest, part, model, algo, params, engine, tmp, start_rss) -> dict:
     import torch
 
-    from sergrad.fl.update import ClientUpdate
+    from sergrad.fl.update import ClientContext, ClientUpdate
 
     clients = list(part.clients)
     hw = None
@@ -165,11 +165,11 @@ def _measure(setup, seconds, harvest, part, model, algo, params, engine, tmp, st
                         round=r,
                         client_id=c.client_id,
                         speaker_id=c.speaker_id,
-                        gender=c.gender,
                         n_samples=c.n_train,
                         kind="gradient",
                         tensors=res.tensors,
-                    )
+                    ),
+                    ClientContext(c.client_id, c.speaker_id, c.gender),
                 )
         if setup.device != "cpu":
             torch.cuda.synchronize()

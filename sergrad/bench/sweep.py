@@ -1,6 +1,6 @@
 """`sergrad bench sweep`: sweep-engine overhead against the ideal, measured in one run.
 
-N short synthetic runs (the `toy` executor: `--seconds` of CPU each, one thread, a runs row
+N short synthetic runs (`sergrad.bench.spin_job.SpinJob`: `--seconds` of CPU each, one thread, a runs row
 written to a temporary store) go through the full engine: a private local Ray instance of
 `--cores` CPUs, Tune trials with grouped runs and reused actors, progress, store writes.
 Each run records its own wall time in its row, so
@@ -28,14 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def measure(*, runs: int, seconds: float, cores: int, per_trial: int = 0) -> dict:
+    from sergrad.bench.spin_job import SpinJob
     from sergrad.store import Store
     from sergrad.sweep import runner
-    from sergrad.sweep.runner import EngineOptions, Progress, run_jobs
+    from sergrad.sweep.progress import Progress
+    from sergrad.sweep.runner import EngineOptions, run_jobs
 
-    jobs = [
-        {"id": f"bench{i:05d}", "kind": "toy", "config": {"seconds": seconds}, "partition": "bench"}
-        for i in range(runs)
-    ]
+    jobs = [SpinJob(f"bench{i:05d}", seconds) for i in range(runs)]
     marks: dict[str, float] = {}
     real_phase = runner._tune_phase
 

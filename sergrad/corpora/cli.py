@@ -60,6 +60,7 @@ def parse_options(items: list[str]) -> dict[str, str]:
 def index_command(args: argparse.Namespace) -> int:
     from sergrad.corpora import index_corpus, summarize, write_utterances
 
+    check_output(Path(args.output))
     table, problems = index_corpus(
         args.corpus,
         Path(args.root),
@@ -72,6 +73,19 @@ def index_command(args: argparse.Namespace) -> int:
     print(problems.summary())
     print(f"wrote {table.num_rows} utterances to {out}")
     return 0
+
+
+def check_output(path: Path) -> None:
+    """-o must name a file whose folder is (or can become) a folder; checked before indexing."""
+    if path.is_dir():
+        raise ConfigError(
+            f"-o {path}: is a directory; give a file name, e.g. {path / 'utterances.parquet'}"
+        )
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"-o {path}: {parent} is a file, not a folder")
+            break
 
 
 def synth_command(args: argparse.Namespace) -> int:

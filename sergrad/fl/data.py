@@ -74,9 +74,9 @@ def load_dataset(data: DataConfig) -> Dataset:
 
 
 def _open(uri: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), str(Path(uri).resolve())
+    from sergrad.store import open_filesystem  # the one store-opening path (timeouts)
+
+    return open_filesystem(uri)
 
 
 def _read(uri: str) -> pa.Table:

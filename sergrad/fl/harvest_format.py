@@ -49,7 +49,6 @@ array([[ 1. , -2.5]], dtype=float32)
 
 from __future__ import annotations
 
-import fnmatch
 import math
 import sys
 from collections.abc import Sequence
@@ -111,24 +110,9 @@ def select_params(param_names: Sequence[str], patterns: Sequence[str]) -> list[s
 
     Each pattern must match at least one name, else ConfigError listing the parameter names.
     """
-    if isinstance(patterns, str):
-        patterns = (patterns,)
-    if not patterns:
-        raise ConfigError(f"harvest.params is empty; parameters: {', '.join(param_names)}")
-    if "all" in patterns:
-        return list(param_names)
-    chosen: set[str] = set()
-    for pattern in patterns:
-        if not isinstance(pattern, str):
-            raise ConfigError(f"harvest.params: {pattern!r} is not a string")
-        hits = [n for n in param_names if n == pattern or fnmatch.fnmatchcase(n, pattern)]
-        if not hits:
-            raise ConfigError(
-                f"harvest.params: {pattern!r} matches no parameter; "
-                f"parameters: {', '.join(param_names)}"
-            )
-        chosen.update(hits)
-    return [n for n in param_names if n in chosen]
+    from sergrad.fl.param_names import select
+
+    return select(param_names, patterns, what="harvest.params")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ dtype and encoding (the current binary values and the older list<float> columns)
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -126,18 +125,12 @@ def read_update_keys(store: Store, run_id: str) -> pa.Table:
 
 
 def _resolve(params: Sequence[str], stored: list[str], run_id: str) -> list[str]:
-    if isinstance(params, str):
-        params = [params]
-    chosen: list[str] = []
-    for p in params:
-        hits = [n for n in stored if n == p or fnmatch.fnmatchcase(n, p)]
-        if not hits:
-            raise StoreError(
-                f"updates of run {run_id!r}: parameter {p!r} was not harvested; "
-                f"stored: {', '.join(stored)}"
-            )
-        chosen += [h for h in hits if h not in chosen]
-    return chosen
+    from sergrad.fl.param_names import select
+
+    return select(
+        stored, params, what=f"updates of run {run_id!r}", order="patterns", error=StoreError,
+        missing="{what}: parameter {pattern!r} was not harvested; stored: {names}",
+    )  # fmt: skip
 
 
 def iter_update_batches(

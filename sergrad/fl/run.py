@@ -11,6 +11,7 @@ over every validation utterance, so a client weighs by its number of validation 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ import numpy as np
 import torch
 
 from sergrad.config import apply_overrides, canonical_json, from_dict, load_yaml
-from sergrad.fl.config import RunConfig, run_id
+from sergrad.errors import ConfigError
+from sergrad.fl.config import DataConfig, RunConfig, run_id
 from sergrad.fl.data import Dataset, load_dataset
 from sergrad.fl.engine import Engine, create_engine
 from sergrad.fl.metrics import accuracy, uar
@@ -28,14 +30,21 @@ from sergrad.fl.model import PARAM_NAMES, init_params, param_shapes, predict
 from sergrad.fl.partition import Partition, partition
 from sergrad.fl.schedule import generator, sample_clients, share_kind
 from sergrad.fl.server import aggregate, check_finite, server_step
-from sergrad.fl.update import ClientUpdate, Defense, LocalTraining
+from sergrad.fl.update import ClientContext, ClientUpdate, Defense, LocalTraining
 
 Progress = Callable[[int, int, float | None], None]  # (round, rounds, val_uar)
 
 
 def load_run_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     """RunConfig from YAML plus `key.sub=value` overrides; unknown keys raise ConfigError."""
-    return from_dict(RunConfig, apply_overrides(load_yaml(path), list(overrides)))
+    from sergrad.fl.limits import check_limits
+
+    config = from_dict(RunConfig, apply_overrides(load_yaml(path), list(overrides)))
+    try:
+        check_limits(config)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return config
 
 
 def run_fl(
@@ -58,7 +67,7 @@ def run_fl(
     if done is not None and done.get("status") == "ok":
         return done
     start = time.perf_counter()
-    ds = dataset if dataset is not None else load_dataset(config.data)
+    ds = dataset if dataset is not None else load_dataset(inputs_in(config.data, store))
     part = partition(ds, config.data, seed=config.seed)
     defenses = build_defenses(config, part)
     params = {
@@ -77,8 +86,39 @@ def run_fl(
     rows = run_row(config, rid, ds, trace, defenses, test=(test_uar, test_acc), hw=hw)
     rows.update({"wall_s": time.perf_counter() - start, **(extra or {})})
     write_rounds(store, rid, trace.rounds)
+    write_clients(store, rid, [context_of(c) for c in part.clients])
     write_run_row(store, rows, corpus="+".join(ds.corpora))
     return {**rows, "corpus": "+".join(ds.corpora)}
+
+
+def inputs_in(data: DataConfig, store) -> DataConfig:
+    """`store:` references of a sweep's run config resolved against `store` (its id keeps
+    the references, so it never depends on where the store lives)."""
+    return dataclasses.replace(
+        data,
+        features=tuple(store.uri_of(u) for u in data.features),
+        utterances=tuple(store.uri_of(u) for u in data.utterances),
+    )
+
+
+def context_of(client) -> ClientContext:
+    """What the simulation knows about a client and the server does not."""
+    return ClientContext(
+        client.client_id, client.speaker_id, client.gender, {"corpus": client.corpus}
+    )
+
+
+def write_clients(store, rid: str, contexts: list[ClientContext]) -> None:
+    """The side table `clients/run_id=<rid>/clients.parquet` (schema.CLIENTS)."""
+    from sergrad import schema
+
+    rows = [
+        {"client_id": c.client_id, "speaker_id": c.speaker_id, "gender": c.gender,
+         "corpus": c.attributes.get("corpus")}
+        for c in contexts
+    ]  # fmt: skip
+    table = schema.table_from_rows(rows, schema.CLIENTS)
+    store.write_table("clients", table, partition=(schema.CLIENTS_PARTITION, rid), name="clients")
 
 
 @dataclass
@@ -117,16 +157,17 @@ def train(
             for d in defenses:
                 d.on_client_trained(c.client_id, sample_rate=res.sample_rate, steps=res.steps)
             u = ClientUpdate(
-                round=r, client_id=c.client_id, speaker_id=c.speaker_id, gender=c.gender,
+                round=r, client_id=c.client_id, speaker_id=c.speaker_id,
                 n_samples=c.n_train, kind=kind, tensors=res.tensors,
             )  # fmt: skip
+            context = context_of(c)  # the client's ground truth: never to a defense
             for i, d in enumerate(defenses):
                 u = d.client_update(
                     u, generator=generator(config.seed, "defense", r, c.client_id, i)
                 )
             check_finite(u)
             if hw.wants_round(r):
-                hw.add(u)
+                hw.add(u, context)
             updates.append(u)
             losses.append((res.loss, c.n_train))
         mean = aggregate(updates, algo=algo)
@@ -217,11 +258,11 @@ def harvest_writer(store, rid: str, dim: int, config: RunConfig):
 
 
 def run_row(config, rid, ds, trace, defenses, *, test, hw) -> dict:
+    from sergrad.defenses import defense_label
     from sergrad.fl.records import now_iso, versions
 
     eps, delta, accountant, protects = privacy(defenses)
-    label = "+".join(d.name for d in defenses) if defenses else "none"
-    level = defenses[0].level if defenses else None  # as sergrad.defenses.defense_label
+    label, level = defense_label(defenses)
     return {
         "run_id": rid,
         "status": "ok",

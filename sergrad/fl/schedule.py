@@ -35,11 +35,17 @@ def generator(*parts: object) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(*parts))
 
 
+def clients_per_round(n_clients: int, fraction: float) -> int:
+    """Clients sampled each round: min(n, max(1, round(fraction * n))) (Python's round).
+
+    The one formula for both the engines and the defenses' training plan.
+    """
+    return min(n_clients, max(1, builtins.round(fraction * n_clients)))
+
+
 def sample_clients(n_clients: int, *, fraction: float, seed: int, round: int) -> torch.Tensor:
-    """max(1, round(fraction * n)) client ids without replacement, sorted ([k] int64)."""
-    k = min(
-        n_clients, max(1, builtins.round(fraction * n_clients))
-    )  # Python round, as in defenses.plan
+    """`clients_per_round` client ids without replacement, sorted ([k] int64)."""
+    k = clients_per_round(n_clients, fraction)
     perm = torch.randperm(n_clients, generator=generator(seed, "clients", round))
     return perm[:k].sort().values
 
@@ -60,14 +66,14 @@ def share_kind(algo: AlgoConfig) -> str:
     return kind
 
 
-def sample_rate(n_train: int, algo: AlgoConfig) -> float:
+def sample_rate(n_train: float, algo: AlgoConfig) -> float:
     """Probability that one local sample is in one local step's batch."""
     if algo.name == "fedsgd" and algo.fedsgd_full_batch:
         return 1.0
     return min(1.0, algo.batch_size / n_train)
 
 
-def local_steps(n_train: int, algo: AlgoConfig) -> int:
+def local_steps(n_train: float, algo: AlgoConfig) -> int:
     """Local optimiser steps of a client with `n_train` samples (server side, too)."""
     if algo.name == "fedsgd":
         return 1

@@ -2,8 +2,11 @@
 
 One frozen value type, `ClientUpdate`, keyed by the model's parameter names, flows
 client -> client-side defenses (in list order) -> harvest -> aggregate -> server-side
-defenses (in reverse order). `Defense` is the hook base: every method defaults to identity,
-so a defense overrides only what it changes (at most one level of inheritance).
+defenses (in reverse order). It holds only what the server sees. The client's ground truth
+(gender and any other speaker attribute) is a separate `ClientContext` that travels beside
+it to the harvest writer (the key columns of the harvest) and never reaches a defense
+(pfl-research's Statistics vs UserContext split). `Defense` is the hook base: every method
+defaults to identity, so a defense overrides only what it changes (one level of inheritance).
 """
 
 from __future__ import annotations
@@ -21,8 +24,7 @@ class ClientUpdate:
 
     round: int
     client_id: int
-    speaker_id: str
-    gender: str  # ground truth; the attack only ever sees it for shadow clients
+    speaker_id: str  # the client's pseudonymous identity (the server knows who sent what)
     n_samples: int  # local training samples, the aggregation weight
     kind: str  # gradient | delta | pseudo_gradient
     tensors: Mapping[str, torch.Tensor]  # parameter name -> tensor shaped like the parameter
@@ -32,6 +34,20 @@ class ClientUpdate:
 
     def with_tensors(self, tensors: Mapping[str, torch.Tensor]) -> ClientUpdate:
         return dataclasses.replace(self, tensors=dict(tensors))
+
+
+@dataclass(frozen=True)
+class ClientContext:
+    """Ground truth about a client that the simulation knows and the server does not.
+
+    It reaches the harvest beside the update (labels for shadow clients, scoring for
+    targets); no defense and no attack model ever receives it.
+    """
+
+    client_id: int
+    speaker_id: str
+    gender: str
+    attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)  # age, ...
 
 
 @dataclass(frozen=True)

@@ -37,63 +37,84 @@ def add_commands(sub) -> None:
 
 
 def plan_command(args: argparse.Namespace) -> int:
-    from sergrad.sweep.driver import plan_summary, resolve_store
-    from sergrad.sweep.expand import expand
+    from sergrad.sweep.driver import plan_summary, resolve_store, size_warning
+    from sergrad.sweep.estimate import human_bytes
+    from sergrad.sweep.progress import hms
     from sergrad.sweep.schema import load_sweep
 
     sweep = load_sweep(args.file)
-    uri = args.store or sweep.store or "store"
-    summary = plan_summary(sweep, expand(sweep, uri))
+    uri = resolve_store(sweep, args.store or sweep.store or "store")
+    summary = plan_summary(sweep, uri)
+    warning = size_warning(summary)
+    if warning:
+        print(warning, file=sys.stderr)
     if args.json:
         print(json.dumps(summary))
         return 0
-    print(f"sweep {sweep.name} ({args.file}) -> {resolve_store(sweep, uri)}")
+    print(f"sweep {sweep.name} ({args.file}) -> {uri}")
     print(f"inputs       {summary['inputs']} corpus x feature-set files")
     print(
         f"runs         {summary['runs']} ({summary['target_runs']} target, "
         f"{summary['shadow_runs']} shadow)"
     )
     print(f"evaluations  {summary['evaluations']}")
-    print(
-        f"harvest      ~{_size(summary['harvest_bytes'])} ({summary['harvest_bytes']} bytes, estimate)"
+    known = summary["speakers_indexed"]
+    source = (
+        "speakers of the indexed corpora: " + ", ".join(f"{c} {n}" for c, n in known.items())
+        if known
+        else "published / declared speaker counts; index the corpora for real ones"
     )
+    print(
+        f"harvest      ~{human_bytes(summary['harvest_bytes'])} "
+        f"({summary['harvest_bytes']} bytes, estimate from {source})"
+    )
+    t = summary["time"]
+    for kind, v in t["kinds"].items():
+        print(f"time         {kind}: {v['jobs']} x ~{hms(v['seconds_each'])} ({v['source']})")
+    print(f"time         ~{hms(t['total_s'])} in all on {t['cpus']} CPU slot(s), estimate")
     return 0
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from sergrad.sweep.driver import options_for, resolve_store, run_sweep
+    from sergrad.sweep.driver import (
+        options_for,
+        plan_summary,
+        resolve_store,
+        run_sweep,
+        size_warning,
+    )
     from sergrad.sweep.schema import load_sweep
 
     sweep = load_sweep(args.file)
     uri = resolve_store(sweep, args.store)
+    warning = size_warning(plan_summary(sweep, None))
+    if warning:
+        print(warning, file=sys.stderr)
     options = options_for(
         sweep,
         address=args.address,
         max_concurrent=args.max_concurrent,
         num_cpus=args.num_cpus or None,
     )
-    progress = run_sweep(
+    result = run_sweep(
         sweep, store_uri=uri, options=options, log=lambda m: print(m, file=sys.stderr)
     )
+    states = ", ".join(f"{n} {state}" for state, n in sorted(result.counts().items()))
     print(
-        f"sweep {sweep.name}: runs {progress.runs_done}/{progress.runs_total}, "
-        f"evals {progress.evals_done}/{progress.evals_total}, failed {progress.failed} -> {uri}"
+        f"sweep {sweep.name}: runs {result.oks['runs']}/{result.totals['runs']} ok, "
+        f"evals {result.oks['evals']}/{result.totals['evals']} ok"
+        + (f"; not ok: {states}" if states else "")
+        + f" -> {uri}"
     )
-    return 0
+    for line in result.problem_lines():
+        print(line)
+    return result.exit_code()
 
 
 def status_command(args: argparse.Namespace) -> int:
     from sergrad.store import Store
     from sergrad.sweep.status import format_status, sweep_status
 
-    status = sweep_status(Store(args.store))
+    status = sweep_status(Store(args.store, create=False))
     print(json.dumps(status) if args.json else format_status(status))
-    return 0
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
+    return 1 if status["any_failed"] else 0

@@ -13,39 +13,22 @@ import time
 
 from sergrad.config import to_dict
 from sergrad.errors import ConfigError
-from sergrad.store import Store
-from sergrad.sweep.expand import EvalJob, Plan, RunJob, expand
-from sergrad.sweep.runner import EngineOptions, Progress, run_jobs
+from sergrad.store import Store, absolute_uri
+from sergrad.sweep.expand import Plan, expand
+from sergrad.sweep.progress import Progress
+from sergrad.sweep.runner import EngineOptions, Result, run_jobs
 from sergrad.sweep.schema import Sweep
 
 SWEEP_JSON = "sweep.json"
+TMP_LEASE_S = 900.0  # a `_tmp` file untouched this long belongs to a dead writer
 
 
 def resolve_store(sweep: Sweep, store: str | None) -> str:
+    """The store URI from --store or the file; a local path becomes absolute here."""
     uri = store or sweep.store
     if not uri:
         raise ConfigError(f"{sweep.source}: no store: set `store:` in the file or pass --store")
-    return uri
-
-
-def run_job(job: RunJob) -> dict:
-    return {
-        "id": job.run_id,
-        "kind": "fl",
-        "config": to_dict(job.config),
-        "extra": {"role": job.role},
-        "partition": "+".join(sorted(job.corpus.split("+"))),
-    }
-
-
-def eval_job(job: EvalJob) -> dict:
-    return {
-        "id": job.eval_id,
-        "kind": "attack",
-        "config": to_dict(job.config),
-        "extra": {},
-        "partition": job.target_corpus,
-    }
+    return absolute_uri(uri)
 
 
 def sweep_record(sweep: Sweep, plan: Plan) -> dict:
@@ -56,28 +39,51 @@ def sweep_record(sweep: Sweep, plan: Plan) -> dict:
         "sweep": to_dict(
             dataclasses.replace(sweep, corpora={k: to_dict(v) for k, v in sweep.corpora.items()})
         ),
-        "runs": [{"id": r.run_id, "role": r.role, "corpus": r.corpus} for r in plan.runs],
+        "runs": [{"id": r.id, "role": r.role, "corpus": r.corpus} for r in plan.runs],
         "evals": [
-            {"id": e.eval_id, "target_corpus": e.target_corpus, "needs": list(e.needs)}
+            {"id": e.id, "target_corpus": e.target_corpus, "needs": list(e.needs)}
             for e in plan.evals
         ],
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
 
-def plan_summary(sweep: Sweep, plan: Plan) -> dict:
-    """Counts for `sergrad sweep plan`, with an estimate of the harvest size."""
-    from sergrad.sweep.estimate import harvest_bytes
+def plan_summary(sweep: Sweep, store_uri: str | None = None, *, cpus: int = 0) -> dict:
+    """Counts for `sergrad sweep plan` (without building the jobs), the harvest estimate (from
+    the speaker counts of corpora already indexed in the store, where there are any) and a
+    time estimate per job kind on `cpus` parallel slots (default: this machine's CPUs)."""
+    import os
 
-    targets = sum(r.role == "target" for r in plan.runs)
+    from sergrad.sweep.count import count, harvest_bytes
+    from sergrad.sweep.estimate import indexed_speakers, time_estimate
+
+    c = count(sweep)
+    known = indexed_speakers(store_uri, sweep) if store_uri else {}
+    slots = cpus or max(1, int((os.cpu_count() or 1) // sweep.resources.cpus_per_run))
     return {
-        "inputs": len(plan.inputs),
-        "runs": len(plan.runs),
-        "target_runs": targets,
-        "shadow_runs": len(plan.runs) - targets,
-        "evaluations": len(plan.evals),
-        "harvest_bytes": sum(harvest_bytes(r.config, sweep) for r in plan.runs),
+        "inputs": c.inputs,
+        "runs": c.runs,
+        "target_runs": c.target_runs,
+        "shadow_runs": c.shadow_runs,
+        "evaluations": c.evaluations,
+        "harvest_bytes": harvest_bytes(sweep, c, known=known),
+        "speakers_indexed": known,
+        "time": time_estimate(sweep, c, store_uri or "", known=known, cpus=slots),
     }
+
+
+def size_warning(summary: dict) -> str | None:
+    """A warning line for sweeps above `count.WARN_JOBS` jobs, with counts and harvest size."""
+    from sergrad.sweep.count import WARN_JOBS
+    from sergrad.sweep.estimate import human_bytes
+
+    if summary["runs"] + summary["evaluations"] <= WARN_JOBS:
+        return None
+    return (
+        f"warning: {summary['runs']} runs and {summary['evaluations']} evaluations "
+        f"(estimated harvest {human_bytes(summary['harvest_bytes'])}); above {WARN_JOBS} jobs, "
+        "check the grid before running it"
+    )
 
 
 def options_for(
@@ -107,24 +113,24 @@ def run_sweep(
     options: EngineOptions,
     progress: Progress | None = None,
     log=print,
-) -> Progress:
+) -> Result:
     """Inputs on the driver, then FL runs, then evaluations; skips what the store has."""
     from sergrad.sweep.inputs import ensure_inputs
 
+    store_uri = absolute_uri(store_uri)
     store = Store(store_uri)
+    stale = store.clean_tmp(older_than_s=TMP_LEASE_S)
+    if stale:
+        log(f"removed {stale} stale temporary file(s) left by killed writers in {store_uri}/_tmp")
     plan = expand(sweep, store_uri)
     store.write_json(SWEEP_JSON, sweep_record(sweep, plan))
     ensure_inputs(store, plan.inputs, progress=log)
-    runs = [run_job(r) for r in plan.runs]
-    evals = [eval_job(e) for e in plan.evals]
-    needs = {e.eval_id: e.needs for e in plan.evals}
     eval_options = dataclasses.replace(options, per_trial=sweep.resources.evals_per_trial)
     return run_jobs(
-        runs,
-        evals,
+        list(plan.runs),
+        list(plan.evals),
         store_uri=store_uri,
         options=options,
         eval_options=eval_options,
         progress=progress,
-        needs=needs,
     )

@@ -1,11 +1,20 @@
-"""Harvest-size estimate for `sergrad sweep plan` (nothing is read or run).
+"""Harvest-size and time estimates for `sergrad sweep plan` (nothing is run).
 
 bytes(run) = harvested rounds x clients per round x bytes per update row, where clients per
 round = max(1, round(client_fraction x training clients)), training clients = speakers in
 the training folds x clients per speaker, and bytes per row come from
 `sergrad.fl.harvest_format.update_bytes_per_row` over the harvested parameters' shapes. Speaker
 counts come from the sweep's corpus declarations (synth profile defaults, or the published
-counts of the real corpora); the input dimension from the feature set's default dimension.
+counts of the real corpora) or, better, from the corpora already indexed in the store
+(`indexed_speakers`: the real counts, e.g. a 40-speaker CREMA-D subset instead of 91); the
+input dimension from the feature set's default dimension.
+
+Time per job kind: the mean `wall_s` of the jobs of that kind already recorded in the store
+(FL runs scaled per client update), else the documented rates below, measured on the shared
+2-core CPU development machine with `sergrad sweep run sweeps/small.yaml` (FL_S_PER_UPDATE:
+seconds per client update of its small MLP, FAST_EVAL_S: seconds per fast evaluation) and,
+for CNN_EVAL_S, the demo's CNN evaluations on CPU (15-23 minutes each, issue 11). They are
+rough: a sweep's own progress line re-estimates from the durations it measures.
 """
 
 from __future__ import annotations
@@ -15,9 +24,14 @@ from sergrad.sweep.schema import Sweep
 
 REAL_SPEAKERS = {"iemocap": 10, "crema-d": 91, "msp-improv": 12}
 DEFAULT_DIM = 312
+FL_S_PER_UPDATE = 0.012  # seconds per client update (FL run), documented rate
+FAST_EVAL_S = 3.3  # seconds per fast-attack evaluation, documented rate
+CNN_EVAL_S = 18 * 60.0  # seconds per CNN evaluation on CPU, documented rate
 
 
-def speakers(sweep: Sweep, corpus: str) -> int:
+def speakers(sweep: Sweep, corpus: str, known: dict[str, int] | None = None) -> int:
+    if known and corpus in known:
+        return known[corpus]
     spec = sweep.corpora[corpus]
     if spec.kind != "synth":
         return REAL_SPEAKERS[spec.kind]
@@ -38,25 +52,130 @@ def input_dim(sweep: Sweep, feature_uri: str) -> int:
     return DEFAULT_DIM
 
 
-def harvest_bytes(config: RunConfig, sweep: Sweep) -> int:
+def updates_per_run(config: RunConfig, sweep: Sweep, known: dict[str, int] | None = None) -> int:
+    """Client updates of one run: rounds x clients per round."""
+    from sergrad.fl.partition import clients_per_speaker
+    from sergrad.fl.schedule import clients_per_round
+
+    clients = 0
+    for uri in config.data.features:
+        corpus = uri.rsplit("/", 2)[-2].rsplit("-", 1)[0]  # inputs/<corpus>-<hash>/<fs>.parquet
+        n_spk = speakers(sweep, corpus, known) if corpus in sweep.corpora else 10
+        train = max(1, round(n_spk * (config.data.n_folds - 1) / config.data.n_folds))
+        clients += train * clients_per_speaker(corpus, config.data)
+    return config.algo.rounds * clients_per_round(clients, config.algo.client_fraction)
+
+
+def harvest_bytes(config: RunConfig, sweep: Sweep, *, known: dict[str, int] | None = None) -> int:
     """Estimated bytes of one run's harvested updates (0 when harvesting is off)."""
     from sergrad.fl.harvest_format import RoundSelection, select_params, update_bytes_per_row
     from sergrad.fl.model import PARAM_NAMES, param_shapes
-    from sergrad.fl.partition import clients_per_speaker
 
     h = config.harvest
     if not h.enabled:
         return 0
-    clients = 0
-    for uri in config.data.features:
-        corpus = uri.rsplit("/", 2)[-2].rsplit("-", 1)[0]  # inputs/<corpus>-<hash>/<fs>.parquet
-        n_spk = speakers(sweep, corpus) if corpus in sweep.corpora else 10
-        train = max(1, round(n_spk * (config.data.n_folds - 1) / config.data.n_folds))
-        clients += train * clients_per_speaker(corpus, config.data)
-    per_round = min(clients, max(1, round(config.algo.client_fraction * clients)))
+    per_round = updates_per_run(config, sweep, known) // config.algo.rounds
     sel = RoundSelection.parse(h.rounds if not isinstance(h.rounds, tuple) else list(h.rounds))
     rounds = sum(sel.wants(r) for r in range(1, config.algo.rounds + 1))
     shapes = param_shapes(input_dim(sweep, config.data.features[0]), config.model)
     chosen = select_params(PARAM_NAMES, h.params)
     row = update_bytes_per_row({p: shapes[p] for p in chosen}, h.dtype)
     return rounds * per_round * row
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KB' (powers of 1024)."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def indexed_speakers(store_uri: str, sweep: Sweep) -> dict[str, int]:
+    """Speaker counts of the sweep's corpora already indexed in the store ({} if none)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from sergrad.errors import StoreError
+    from sergrad.store import Store
+    from sergrad.sweep.expand import input_dir
+
+    try:
+        store = Store(store_uri, create=False)
+    except StoreError:
+        return {}
+    out = {}
+    for corpus, spec in sweep.corpora.items():
+        path = store.file_path(input_dir(corpus, spec), partition=None, name="utterances")
+        if store.exists_path(path) and store.readable(path):
+            with store.open_input(path) as f:
+                ids = pq.read_table(f, columns=["speaker_id"]).column("speaker_id")
+            out[corpus] = len(pc.unique(ids))
+    return out
+
+
+def measured_rates(store_uri: str) -> dict[str, tuple[float, int]]:
+    """{kind: (seconds per unit, jobs measured)} from the ok jobs already in the store; FL runs
+    per client update, evaluations per job."""
+    import json
+
+    from sergrad.errors import StoreError
+    from sergrad.store import Store
+
+    try:
+        store = Store(store_uri, create=False)
+    except StoreError:
+        return {}
+    out: dict[str, tuple[float, int]] = {}
+    runs = (
+        store.read("runs", columns=["status", "wall_s", "n_updates"])
+        if store.files("runs")
+        else None
+    )
+    if runs is not None and runs.num_rows:
+        ok = [r for r in runs.to_pylist() if r["status"] == "ok" and r["n_updates"] and r["wall_s"]]
+        if ok:
+            out["fl run"] = (
+                sum(r["wall_s"] for r in ok) / sum(r["n_updates"] for r in ok),
+                len(ok),
+            )
+    cols = ["eval_id", "status", "wall_s", "config"]
+    attacks = store.read("attacks", columns=cols) if store.files("attacks") else None
+    if attacks is not None and attacks.num_rows:
+        per_eval: dict[str, tuple[str, float]] = {}
+        for r in attacks.to_pylist():
+            if r["status"] == "ok" and r["wall_s"]:
+                model = (json.loads(r["config"] or "{}").get("model") or {}).get("name", "cnn")
+                kind = "cnn eval" if model == "cnn" else "fast eval"
+                per_eval[r["eval_id"]] = (
+                    kind,
+                    max(r["wall_s"], per_eval.get(r["eval_id"], ("", 0))[1]),
+                )
+        for kind in ("fast eval", "cnn eval"):
+            walls = [w for k, w in per_eval.values() if k == kind]
+            if walls:
+                out[kind] = (sum(walls) / len(walls), len(walls))
+    return out
+
+
+def time_estimate(sweep: Sweep, counts, store_uri: str, *, known=None, cpus: int = 1) -> dict:
+    """Per kind: jobs, seconds each (measured in the store, else documented), source; and the
+    total wall time on `cpus` parallel slots."""
+    from sergrad.sweep.count import run_groups
+
+    measured = measured_rates(store_uri)
+    per_update, fl_n = measured.get("fl run", (FL_S_PER_UPDATE, 0))
+    updates = sum(n * updates_per_run(cfg, sweep, known) for cfg, n in run_groups(sweep, counts))
+    kinds = {
+        "fl run": (counts.runs, per_update * updates / max(1, counts.runs), fl_n),
+        "fast eval": (counts.eval_kinds["fast eval"], *measured.get("fast eval", (FAST_EVAL_S, 0))),
+        "cnn eval": (counts.eval_kinds["cnn eval"], *measured.get("cnn eval", (CNN_EVAL_S, 0))),
+    }
+    out = {
+        kind: {"jobs": n, "seconds_each": each,
+               "source": f"measured ({m} in store)" if m else "documented rate"}
+        for kind, (n, each, m) in kinds.items() if n
+    }  # fmt: skip
+    total = sum(v["jobs"] * v["seconds_each"] for v in out.values())
+    return {"kinds": out, "total_s": total / max(1, cpus), "cpus": cpus}

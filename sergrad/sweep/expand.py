@@ -20,14 +20,11 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from sergrad.attack.config import (
-    AttackConfig,
-    AttackModelConfig,
-    PostHocConfig,
-    eval_id,
-)
-from sergrad.config import content_hash, from_dict
-from sergrad.fl.config import DefenseConfig, RunConfig, run_id
+from sergrad.attack.config import AttackConfig, AttackModelConfig, PostHocConfig
+from sergrad.config import content_hash, from_dict, type_hints
+from sergrad.fl.config import DefenseConfig, RunConfig
+from sergrad.store import STORE_REF
+from sergrad.sweep.jobs import EvalJob, RunJob, make_eval_job, make_run_job
 from sergrad.sweep.schema import CorpusSpec, FeatureSpec, Sweep, grid_values, is_grid
 
 
@@ -40,25 +37,8 @@ class InputSpec:
     features: FeatureSpec
     utterances_uri: str
     features_uri: str
-
-
-@dataclass(frozen=True)
-class RunJob:
-    run_id: str
-    role: str  # target | shadow
-    corpus: str  # corpus name, "a+b" for concatenated shadow corpora
-    config: RunConfig
-
-
-@dataclass(frozen=True)
-class EvalJob:
-    eval_id: str
-    target_corpus: str
-    config: AttackConfig
-
-    @property
-    def needs(self) -> tuple[str, ...]:
-        return (self.config.target_run, *self.config.shadow_runs)
+    utterances_ref: str  # `store:inputs/...`: what run configs hold (no store location, so a
+    features_ref: str  # moved or copied store keeps its run ids and resumes without reruns)
 
 
 @dataclass(frozen=True)
@@ -82,7 +62,7 @@ def grid_points(cls: type, data: dict) -> list[dict]:
     >>> grid_points(AlgoConfig, {"lr": [0.1, 0.2], "name": {"grid": ["fedsgd"]}})
     [{'lr': 0.1, 'name': 'fedsgd'}, {'lr': 0.2, 'name': 'fedsgd'}]
     """
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     keys, options = list(data), []
     for key in keys:
         tp, value = hints[key], data[key]
@@ -112,12 +92,9 @@ def _merge(base: dict, extra: dict) -> dict:
 # --- store locations of inputs --------------------------------------------------------------
 def uri_join(store_uri: str, rel: str) -> str:
     """`s3://b/p?endpoint_override=x` + `a/b` -> `s3://b/p/a/b?endpoint_override=x`."""
-    if "://" not in store_uri:
-        from pathlib import Path
+    from sergrad.store import join_uri
 
-        return str(Path(store_uri).resolve() / rel)
-    base, _, query = store_uri.partition("?")
-    return f"{base.rstrip('/')}/{rel}" + (f"?{query}" if query else "")
+    return join_uri(store_uri, rel)
 
 
 def input_dir(corpus: str, spec: CorpusSpec) -> str:
@@ -133,12 +110,15 @@ def inputs_for(sweep: Sweep, store_uri: str) -> dict[tuple[str, FeatureSpec], In
     for corpus, spec in sweep.corpora.items():
         base = input_dir(corpus, spec)
         for fs in sweep.features:
+            utts, feats = f"{base}/utterances.parquet", f"{base}/{feature_name(fs)}.parquet"
             out[(corpus, fs)] = InputSpec(
                 corpus=corpus,
                 spec=spec,
                 features=fs,
-                utterances_uri=uri_join(store_uri, f"{base}/utterances.parquet"),
-                features_uri=uri_join(store_uri, f"{base}/{feature_name(fs)}.parquet"),
+                utterances_uri=uri_join(store_uri, utts),
+                features_uri=uri_join(store_uri, feats),
+                utterances_ref=STORE_REF + utts,
+                features_ref=STORE_REF + feats,
             )
     return out
 
@@ -184,17 +164,16 @@ def expand(sweep: Sweep, store_uri: str) -> Plan:
 
     def add_run(role: str, corpora: tuple[str, ...], fs, point, defense, fold, seed) -> str:
         data = {
-            "features": [inputs[(c, fs)].features_uri for c in corpora],
-            "utterances": [inputs[(c, fs)].utterances_uri for c in corpora],
+            "features": [inputs[(c, fs)].features_ref for c in corpora],
+            "utterances": [inputs[(c, fs)].utterances_ref for c in corpora],
             "fold": fold,
         }
         cfg_dict = _merge(point, {"data": data, "seed": seed})
         cfg_dict["defenses"] = [dataclasses.asdict(d) for d in defense]
-        cfg = from_dict(RunConfig, cfg_dict)
-        rid = run_id(cfg)
-        if rid not in runs or (role == "target" and runs[rid].role != "target"):
-            runs[rid] = RunJob(rid, role, "+".join(corpora), cfg)
-        return rid
+        job = make_run_job(role, "+".join(corpora), from_dict(RunConfig, cfg_dict))
+        if job.id not in runs or (role == "target" and runs[job.id].role != "target"):
+            runs[job.id] = job
+        return job.id
 
     for pairing, fs, point, seed in itertools.product(
         sweep.pairings, sweep.features, run_points, sweep.seeds
@@ -226,7 +205,7 @@ def expand(sweep: Sweep, store_uri: str) -> Plan:
                         "seed": seed,
                     },
                 )
-                eid = eval_id(cfg)
-                evals.setdefault(eid, EvalJob(eid, pairing.target, cfg))
+                job = make_eval_job(pairing.target, cfg)
+                evals.setdefault(job.id, job)
     ordered_runs = sorted(runs.values(), key=lambda r: r.role != "shadow")  # shadows first
     return Plan(tuple(inputs.values()), tuple(ordered_runs), tuple(evals.values()))

@@ -1,11 +1,14 @@
-"""Run lists of jobs through Ray Tune: grouping, reused actors, retries, progress.
+"""Run lists of typed jobs through Ray Tune: grouping, reused actors, retries, progress.
 
-`run_jobs(jobs, store_uri=...)` is the generic engine: it groups the jobs not yet done into
-Tune trials (several per trial, `reuse_actors=True`, one thread per run), executes each with
-`executors.execute` (retries, then a failed row), and shows one progress line on stderr.
-Tune keeps its own files in a temporary directory (no checkpoints, no loggers); the store is
-the record. A trial whose worker process dies is restarted by Tune (`trial_restarts`) and
-skips the jobs already in the store.
+`run_jobs(runs, evals, store_uri=...)` is generic over `sergrad.sweep.jobs.Job`: it skips
+jobs already recorded ok, groups the rest into Tune trials (several per trial,
+`reuse_actors=True`, one thread per job), executes each with `executors.execute` (retries,
+then a failure record) and returns a `Result` read back from the store: every job is ok,
+failed (with its recorded error), unrecorded (the failure record could not be written),
+blocked (an input run failed) or not run (its worker died for good). Tune keeps its own files
+in a temporary directory; the store is the record. A trial whose worker process dies is
+restarted by Tune (`trial_restarts`), is reported as one line naming the job, and skips the
+jobs already in the store.
 
 Ray is only imported here, inside functions.
 """
@@ -18,67 +21,15 @@ import logging
 import math
 import os
 import shutil
-import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 
-from sergrad.store import Store
-from sergrad.sweep.executors import done_ids, execute
+from sergrad.store import Store, absolute_uri
+from sergrad.sweep.executors import Outcome, done_ids, execute
+from sergrad.sweep.jobs import Job
+from sergrad.sweep.progress import Progress
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Progress:
-    """One line on stderr: runs and evals done / total, failures, ETA (updated in place)."""
-
-    runs_total: int = 0
-    evals_total: int = 0
-    runs_done: int = 0
-    evals_done: int = 0
-    failed: int = 0
-    stream: object = None  # None = sys.stderr at print time (keeps this object picklable)
-    _start: float = field(default_factory=time.monotonic)
-    _base: int = 0  # jobs already done when timing started
-    _last: float = 0.0
-
-    def start_timing(self) -> None:
-        self._start, self._base = time.monotonic(), self.runs_done + self.evals_done
-
-    def line(self) -> str:
-        done = self.runs_done + self.evals_done
-        total = self.runs_total + self.evals_total
-        elapsed = time.monotonic() - self._start
-        rate = (done - self._base) / elapsed if elapsed > 0 else 0.0
-        eta = "--:--" if rate <= 0 else _hms((total - done) / rate)
-        return (
-            f"runs {self.runs_done}/{self.runs_total}  evals {self.evals_done}/{self.evals_total}"
-            f"  failed {self.failed}  elapsed {_hms(elapsed)}  ETA {eta}"
-        )
-
-    def show(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last < 0.5:
-            return
-        self._last = now
-        stream = self.stream or sys.stderr
-        tty = getattr(stream, "isatty", lambda: False)()
-        end = "" if tty else "\n"
-        print(("\r\x1b[2K" if tty else "") + self.line(), end=end, file=stream, flush=True)
-
-    def close(self) -> None:
-        self.show(force=True)
-        stream = self.stream or sys.stderr
-        if getattr(stream, "isatty", lambda: False)():
-            print(file=stream, flush=True)
-
-
-def _hms(seconds: float) -> str:
-    s = int(seconds)
-    return (
-        f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-    )
 
 
 @dataclass(frozen=True)
@@ -94,13 +45,23 @@ class EngineOptions:
 
 
 # --- Ray session ----------------------------------------------------------------------------
+LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's node IP is the loopback
+
+
 def ray_session(options: EngineOptions):
-    """Start (or join) Ray quietly; returns a callable that shuts the session down."""
+    """Start (or join) Ray quietly; returns a callable that shuts the session down.
+
+    A private local instance listens on 127.0.0.1 only: with `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`
+    Ray takes the loopback as its node IP, and its GCS, raylet and workers bind to it (by
+    default they listen on every interface, reachable from the network without auth).
+    """
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # legacy reporter: silent at verbose=0
+    local = options.address in (None, "", "local")
+    restore = _loopback_only() if local else (lambda: None)
     import ray
 
     for name in ("ray", "ray.tune", "ray.train", "ray.air"):
@@ -112,26 +73,62 @@ def ray_session(options: EngineOptions):
         "logging_level": logging.ERROR,
         "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}},
     }
-    if options.address in (None, "", "local"):
-        ray.init(address="local", num_cpus=options.num_cpus or os.cpu_count(), **kwargs)
-    else:
-        ray.init(address=options.address, **kwargs)
-    return ray.shutdown
+    try:
+        if local:
+            ray.init(address="local", num_cpus=options.num_cpus or os.cpu_count(), **kwargs)
+        else:
+            ray.init(address=options.address, **kwargs)
+    except BaseException:
+        restore()
+        raise
+
+    def shutdown() -> None:
+        ray.shutdown()
+        restore()
+
+    return shutdown
 
 
-def _trial(config: dict, *, groups: list[list[dict]], store_uri: str, max_retries: int) -> None:
-    """One Tune trial: execute a group of jobs in order, reporting after each."""
+def _loopback_only():
+    """Make the next local Ray instance bind 127.0.0.1; returns a function that undoes it."""
+    import sys
+
+    old_env = os.environ.get(LOCAL_ONLY_ENV)
+    os.environ[LOCAL_ONLY_ENV] = "0"  # read by Ray at import, and by its child processes
+    constants = sys.modules.get("ray._private.ray_constants")  # Ray imported already
+    old_const = getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+
+    def restore() -> None:
+        if old_env is None:
+            os.environ.pop(LOCAL_ONLY_ENV, None)
+        else:
+            os.environ[LOCAL_ONLY_ENV] = old_env
+        if constants is not None:
+            constants.ENABLE_RAY_CLUSTER = old_const
+
+    return restore
+
+
+def _trial(config: dict, *, groups: list[list[Job]], store_uri: str, max_retries: int) -> None:
+    """One Tune trial: execute a group of jobs in order, reporting each outcome."""
     import torch
     from ray import tune
 
     torch.set_num_threads(1)
     store = _store(store_uri)
-    ok = failed = 0
-    for job in groups[config["group"]]:
-        status, _ = execute(job, store, max_retries=max_retries)
-        ok += status == "ok"
-        failed += status != "ok"
-        tune.report({"ok": ok, "failed": failed, "kind": job["kind"]})
+    for index, job in enumerate(groups[config["group"]]):
+        outcome = execute(job, store, max_retries=max_retries)
+        tune.report(
+            {
+                "index": index,
+                "job": job.id,
+                "status": outcome.status,
+                "error": outcome.error[:2000],
+                "seconds": outcome.seconds,
+            }
+        )
 
 
 _STORES: dict[str, Store] = {}
@@ -156,14 +153,16 @@ def group_jobs(jobs: list[dict], *, per_trial: int, slots: int) -> list[list[dic
 
 
 def _tune_phase(
-    jobs: list[dict],
+    jobs: list[Job],
     *,
     store_uri: str,
     options: EngineOptions,
     progress: Progress,
-    kind_field: str,
+    outcomes: dict[str, Outcome],
+    lost: dict[str, str],
 ) -> None:
-    """Run `jobs` as Tune trials; progress counters `kind_field` ('runs'/'evals') advance."""
+    """Run `jobs` as Tune trials; fills `outcomes` (reported by workers) and `lost` (job id
+    -> why, for jobs whose trial died for good)."""
     import ray
     from ray import tune
     from ray.tune import Callback, FailureConfig, RunConfig, TuneConfig, Tuner
@@ -172,25 +171,69 @@ def _tune_phase(
     slots = int(cpus // options.cpus_per_run) or 1
     if options.max_concurrent:
         slots = min(slots, options.max_concurrent)
+    progress.slots = slots
     groups = group_jobs(jobs, per_trial=options.per_trial, slots=slots)
-    base_done = getattr(progress, f"{kind_field}_done")
-    base_failed = progress.failed
-    latest: dict[str, tuple[int, int]] = {}
+    next_index: dict[str, int] = {}  # trial id -> index of the job it runs now
+    group_of: dict[str, int] = {}
+
+    def running(trial) -> Job | None:
+        group = groups[trial.config["group"]]
+        i = next_index.get(trial.trial_id, 0)
+        return group[i] if i < len(group) else None
+
+    def flight(trial, delta: int) -> None:
+        job = running(trial)
+        if job is not None:
+            progress.in_flight[job.eta_kind] = max(0, progress.in_flight[job.eta_kind] + delta)
 
     class _Count(Callback):
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            prev = latest.get(trial.trial_id, (0, 0))
-            latest[trial.trial_id] = (
-                max(prev[0], int(result.get("ok", 0))),
-                max(prev[1], int(result.get("failed", 0))),
-            )
-            setattr(
-                progress,
-                f"{kind_field}_done",
-                base_done + sum(a + b for a, b in latest.values()),
-            )
-            progress.failed = base_failed + sum(b for _, b in latest.values())
+        def on_trial_start(self, iteration, trials, trial, **info):
+            group_of[trial.trial_id] = trial.config["group"]
+            flight(trial, +1)
             progress.show()
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if "job" not in result:
+                return
+            flight(trial, -1)
+            next_index[trial.trial_id] = int(result["index"]) + 1
+            job = groups[trial.config["group"]][int(result["index"])]
+            if job.id not in outcomes:
+                outcomes[job.id] = Outcome(
+                    job.id, result["status"], result.get("error", ""), result.get("seconds", 0)
+                )
+                progress.finished(
+                    job.eta_kind, ok=result["status"] == "ok", seconds=result.get("seconds")
+                )
+            flight(trial, +1)
+            progress.show()
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            job = running(trial)
+            flight(trial, -1)
+            log.warning(
+                "worker died while running %s %s; restarting its trial",
+                job.eta_kind if job else "job",
+                job.id if job else "?",
+            )
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            job = running(trial)
+            flight(trial, -1)
+            group = groups[trial.config["group"]]
+            for j in group[next_index.get(trial.trial_id, 0) :]:
+                lost[j.id] = (
+                    f"worker died {options.trial_restarts + 1} times (last while running {job.id if job else '?'})"
+                )
+            log.warning(
+                "worker died while running %s %s; gave up after %d restarts",
+                job.eta_kind if job else "job",
+                job.id if job else "?",
+                options.trial_restarts,
+            )
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            flight(trial, -1)
 
     resources = {"cpu": options.cpus_per_run}
     if options.gpus_per_run:
@@ -202,17 +245,17 @@ def _tune_phase(
         resources,
     )
     tmp = tempfile.mkdtemp(prefix="sergrad-tune-")
+    quiet = [logging.getLogger(n) for n in ("ray", "ray.tune", "ray.train", "ray.air")]
+    levels = [q.level for q in quiet]
     try:
+        for q in quiet:  # a dead worker is our one warning line above, not Ray's traceback
+            q.setLevel(logging.CRITICAL)
         tuner = Tuner(
             trainable,
             param_space={"group": tune.grid_search(list(range(len(groups))))},
-            tune_config=TuneConfig(
-                reuse_actors=True,
-                max_concurrent_trials=slots,
-                num_samples=1,
-            ),
+            tune_config=TuneConfig(reuse_actors=True, max_concurrent_trials=slots, num_samples=1),
             run_config=RunConfig(
-                name=kind_field,
+                name="jobs",
                 storage_path=tmp,
                 verbose=0,
                 log_to_file=True,
@@ -221,84 +264,133 @@ def _tune_phase(
             ),
         )
         with contextlib.redirect_stdout(io.StringIO()):  # Tune's banners; the store is the record
-            results = tuner.fit()
-        for err in results.errors:
-            log.warning("a trial failed after %d restarts: %s", options.trial_restarts, err)
+            tuner.fit()
     finally:
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@dataclass
+class Result:
+    """Final state of every job of a sweep, read back from the store."""
+
+    ok: set[str] = field(default_factory=set)
+    problems: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (state, why)
+    totals: dict[str, int] = field(default_factory=dict)  # "runs"/"evals" -> jobs
+    oks: dict[str, int] = field(default_factory=dict)  # "runs"/"evals" -> ok
+
+    @property
+    def all_ok(self) -> bool:
+        return not self.problems
+
+    def exit_code(self) -> int:
+        """0 when every job is ok, 1 otherwise (bad input exits 2 before anything runs)."""
+        return 0 if self.all_ok else 1
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for state, _ in self.problems.values():
+            out[state] = out.get(state, 0) + 1
+        return out
+
+    def problem_lines(self, *, limit: int = 10) -> list[str]:
+        """One line per job that is not ok: state, id and the first line of the reason."""
+        lines = []
+        for job_id, (state, why) in list(self.problems.items())[:limit]:
+            first = next((ln for ln in why.splitlines() if ln.strip()), "")
+            lines.append(f"  {state:10s} {job_id}: {first[:200]}")
+        if len(self.problems) > limit:
+            lines.append(f"  ... and {len(self.problems) - limit} more (sergrad sweep status)")
+        return lines
+
+
 def run_jobs(
-    runs: list[dict],
-    evals: list[dict] | None = None,
+    runs: list[Job],
+    evals: list[Job] | None = None,
     *,
     store_uri: str,
     options: EngineOptions,
     eval_options: EngineOptions | None = None,
     progress: Progress | None = None,
-    needs: dict[str, tuple[str, ...]] | None = None,
-) -> Progress:
-    """Run FL-like jobs, then evaluation jobs whose `needs` (run ids) all finished ok.
+) -> Result:
+    """Run `runs`, then the `evals` whose `needs` (run ids) all finished ok.
 
-    Jobs already recorded ok in the store are skipped (counted as done). Returns the final
-    progress counts, recomputed from the store.
+    Jobs already recorded ok in the store are skipped. Returns every job's final state,
+    recomputed from the store.
     """
     evals = evals or []
-    needs = needs or {}
+    store_uri = absolute_uri(store_uri)  # trials run in Tune's own working directory
     store = Store(store_uri)
     progress = progress or Progress()
-    progress.runs_total, progress.evals_total = len(runs), len(evals)
-    run_kinds = {j["kind"] for j in runs} or {"fl"}
-    ok_runs = set().union(*(done_ids(store, k)[0] for k in run_kinds))
-    pending = [j for j in runs if j["id"] not in ok_runs]
-    progress.runs_done = len(runs) - len(pending)
-    eval_kinds = {j["kind"] for j in evals} or {"attack"}
-    ok_evals = set().union(*(done_ids(store, k)[0] for k in eval_kinds)) if evals else set()
-    pending_evals = [j for j in evals if j["id"] not in ok_evals]
-    progress.evals_done = len(evals) - len(pending_evals)
-    progress.start_timing()
+    outcomes: dict[str, Outcome] = {}
+    lost: dict[str, str] = {}
+    ok, _ = _done(store, runs + evals)
+    pending = [j for j in runs if j.id not in ok]
+    pending_evals = [j for j in evals if j.id not in ok]
+    for job in runs + evals:
+        progress.add_total(job.eta_kind, 1, already_done=job.id in ok)
     progress.show(force=True)
-    if not pending and not pending_evals:
-        progress.close()
-        return progress
-    shutdown = ray_session(options)
-    try:
-        if pending:
-            _tune_phase(
-                pending, store_uri=store_uri, options=options, progress=progress, kind_field="runs"
-            )
-        ok_runs = set().union(*(done_ids(store, k)[0] for k in run_kinds))
-        ready = [j for j in pending_evals if all(r in ok_runs for r in needs.get(j["id"], ()))]
-        if ready:
-            _tune_phase(
-                ready,
-                store_uri=store_uri,
-                options=eval_options or options,
-                progress=progress,
-                kind_field="evals",
-            )
-    finally:
-        shutdown()
-    final = summarise(store, runs, evals)
-    progress.runs_done = final["runs_ok"] + final["runs_failed"]
-    progress.evals_done = final["evals_ok"] + final["evals_failed"]
-    progress.failed = final["runs_failed"] + final["evals_failed"]
+    if pending or pending_evals:
+        shutdown = ray_session(options)
+        try:
+            if pending:
+                _tune_phase(pending, store_uri=store_uri, options=options, progress=progress,
+                            outcomes=outcomes, lost=lost)  # fmt: skip
+            ok_runs, _ = _done(store, runs)
+            ready = [j for j in pending_evals if all(r in ok_runs for r in _needs(j))]
+            if ready:
+                _tune_phase(ready, store_uri=store_uri, options=eval_options or options,
+                            progress=progress, outcomes=outcomes, lost=lost)  # fmt: skip
+        finally:
+            shutdown()
+    progress.in_flight.clear()
     progress.close()
-    return progress
+    return summarise(store, runs, evals, outcomes=outcomes, lost=lost)
 
 
-def summarise(store: Store, runs: list[dict], evals: list[dict]) -> dict[str, int]:
-    """Counts of ok / failed / pending runs and evaluations, read from the store."""
-    out = {}
-    for name, jobs, default in (("runs", runs, "fl"), ("evals", evals, "attack")):
-        kinds = {j["kind"] for j in jobs} or {default}
-        ok, failed = set(), set()
-        for k in kinds:
-            a, b = done_ids(store, k)
-            ok |= a
-            failed |= b
-        ids = {j["id"] for j in jobs}
-        out[f"{name}_ok"] = len(ids & ok)
-        out[f"{name}_failed"] = len((ids & failed) - ok)
-        out[f"{name}_pending"] = len(ids) - out[f"{name}_ok"] - out[f"{name}_failed"]
-    return out
+def _needs(job: Job) -> tuple[str, ...]:
+    return tuple(getattr(job, "needs", ()))
+
+
+def _done(store: Store, jobs: list[Job]) -> tuple[set[str], dict[str, str]]:
+    ok: set[str] = set()
+    failed: dict[str, str] = {}
+    for table, id_column in sorted({(j.table, j.id_column) for j in jobs}):
+        a, b = done_ids(store, table, id_column)
+        ok |= a
+        failed.update(b)
+    return ok, failed
+
+
+def summarise(
+    store: Store,
+    runs: list[Job],
+    evals: list[Job],
+    *,
+    outcomes: dict[str, Outcome] | None = None,
+    lost: dict[str, str] | None = None,
+) -> Result:
+    """Each job's state from the store; `outcomes`/`lost` explain what the store cannot."""
+    outcomes, lost = outcomes or {}, lost or {}
+    ok, failed = _done(store, runs + evals)
+    result = Result(ok={j.id for j in runs + evals if j.id in ok})
+    for name, jobs in (("runs", runs), ("evals", evals)):
+        result.totals[name] = len(jobs)
+        result.oks[name] = sum(j.id in ok for j in jobs)
+        for job in jobs:
+            if job.id in ok:
+                continue
+            if job.id in failed:
+                state, why = "failed", failed[job.id]
+            elif job.id in outcomes and outcomes[job.id].status != "ok":
+                state, why = outcomes[job.id].status, outcomes[job.id].error
+            elif job.id in outcomes:
+                state, why = "unrecorded", "reported ok but its record is missing or unreadable"
+            elif any(n in failed or n not in ok for n in _needs(job)):
+                bad = [n for n in _needs(job) if n not in ok]
+                state, why = "blocked", f"input run {bad[0]} did not finish ok"
+            else:
+                state, why = "not run", lost.get(job.id, "its trial ended before reaching it")
+            result.problems[job.id] = (state, why)
+    return result

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,13 +40,19 @@ from typing import Any
 import yaml
 
 from sergrad.attack.config import MODEL_NAMES, AttackConfig, AttackModelConfig, PostHocConfig
-from sergrad.config import from_dict
+from sergrad.config import from_dict, type_hints
 from sergrad.errors import ConfigError
 from sergrad.fl.config import DefenseConfig, RunConfig
+from sergrad.fl.limits import LIMITS
+from sergrad.yaml_load import compose_yaml
 
 CORPUS_KINDS: tuple[str, ...] = ("synth", "iemocap", "crema-d", "msp-improv", "table")
 RUN_SET_BY_SWEEP = ("data.features", "data.utterances", "data.fold", "defenses", "seed")
 ATTACK_SET_BY_SWEEP = ("target_run", "shadow_runs", "model", "seed")
+# Names that become store paths (sweep, corpus, feature set): one path component, no "+"
+# (it joins concatenated shadow corpora), never "." / ".." or a hidden name.
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+ENV_REF = re.compile(r"\$\{(\w+)\}")
 
 
 @dataclass(frozen=True)
@@ -197,7 +204,7 @@ def check_grid(cls: type, data: Any, path: Path_, where: _Where, *, forbidden=()
     """Validate a mapping with grids against dataclass `cls` (keys, then every value)."""
     if not isinstance(data, dict):
         raise where.error(path, f"{_dotted(path)}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     for key, value in data.items():
         sub = (*path, key)
@@ -211,6 +218,8 @@ def check_grid(cls: type, data: Any, path: Path_, where: _Where, *, forbidden=()
         alternatives = grid_values(value, tp)
         if is_grid(value) and alternatives is None:
             raise where.error(sub, f"{_dotted(sub)}: grid must be a list")
+        if alternatives == []:
+            raise where.error(sub, f"{_dotted(sub)}: empty grid (give at least one value)")
         for alt in alternatives if alternatives is not None else [value]:
             if isinstance(tp, type) and dataclasses.is_dataclass(tp):
                 check_grid(tp, alt, sub, where, forbidden=forbidden)
@@ -218,9 +227,12 @@ def check_grid(cls: type, data: Any, path: Path_, where: _Where, *, forbidden=()
                 _check_params(alt, sub, where)
             else:
                 try:
-                    from_dict(cls, {key: alt})
+                    typed = getattr(from_dict(cls, {key: alt}), key)
                 except ConfigError as exc:
                     raise where.error(sub, f"{_dotted(sub)}: {exc}") from None
+                ok, rule = LIMITS.get((cls, key), (None, ""))
+                if ok is not None and not ok(typed):
+                    raise where.error(sub, f"{_dotted(sub)}: {alt!r} {rule}")
 
 
 def _check_params(params: dict, path: Path_, where: _Where) -> None:
@@ -229,6 +241,8 @@ def _check_params(params: dict, path: Path_, where: _Where) -> None:
             raise where.error((*path, key), f"{_dotted((*path, key))}: grid takes no other keys")
         if is_grid(value) and not isinstance(value["grid"], list):
             raise where.error((*path, key), f"{_dotted((*path, key))}: grid must be a list")
+        if is_grid(value) and not value["grid"]:
+            raise where.error((*path, key), f"{_dotted((*path, key))}: empty grid")
 
 
 def _strict(cls: type, data: Any, path: Path_, where: _Where):
@@ -251,6 +265,8 @@ def _folds(value: Any, n_folds: int, path: Path_, where: _Where) -> tuple[int, .
     if value == "all":
         return tuple(range(n_folds))
     values = value if isinstance(value, list) else [value]
+    if not values:
+        raise where.error(path, f"{_dotted(path)}: empty list (give at least one fold, or all)")
     for v in values:
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < n_folds:
             raise where.error(path, f"{_dotted(path)}: fold {v!r} not in 0..{n_folds - 1}")
@@ -328,9 +344,16 @@ def _attack_block(block: Any, path: Path_, where: _Where, *, defense_names: set)
 def parse_sweep(data: dict, *, source: str = "<sweep>", lines: dict | None = None) -> Sweep:
     """Validate a sweep mapping (as loaded from YAML) into a `Sweep`."""
     where = _Where(source, lines or {})
+    _check_env(data, (), where)
     top = _strict(SweepFile, data, (), where)
+    _check_name(top.name, ("name",), where, what="sweep name")
     if not top.corpora:
         raise where.error(("corpora",), "corpora: declare at least one corpus")
+    for name in top.corpora:
+        _check_name(name, ("corpora", name), where, what="corpus name")
+    for key in ("features", "defenses", "seeds"):
+        if not getattr(top, key):
+            raise where.error((key,), f"{key}: empty list (give at least one)")
     corpora = {
         name: _strict(CorpusSpec, spec, ("corpora", name), where)
         for name, spec in top.corpora.items()
@@ -338,6 +361,8 @@ def parse_sweep(data: dict, *, source: str = "<sweep>", lines: dict | None = Non
     features = tuple(
         _strict(FeatureSpec, f, ("features", i), where) for i, f in enumerate(top.features)
     )
+    for i, f in enumerate(features):
+        _check_name(f.name, ("features", i, "name"), where, what="feature set name")
     check_grid(RunConfig, top.run, ("run",), where, forbidden=RUN_SET_BY_SWEEP)
     for i, d in enumerate(top.defenses):
         check_grid(DefenseConfig, d, ("defenses", i), where)
@@ -361,7 +386,7 @@ def parse_sweep(data: dict, *, source: str = "<sweep>", lines: dict | None = Non
         raise where.error(("run", "data", "n_folds"), "run.data.n_folds cannot be a grid")
     return Sweep(
         name=top.name,
-        store=top.store,
+        store=os.path.expandvars(top.store),  # every ${VAR} is set (checked above)
         corpora=corpora,
         pairings=_pairings(top.pairings, corpora, where),
         features=features,
@@ -376,17 +401,37 @@ def parse_sweep(data: dict, *, source: str = "<sweep>", lines: dict | None = Non
     )
 
 
+def _check_name(name: Any, path: Path_, where: _Where, *, what: str) -> None:
+    if not isinstance(name, str) or not NAME.match(name):
+        raise where.error(
+            path,
+            f"{what} {name!r} becomes a store path: use letters, digits and . _ - only, "
+            "starting with a letter or digit",
+        )
+
+
+def _check_env(value: Any, path: Path_, where: _Where) -> None:
+    """Every `${VAR}` anywhere in the file must be set now (not mid-run after other work)."""
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            _check_env(sub, (*path, key), where)
+    elif isinstance(value, list):
+        for i, sub in enumerate(value):
+            _check_env(sub, (*path, i), where)
+    elif isinstance(value, str):
+        for var in ENV_REF.findall(value):
+            if var not in os.environ:
+                raise where.error(
+                    path, f"{_dotted(path)}: environment variable {var} is not set (in {value!r})"
+                )
+
+
 def load_sweep(path: str | os.PathLike) -> Sweep:
     """Read and validate a sweep YAML file; errors carry `file:line`."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such file")
-    text = path.read_text()
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    data, node = compose_yaml(path.read_text(), source=path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     lines: dict[Path_, int] = {}

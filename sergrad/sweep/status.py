@@ -1,7 +1,10 @@
 """`sergrad sweep status STORE`: done / failed / pending runs and evaluations of a store.
 
-Reads the resolved sweep (`sweep.json`, written when the sweep started) and the store's
-`runs` and `attacks` tables. An evaluation is "blocked" when one of its input runs failed.
+Reads the resolved sweep (`sweep.json`, written when the sweep started) and the job tables,
+generically over the job classes (`RunJob`, `EvalJob`: their table and id column). An
+evaluation is "blocked" when one of its input runs failed. Unreadable files are skipped with
+a warning naming them (those jobs count as pending). Exit code: 1 when any job failed or is
+blocked, else 0 (pending jobs are not failures: the sweep may still be running).
 """
 
 from __future__ import annotations
@@ -9,8 +12,10 @@ from __future__ import annotations
 from sergrad.errors import StoreError
 from sergrad.store import Store
 from sergrad.sweep.executors import done_ids
+from sergrad.sweep.jobs import EvalJob, RunJob
 
 SWEEP_JSON = "sweep.json"
+SECTIONS = {"runs": RunJob, "evals": EvalJob}  # sweep.json key -> job class
 
 
 def sweep_status(store: Store) -> dict:
@@ -18,25 +23,30 @@ def sweep_status(store: Store) -> dict:
     record = store.read_json(SWEEP_JSON)
     if not isinstance(record, dict):
         raise StoreError(f"{store.uri}: no {SWEEP_JSON} (not a sweep store, or not started)")
-    ok_runs, failed_runs = done_ids(store, "fl")
-    ok_evals, failed_evals = done_ids(store, "attack")
+    state = {k: done_ids(store, cls.table, cls.id_column) for k, cls in SECTIONS.items()}
+    ok_runs, failed_runs = state["runs"]
     out: dict = {"name": record.get("name"), "source": record.get("source")}
     for role in ("target", "shadow"):
         ids = [r["id"] for r in record["runs"] if r["role"] == role]
-        out[f"{role}_runs"] = _counts(ids, ok_runs, failed_runs)
-    out["runs"] = _counts([r["id"] for r in record["runs"]], ok_runs, failed_runs)
+        out[f"{role}_runs"] = _counts(ids, *state["runs"])
+    out["runs"] = _counts([r["id"] for r in record["runs"]], *state["runs"])
+    ok_evals, failed_evals = state["evals"]
     evals = _counts([e["id"] for e in record["evals"]], ok_evals, failed_evals)
     evals["blocked"] = sum(
         1
         for e in record["evals"]
-        if e["id"] not in ok_evals | failed_evals and any(n in failed_runs for n in e["needs"])
+        if e["id"] not in ok_evals
+        and e["id"] not in failed_evals
+        and any(n in failed_runs for n in e["needs"])
     )
     evals["pending"] -= evals["blocked"]
     out["evals"] = evals
+    out["complete"] = all(out[k]["ok"] == out[k]["total"] for k in ("runs", "evals"))
+    out["any_failed"] = bool(out["runs"]["failed"] or evals["failed"] or evals["blocked"])
     return out
 
 
-def _counts(ids: list[str], ok: set[str], failed: set[str]) -> dict[str, int]:
+def _counts(ids: list[str], ok: set[str], failed: dict[str, str]) -> dict[str, int]:
     n_ok = sum(i in ok for i in ids)
     n_failed = sum(i in failed and i not in ok for i in ids)
     return {

@@ -1,0 +1,204 @@
+"""A sweep job: one typed, frozen unit of work from plan to stored row.
+
+Every job answers the same small interface, so the runner, `sweep status` and the exit code
+never branch on a kind:
+
+    id            content hash, computed once at plan time and checked again before running
+    table         the store table its one record lands in (`runs`, `attacks`)
+    id_column     that table's id column
+    partition     (key, value) of its file in that table
+    eta_kind      what it costs, for progress ("fl run", "fast eval", "cnn eval")
+    is_done(store)        its record is readable and says "ok"
+    run(store)            do the work and write the record; raises on failure
+    failure_row(error)    the record of a failed attempt
+
+Ray receives jobs as frozen dataclasses of plain values (configs, ids); nothing live.
+Test-only jobs live in tests/; `sergrad bench sweep` has its own spin job.
+
+>>> from sergrad.fl.config import RunConfig, run_id
+>>> cfg = RunConfig()
+>>> job = RunJob(run_id(cfg), "target", "b+a", cfg)
+>>> job.partition, job.table, job.eta_kind
+(('corpus', 'a+b'), 'runs', 'fl run')
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+from sergrad.attack.config import AttackConfig, eval_id
+from sergrad.config import canonical_json
+from sergrad.fl.config import RunConfig, run_id
+from sergrad.schema import ATTACKS_PARTITION, RUNS_PARTITION
+from sergrad.store import Store
+
+
+class Job(Protocol):
+    id: str
+    table: ClassVar[str]
+    id_column: ClassVar[str]
+
+    @property
+    def partition(self) -> tuple[str, str]: ...
+
+    @property
+    def eta_kind(self) -> str: ...
+
+    def is_done(self, store: Store) -> bool: ...
+
+    def run(self, store: Store) -> None: ...
+
+    def failure_row(self, error: str) -> dict: ...
+
+
+class JobIdMismatch(RuntimeError):
+    """The id a job carries is not the content hash of its config (a planning bug)."""
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def record_path(store: Store, job: Job) -> str:
+    return store.file_path(job.table, partition=job.partition, name=job.id)
+
+
+def stored_status(store: Store, job: Job) -> str | None:
+    """ "ok" / "failed" from the job's record, None if absent or unreadable (then not done)."""
+    import pyarrow.parquet as pq
+
+    path = record_path(store, job)
+    if not store.exists_path(path):
+        return None
+    if not store.readable(path, warn=True):
+        return None
+    with store.open_input(path) as f:
+        status = pq.read_table(f, columns=["status"]).column("status").to_pylist()
+    return "ok" if status and all(s == "ok" for s in status) else "failed"
+
+
+def clear_record(store: Store, job: Job) -> None:
+    """Before (re)running: a failed record is removed, an unreadable one quarantined."""
+    path = record_path(store, job)
+    if not store.exists_path(path):
+        return
+    if not store.readable(path):
+        store.quarantine(path)
+    else:
+        store.fs.delete_file(path)
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One FL run (target or shadow) of a sweep."""
+
+    id: str
+    role: str  # target | shadow
+    corpus: str  # corpus name; "a+b" for concatenated shadow corpora
+    config: RunConfig
+
+    table: ClassVar[str] = "runs"
+    id_column: ClassVar[str] = "run_id"
+    eta_kind: ClassVar[str] = "fl run"
+
+    @property
+    def partition(self) -> tuple[str, str]:
+        return (RUNS_PARTITION, "+".join(sorted(self.corpus.split("+"))))
+
+    def is_done(self, store: Store) -> bool:
+        return stored_status(store, self) == "ok"
+
+    def run(self, store: Store) -> None:
+        from sergrad.fl.run import run_fl
+
+        check_id(self.id, run_id(self.config), what="run")
+        if self.is_done(store):
+            return
+        clear_record(store, self)
+        row = run_fl(self.config, store, extra={"role": self.role})
+        if row and row.get("status", "ok") != "ok":
+            raise RuntimeError(row.get("error") or "run_fl returned a failed run")
+
+    def failure_row(self, error: str) -> dict:
+        return {
+            "run_id": self.id,
+            "status": "failed",
+            "error": error,
+            "role": self.role,
+            "config": canonical_json(self.config),
+            "seed": self.config.seed,
+            "created_at": now_iso(),
+        }
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """One attack evaluation: a target run attacked with a model trained on shadow runs."""
+
+    id: str
+    target_corpus: str
+    config: AttackConfig
+
+    table: ClassVar[str] = "attacks"
+    id_column: ClassVar[str] = "eval_id"
+
+    @property
+    def partition(self) -> tuple[str, str]:
+        return (ATTACKS_PARTITION, self.target_corpus)
+
+    @property
+    def eta_kind(self) -> str:
+        return "cnn eval" if self.config.model.name == "cnn" else "fast eval"
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """Run ids this evaluation reads (all must be ok first)."""
+        return (self.config.target_run, *self.config.shadow_runs)
+
+    def is_done(self, store: Store) -> bool:
+        return stored_status(store, self) == "ok"
+
+    def run(self, store: Store) -> None:
+        from sergrad.attack.run import run_attack
+
+        check_id(self.id, eval_id(self.config), what="evaluation")
+        if self.is_done(store):
+            return
+        clear_record(store, self)  # a recorded failure is retried, not returned as done
+        rows = run_attack(self.config, store)
+        bad = [r for r in rows or [] if r.get("status", "ok") != "ok"]
+        if bad:
+            raise RuntimeError(bad[0].get("error") or "run_attack returned a failed evaluation")
+
+    def failure_row(self, error: str) -> dict:
+        cfg = self.config
+        return {
+            "eval_id": self.id,
+            "status": "failed",
+            "error": error,
+            "attack": cfg.model.name,
+            "adaptive": bool(cfg.adaptive),
+            "target_run": cfg.target_run,
+            "shadow_runs": json.dumps(list(cfg.shadow_runs)),
+            "seed": cfg.seed,
+            "config": canonical_json(cfg),
+            "created_at": now_iso(),
+        }
+
+
+def check_id(carried: str, computed: str, *, what: str) -> None:
+    if carried != computed:
+        raise JobIdMismatch(f"{what} id {carried} differs from its config's hash {computed}")
+
+
+def make_run_job(role: str, corpus: str, config: RunConfig) -> RunJob:
+    """The one place a run id is computed (plan time)."""
+    return RunJob(run_id(config), role, corpus, config)
+
+
+def make_eval_job(target_corpus: str, config: AttackConfig) -> EvalJob:
+    """The one place an evaluation id is computed (plan time)."""
+    return EvalJob(eval_id(config), target_corpus, config)

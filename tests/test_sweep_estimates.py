@@ -1,0 +1,85 @@
+"""Issue 11 item 5: progress and time a user can believe. The ETA is per job kind from the
+durations measured in this sweep; `sweep plan` prints a time estimate per kind and a harvest
+estimate from the speaker counts of the corpora already indexed in the store."""
+
+from __future__ import annotations
+
+import io
+import textwrap
+
+import pyarrow as pa
+
+from sergrad.cli import main
+from sergrad.store import Store
+from sergrad.sweep.count import count
+from sergrad.sweep.driver import plan_summary
+from sergrad.sweep.estimate import harvest_bytes, indexed_speakers
+from sergrad.sweep.expand import expand, input_dir
+from sergrad.sweep.progress import Progress
+from sergrad.sweep.schema import load_sweep
+
+
+def test_eta_is_per_kind_and_unknown_kinds_are_not_guessed():
+    p = Progress(slots=2, stream=io.StringIO())
+    p.add_total("fl run", 10, already_done=2)
+    p.add_total("cnn eval", 3)
+    for seconds in (4.0, 6.0):  # mean 5 s per FL run
+        p.finished("fl run", ok=True, seconds=seconds)
+    p.finished("fl run", ok=False, seconds=100.0)  # a failure's time is not a rate
+    left, unknown = p.eta_seconds()
+    assert left == (10 - 5) * 5.0 / 2 and unknown == ["cnn eval"]
+    p.in_flight["cnn eval"] = 2
+    line = p.line()
+    assert "fl run 5/10" in line and "cnn eval 0/3" in line and "failed 1" in line
+    assert "running 2 (2 cnn eval)" in line and "ETA >= 0:12" in line
+    p.finished("cnn eval", ok=True, seconds=600.0)
+    assert p.eta_seconds() == ((5 * 5.0 + 2 * 600.0) / 2, [])
+
+
+SWEEP = """\
+name: est
+store: {store}
+corpora:
+  a: {{kind: synth, speakers: 10}}
+  b: {{kind: synth, profile: synth-phone, speakers: 10}}
+features: [{{name: prosody}}]
+run:
+  data: {{n_folds: 2}}
+  algo: {{rounds: 3, client_fraction: 1.0}}
+  harvest: {{params: ["fc1.*"]}}
+attack:
+  - {{models: [{{name: logreg_stats}}]}}
+  - {{models: [{{name: cnn}}]}}
+"""
+
+
+def test_plan_uses_indexed_speaker_counts_and_prints_time_per_kind(tmp_path, capsys):
+    store_dir = tmp_path / "store"
+    path = tmp_path / "s.yaml"
+    path.write_text(textwrap.dedent(SWEEP).format(store=store_dir))
+    sweep = load_sweep(path)
+    declared = plan_summary(sweep, str(store_dir))
+    assert declared["speakers_indexed"] == {} and not store_dir.exists()  # plan creates nothing
+    # corpus a is indexed with 4 speakers (10 declared): the estimate follows the real count
+    store = Store(store_dir)
+    utts = pa.table(
+        {"utt_id": [f"u{i}" for i in range(8)], "speaker_id": [f"s{i % 4}" for i in range(8)]}
+    )
+    store.write_table(input_dir("a", sweep.corpora["a"]), utts, partition=None, name="utterances")
+    assert indexed_speakers(str(store_dir), sweep) == {"a": 4}
+    real = plan_summary(sweep, str(store_dir))
+    oracle = sum(
+        harvest_bytes(r.config, sweep, known={"a": 4}) for r in expand(sweep, str(store_dir)).runs
+    )
+    assert real["harvest_bytes"] == oracle < declared["harvest_bytes"]
+    c = count(sweep)
+    assert c.eval_kinds == {"fast eval": c.evaluations // 2, "cnn eval": c.evaluations // 2}
+    kinds = real["time"]["kinds"]
+    assert set(kinds) == {"fl run", "fast eval", "cnn eval"}
+    assert kinds["cnn eval"]["seconds_each"] > kinds["fast eval"]["seconds_each"]
+    assert all(v["source"] == "documented rate" for v in kinds.values())
+    capsys.readouterr()
+    assert main(["sweep", "plan", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "speakers of the indexed corpora: a 4" in out
+    assert f"time         cnn eval: {c.eval_kinds['cnn eval']} x ~18:00 (documented rate)" in out
