@@ -180,8 +180,6 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    import yaml
-
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such file")
