@@ -49,3 +49,16 @@ def test_installed_versions_match_the_lock():
     for name in ("torch", "torchaudio", "ray", "opacus", "polars", "pyarrow", "numpy"):
         installed = version(name).split("+")[0]
         assert installed == locked[name], f"{name}: installed {installed}, locked {locked[name]}"
+
+
+def test_every_package_folder_is_listed_in_pyproject():
+    """A wheel (cluster nodes install one) holds only the listed packages."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(tool["packages"])
+    found = set()
+    for top, package in (("sergrad", "sergrad"), ("defenses", "sergrad.defenses"),
+                         ("analysis", "sergrad.analysis")):  # fmt: skip
+        for init in (ROOT / top).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / top).parts
+            found.add(".".join((package, *rel)))
+    assert found == listed, f"missing: {found - listed}, stale: {listed - found}"
