@@ -7,6 +7,7 @@ Tables of the results store (one root per sweep, hive-partitioned):
     updates/run_id=<id>/updates.parquet       one row per (round, client): the server's view
     attacks/target_corpus=<c>/<eval_id>.parquet   one row per attack evaluation
     predictions/eval_id=<id>/predictions.parquet  one row per scored target update / client
+    audits/target_corpus=<c>/<audit_id>.parquet   one row per canary audit of a target run
 
 The partition column lives in the directory name only (hive style); readers get it back
 through `Store.read` / `polars.scan_parquet(..., hive_partitioning=True)`.
@@ -186,6 +187,49 @@ PREDICTIONS = pa.schema(
 )
 PREDICTIONS_PARTITION = "eval_id"
 
+# --- canary audits: the DP guarantee itself, tested with canaries (sergrad.audit) ----------
+# One row per target run of a dp_sgd or central user_dp cell. A DIFFERENT threat model from
+# the attacks table: canaries (worst-case gradients / clients) inserted with probability 1/2
+# test the accountant's (epsilon, delta) claim; the gender attack tests what a realistic
+# attacker learns about a speaker attribute.
+AUDITS = pa.schema(
+    [
+        ("audit_id", pa.string()),  # content hash of (target run id, audit settings)
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("target_run", pa.string()),
+        ("feature_set", pa.string()),
+        ("algorithm", pa.string()),
+        ("defense", pa.string()),  # as in runs: dp_sgd | user_dp
+        ("defense_level", pa.float64()),
+        ("mechanism", pa.string()),  # dp_sgd | user_dp_central
+        ("noise_multiplier", pa.float64()),  # z, the run's (target_epsilon resolved)
+        ("clip_norm", pa.float64()),  # C per example (dp_sgd) | S per client update
+        ("sample_rate", pa.float64()),  # audited client's Poisson rate | client rate k / N
+        ("steps", pa.int64()),  # audited client's local steps over the run | rounds
+        ("n_clients", pa.int64()),  # clients in the run's federation
+        ("clients_per_round", pa.int64()),
+        ("audited_client", pa.int32()),  # dp_sgd: the worst-off client; null for user_dp
+        ("n_train", pa.int64()),  # dp_sgd: its training examples (beside the canaries)
+        ("n_canaries", pa.int64()),  # m, each included with probability 1/2
+        ("n_guesses", pa.int64()),  # r: guesses made (top and bottom scores)
+        ("n_correct", pa.int64()),  # v: correct guesses
+        ("confidence", pa.float64()),  # of eps_lb (0.95)
+        ("eps_lb", pa.float64()),  # Steinke et al. 2023 one-run lower bound
+        ("accountant_epsilon", pa.float64()),  # accountant's epsilon, same mechanism and delta
+        ("run_epsilon", pa.float64()),  # the target run's reported epsilon (runs table)
+        ("delta", pa.float64()),
+        ("accountant", pa.string()),
+        ("eps_violation", pa.bool_()),  # eps_lb > accountant_epsilon: a BUG in sergrad's DP
+        ("fold", pa.int32()),
+        ("seed", pa.int64()),
+        ("wall_s", pa.float64()),
+        ("config", pa.string()),  # canonical JSON of the audit settings
+        ("created_at", pa.string()),
+    ]
+)
+AUDITS_PARTITION = "target_corpus"
+
 # --- the clients' ground truth, beside the harvest -----------------------------------------
 # One row per client of a run (sampled or not), keyed like the update rows (run_id,
 # client_id). It comes from the simulation's ClientContext, never through a defense; the
@@ -205,6 +249,7 @@ TABLES: dict[str, tuple[pa.Schema, str]] = {
     "rounds": (ROUNDS, ROUNDS_PARTITION),
     "attacks": (ATTACKS, ATTACKS_PARTITION),
     "predictions": (PREDICTIONS, PREDICTIONS_PARTITION),
+    "audits": (AUDITS, AUDITS_PARTITION),
 }  # (the clients side table is read with sergrad.store; analysis may add it here)
 
 

@@ -11,9 +11,10 @@ accountant's epsilon is Opacus's for (z, q, steps) (defenses.accounting.epsilon_
 
 `central_user_dp_canary_audit`: user-level DP-FedAvg with server-side noise (defenses.user_dp
 in central mode: clip each client's update to S, average, add N(0, (z S / n)^2)). m canary
-clients, each included in the population with probability 1/2, always send the same random
-unit direction u_i scaled far past S (so clipped to S); real clients send small random
-updates. The final model change (sum of the noised aggregates over rounds) is scored by
+clients, each included with probability 1/2, always send the same random unit direction u_i
+scaled far past S (so clipped to S); an excluded canary stays in the population but sends a
+zero update (the noised sum is the same as without it, and the client rate stays exactly
+clients_per_round / (n_real + m)); real clients send small random updates. The final model change (sum of the noised aggregates over rounds) is scored by
 <change, u_i> (Andrew et al. 2023, "One-shot empirical privacy estimation"). The accountant's
 epsilon is the defense's own (privacy_spent), stepped each round at q = sampled / population.
 
@@ -60,6 +61,7 @@ def dp_sgd_canary_audit(
     dim_in: int = 32,
     dim_out: int = 16,
     delta: float = 1e-5,
+    accountant: str = "rdp",
     guess_fraction: float = 0.2,
     confidence: float = 0.95,
     seed: int = 0,
@@ -94,7 +96,8 @@ def dp_sgd_canary_audit(
                                   expected_batch_size=expected, generator=gen)  # fmt: skip
         update += gw.double()
     scores = update.numpy()[k_of, j_of]
-    eps = epsilon_for(noise_multiplier, sample_rate=sample_rate, steps=steps, delta=delta)
+    eps = epsilon_for(noise_multiplier, sample_rate=sample_rate, steps=steps, delta=delta,
+                      accountant=accountant)  # fmt: skip
     return _bound(scores, included, m=m, delta=delta, guess_fraction=guess_fraction,
                   confidence=confidence, accountant_eps=eps)  # fmt: skip
 
@@ -109,6 +112,7 @@ def central_user_dp_canary_audit(
     m: int = 200,
     dim: int = 4096,
     delta: float = 1e-5,
+    accountant: str = "rdp",
     guess_fraction: float = 0.2,
     confidence: float = 0.95,
     seed: int = 0,
@@ -119,12 +123,11 @@ def central_user_dp_canary_audit(
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     defense = UserDP(clip_norm=clip_norm, noise_multiplier=noise_multiplier, mode="central",
-                     delta=delta, accountant="rdp")  # fmt: skip
+                     delta=delta, accountant=accountant)  # fmt: skip
     directions = rng.normal(0, 1, (m, dim))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)  # [m, D] unit rows
     included = rng.random(m) < 0.5
-    canaries = np.flatnonzero(included)
-    population = n_real + len(canaries)
+    population = n_real + m  # fixed, so the client rate is exactly clients_per_round / population
     change = torch.zeros(dim, dtype=torch.float64)  # [D] sum of released aggregates
     for r in range(1, rounds + 1):
         picked = rng.choice(population, size=min(clients_per_round, population), replace=False)
@@ -132,8 +135,10 @@ def central_user_dp_canary_audit(
         for c in picked:
             if c < n_real:
                 u = rng.normal(0, 0.5 * clip_norm / math.sqrt(dim), dim)  # an ordinary client
-            else:
-                u = directions[canaries[c - n_real]] * 100 * clip_norm
+            elif included[c - n_real]:
+                u = directions[c - n_real] * 100 * clip_norm
+            else:  # an excluded canary sends nothing: the same sum as its absence
+                u = np.zeros(dim)
             t = clip_update({"w": torch.from_numpy(u)}, clip_norm)["w"]
             clipped.append(t)
         mean = {"w": torch.stack(clipped).mean(0)}

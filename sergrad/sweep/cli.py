@@ -103,6 +103,11 @@ def run_command(args: argparse.Namespace) -> int:
     print(
         f"sweep {sweep.name}: runs {result.oks['runs']}/{result.totals['runs']} ok, "
         f"evals {result.oks['evals']}/{result.totals['evals']} ok"
+        + (
+            f", audits {result.oks['audits']}/{result.totals['audits']} ok"
+            if result.totals.get("audits")
+            else ""
+        )  # fmt: skip
         + (f"; not ok: {states}" if states else "")
         + f" -> {uri}"
     )

@@ -1,4 +1,4 @@
-"""The sweep driver: plan -> inputs -> FL runs -> attack evaluations, resumable.
+"""The sweep driver: plan -> inputs -> FL runs -> attack evaluations + canary audits, resumable.
 
 Usage: `run_sweep(load_sweep("sweeps/small.yaml"), store_uri="out/small", options=...)`.
 
@@ -43,6 +43,10 @@ def sweep_record(sweep: Sweep, plan: Plan) -> dict:
         "evals": [
             {"id": e.id, "target_corpus": e.target_corpus, "needs": list(e.needs)}
             for e in plan.evals
+        ],
+        "audits": [
+            {"id": a.id, "target_corpus": a.target_corpus, "needs": list(a.needs)}
+            for a in plan.audits
         ],
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -133,4 +137,5 @@ def run_sweep(
         options=options,
         eval_options=eval_options,
         progress=progress,
+        audits=list(plan.audits),
     )

@@ -7,6 +7,11 @@
   target's defense for adaptive ones.
 - Evaluations: target run x attack-grid point x attack model x post-hoc defense x adaptive
   flag, each naming its target run and its shadow runs (all shadow folds of the same seed).
+- Canary audits (`audit.canary.enabled`, default on): one per target run whose in-loop
+  defense is dp_sgd or central user_dp, i.e. per target corpus x feature set x run-grid point
+  (algorithm, rounds, ...) x defense level x fold x seed. The granularity is the target run
+  because the mechanism (the worst client's steps and sampling rate, the client rate) depends
+  on the fold's partition and the seed's client sampling; analysis groups them by cell.
 
 Runs are deduplicated by run id (content hash) and evaluations by eval id, so shadow runs
 shared by many evaluations (or pairings) are counted and run once.
@@ -21,10 +26,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from sergrad.attack.config import AttackConfig, AttackModelConfig, PostHocConfig
+from sergrad.audit.mechanism import needs_canary_audit
 from sergrad.config import content_hash, from_dict, type_hints
 from sergrad.fl.config import DefenseConfig, RunConfig
 from sergrad.store import STORE_REF
-from sergrad.sweep.jobs import EvalJob, RunJob, make_eval_job, make_run_job
+from sergrad.sweep.jobs import (
+    AuditJob,
+    EvalJob,
+    RunJob,
+    make_audit_job,
+    make_eval_job,
+    make_run_job,
+)
 from sergrad.sweep.schema import CorpusSpec, FeatureSpec, Sweep, grid_values, is_grid
 
 
@@ -46,6 +59,7 @@ class Plan:
     inputs: tuple[InputSpec, ...]
     runs: tuple[RunJob, ...]
     evals: tuple[EvalJob, ...]
+    audits: tuple[AuditJob, ...] = ()
 
 
 # --- grids ---------------------------------------------------------------------------------
@@ -158,6 +172,7 @@ def expand(sweep: Sweep, store_uri: str) -> Plan:
     inputs = inputs_for(sweep, store_uri)
     runs: dict[str, RunJob] = {}
     evals: dict[str, EvalJob] = {}
+    audits: dict[str, AuditJob] = {}
     run_points = grid_points(RunConfig, sweep.run)
     defenses = defense_variants(sweep)
     attacks = attack_variants(sweep)
@@ -191,6 +206,10 @@ def expand(sweep: Sweep, store_uri: str) -> Plan:
         for defense, fold in itertools.product(defenses, sweep.folds):
             target = add_run("target", (pairing.target,), fs, point, defense, fold, seed)
             defense_name = defense[0].name if defense else "none"
+            canary = sweep.audit.canary
+            if canary.enabled and any(needs_canary_audit(d.name, d.params) for d in defense):
+                job = make_audit_job(pairing.target, runs[target], canary)
+                audits.setdefault(job.id, job)
             for attack, only in attacks:
                 if only is not None and defense_name not in only:
                     continue
@@ -208,4 +227,5 @@ def expand(sweep: Sweep, store_uri: str) -> Plan:
                 job = make_eval_job(pairing.target, cfg)
                 evals.setdefault(job.id, job)
     ordered_runs = sorted(runs.values(), key=lambda r: r.role != "shadow")  # shadows first
-    return Plan(tuple(inputs.values()), tuple(ordered_runs), tuple(evals.values()))
+    return Plan(tuple(inputs.values()), tuple(ordered_runs), tuple(evals.values()),
+                tuple(audits.values()))  # fmt: skip

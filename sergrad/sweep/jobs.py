@@ -4,10 +4,10 @@ Every job answers the same small interface, so the runner, `sweep status` and th
 never branch on a kind:
 
     id            content hash, computed once at plan time and checked again before running
-    table         the store table its one record lands in (`runs`, `attacks`)
+    table         the store table its one record lands in (`runs`, `attacks`, `audits`)
     id_column     that table's id column
     partition     (key, value) of its file in that table
-    eta_kind      what it costs, for progress ("fl run", "fast eval", "cnn eval")
+    eta_kind      what it costs, for progress ("fl run", "fast eval", "cnn eval", "canary audit")
     is_done(store)        its record is readable and says "ok"
     run(store)            do the work and write the record; raises on failure
     failure_row(error)    the record of a failed attempt
@@ -30,9 +30,16 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from sergrad.attack.config import AttackConfig, eval_id
-from sergrad.config import canonical_json
+from sergrad.audit.config import CanaryAuditConfig
+from sergrad.config import canonical_json, content_hash
 from sergrad.fl.config import RunConfig, run_id
-from sergrad.schema import ATTACKS_PARTITION, RUNS_PARTITION
+from sergrad.schema import (
+    ATTACKS_PARTITION,
+    AUDITS,
+    AUDITS_PARTITION,
+    RUNS_PARTITION,
+    table_from_rows,
+)
 from sergrad.store import Store
 
 
@@ -187,6 +194,74 @@ class EvalJob:
             "config": canonical_json(cfg),
             "created_at": now_iso(),
         }
+
+
+@dataclass(frozen=True)
+class AuditJob:
+    """One canary audit of a dp_sgd / central user_dp target run's mechanism (sergrad.audit)."""
+
+    id: str
+    target_corpus: str
+    target_run: str
+    run_config: RunConfig
+    canary: CanaryAuditConfig
+
+    table: ClassVar[str] = "audits"
+    id_column: ClassVar[str] = "audit_id"
+    eta_kind: ClassVar[str] = "canary audit"
+
+    @property
+    def partition(self) -> tuple[str, str]:
+        return (AUDITS_PARTITION, self.target_corpus)
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """The target run: its reported epsilon is recorded beside the audit's."""
+        return (self.target_run,)
+
+    def is_done(self, store: Store) -> bool:
+        return stored_status(store, self) == "ok"
+
+    def run(self, store: Store) -> None:
+        from sergrad.audit.run_audit import canary_audit_of_run
+        from sergrad.fl.records import read_run_row
+
+        check_id(self.target_run, run_id(self.run_config), what="audited run")
+        check_id(self.id, audit_id(self.target_run, self.canary), what="audit")
+        if self.is_done(store):
+            return
+        clear_record(store, self)
+        t0 = time.perf_counter()
+        row = canary_audit_of_run(self.run_config, store, canary=self.canary)
+        run_row = read_run_row(store, self.target_run) or {}
+        row.update(audit_id=self.id, status="ok", error=None, target_run=self.target_run,
+                   run_epsilon=run_row.get("epsilon"), wall_s=time.perf_counter() - t0,
+                   config=canonical_json(self.canary), created_at=now_iso())  # fmt: skip
+        store.write_table(self.table, table_from_rows([row], AUDITS), partition=self.partition,
+                          name=self.id)  # fmt: skip
+
+    def failure_row(self, error: str) -> dict:
+        return {
+            "audit_id": self.id,
+            "status": "failed",
+            "error": error,
+            "target_run": self.target_run,
+            "n_canaries": self.canary.n_canaries,
+            "confidence": self.canary.confidence,
+            "fold": self.run_config.data.fold,
+            "seed": self.run_config.seed,
+            "config": canonical_json(self.canary),
+            "created_at": now_iso(),
+        }
+
+
+def audit_id(target_run: str, canary: CanaryAuditConfig) -> str:
+    return content_hash({"target_run": target_run, "canary": canary})
+
+
+def make_audit_job(target_corpus: str, run: RunJob, canary: CanaryAuditConfig) -> AuditJob:
+    """The one place an audit id is computed (plan time)."""
+    return AuditJob(audit_id(run.id, canary), target_corpus, run.id, run.config, canary)
 
 
 def check_id(carried: str, computed: str, *, what: str) -> None:

@@ -277,8 +277,8 @@ class Result:
 
     ok: set[str] = field(default_factory=set)
     problems: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (state, why)
-    totals: dict[str, int] = field(default_factory=dict)  # "runs"/"evals" -> jobs
-    oks: dict[str, int] = field(default_factory=dict)  # "runs"/"evals" -> ok
+    totals: dict[str, int] = field(default_factory=dict)  # "runs"/"evals"/"audits" -> jobs
+    oks: dict[str, int] = field(default_factory=dict)  # "runs"/"evals"/"audits" -> ok
 
     @property
     def all_ok(self) -> bool:
@@ -313,13 +313,15 @@ def run_jobs(
     options: EngineOptions,
     eval_options: EngineOptions | None = None,
     progress: Progress | None = None,
+    audits: list[Job] | None = None,
 ) -> Result:
-    """Run `runs`, then the `evals` whose `needs` (run ids) all finished ok.
+    """Run `runs`, then the `evals` and `audits` whose `needs` (run ids) all finished ok.
 
     Jobs already recorded ok in the store are skipped. Returns every job's final state,
-    recomputed from the store.
+    recomputed from the store (audits counted apart from evaluations).
     """
-    evals = evals or []
+    only_evals, audits = evals or [], audits or []
+    evals = only_evals + audits  # the second phase: everything that needs runs
     store_uri = absolute_uri(store_uri)  # trials run in Tune's own working directory
     store = Store(store_uri)
     progress = progress or Progress()
@@ -346,7 +348,7 @@ def run_jobs(
             shutdown()
     progress.in_flight.clear()
     progress.close()
-    return summarise(store, runs, evals, outcomes=outcomes, lost=lost)
+    return summarise(store, runs, only_evals, outcomes=outcomes, lost=lost, audits=audits)
 
 
 def _needs(job: Job) -> tuple[str, ...]:
@@ -370,12 +372,13 @@ def summarise(
     *,
     outcomes: dict[str, Outcome] | None = None,
     lost: dict[str, str] | None = None,
+    audits: list[Job] | None = None,
 ) -> Result:
     """Each job's state from the store; `outcomes`/`lost` explain what the store cannot."""
-    outcomes, lost = outcomes or {}, lost or {}
-    ok, failed = _done(store, runs + evals)
-    result = Result(ok={j.id for j in runs + evals if j.id in ok})
-    for name, jobs in (("runs", runs), ("evals", evals)):
+    outcomes, lost, audits = outcomes or {}, lost or {}, audits or []
+    ok, failed = _done(store, runs + evals + audits)
+    result = Result(ok={j.id for j in runs + evals + audits if j.id in ok})
+    for name, jobs in (("runs", runs), ("evals", evals), ("audits", audits)):
         result.totals[name] = len(jobs)
         result.oks[name] = sum(j.id in ok for j in jobs)
         for job in jobs:

@@ -13,6 +13,10 @@ existing configs and are validated against them field by field:
   defense names the block applies to; default all). Blocks let a costly attack (the CNN)
   run on a subset of the grid while a fast attack covers all of it.
 
+``audit`` (not a grid): `sergrad.audit.config.AuditConfig`, e.g.
+``audit: {canary: {enabled: true, n_canaries: 200}}``: a canary audit per target run of a
+dp_sgd or central user_dp defense (on by default).
+
 Grid syntax, for any field: ``{grid: [v1, v2]}``; a plain list is a grid too, except for
 fields that are themselves lists (``hidden: [256, 128]`` is one value, so write
 ``hidden: {grid: [[256, 128], [512]]}``). Inside free-form ``params`` mappings only the
@@ -40,6 +44,7 @@ from typing import Any
 import yaml
 
 from sergrad.attack.config import MODEL_NAMES, AttackConfig, AttackModelConfig, PostHocConfig
+from sergrad.audit.config import AuditConfig
 from sergrad.config import from_dict, type_hints
 from sergrad.errors import ConfigError
 from sergrad.fl.config import DefenseConfig, RunConfig
@@ -122,6 +127,7 @@ class SweepFile:
     seeds: tuple[int, ...] = (0,)
     attack: Any = field(default_factory=dict)  # one block or a list of blocks (see docstring)
     resources: ResourcesSpec = ResourcesSpec()
+    audit: AuditConfig = AuditConfig()  # canary audits of dp_sgd / central user_dp runs
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,7 @@ class Sweep:
     attack: tuple[dict, ...]  # attack blocks, each a grid (see _attack_block)
     resources: ResourcesSpec
     source: str = ""  # file it came from
+    audit: AuditConfig = AuditConfig()  # sergrad.audit.config: canary audits
 
 
 # --- YAML with line numbers ---------------------------------------------------------------
@@ -398,6 +405,7 @@ def parse_sweep(data: dict, *, source: str = "<sweep>", lines: dict | None = Non
         attack=attacks,
         resources=top.resources,
         source=source,
+        audit=top.audit,
     )
 
 

@@ -1,4 +1,4 @@
-"""`sergrad sweep status STORE`: done / failed / pending runs and evaluations of a store.
+"""`sergrad sweep status STORE`: done / failed / pending runs, evaluations and canary audits.
 
 Reads the resolved sweep (`sweep.json`, written when the sweep started) and the job tables,
 generically over the job classes (`RunJob`, `EvalJob`: their table and id column). An
@@ -12,10 +12,10 @@ from __future__ import annotations
 from sergrad.errors import StoreError
 from sergrad.store import Store
 from sergrad.sweep.executors import done_ids
-from sergrad.sweep.jobs import EvalJob, RunJob
+from sergrad.sweep.jobs import AuditJob, EvalJob, RunJob
 
 SWEEP_JSON = "sweep.json"
-SECTIONS = {"runs": RunJob, "evals": EvalJob}  # sweep.json key -> job class
+SECTIONS = {"runs": RunJob, "evals": EvalJob, "audits": AuditJob}  # sweep.json key -> class
 
 
 def sweep_status(store: Store) -> dict:
@@ -30,19 +30,23 @@ def sweep_status(store: Store) -> dict:
         ids = [r["id"] for r in record["runs"] if r["role"] == role]
         out[f"{role}_runs"] = _counts(ids, *state["runs"])
     out["runs"] = _counts([r["id"] for r in record["runs"]], *state["runs"])
-    ok_evals, failed_evals = state["evals"]
-    evals = _counts([e["id"] for e in record["evals"]], ok_evals, failed_evals)
-    evals["blocked"] = sum(
-        1
-        for e in record["evals"]
-        if e["id"] not in ok_evals
-        and e["id"] not in failed_evals
-        and any(n in failed_runs for n in e["needs"])
-    )
-    evals["pending"] -= evals["blocked"]
-    out["evals"] = evals
-    out["complete"] = all(out[k]["ok"] == out[k]["total"] for k in ("runs", "evals"))
-    out["any_failed"] = bool(out["runs"]["failed"] or evals["failed"] or evals["blocked"])
+    for key in ("evals", "audits"):  # second-phase jobs: blocked when an input run failed
+        ok_ids, failed_ids = state[key]
+        entries = record.get(key, [])  # a sweep.json written before audits existed has none
+        c = _counts([e["id"] for e in entries], ok_ids, failed_ids)
+        c["blocked"] = sum(
+            1
+            for e in entries
+            if e["id"] not in ok_ids
+            and e["id"] not in failed_ids
+            and any(n in failed_runs for n in e["needs"])
+        )
+        c["pending"] -= c["blocked"]
+        out[key] = c
+    keys = ("runs", "evals", "audits")
+    out["complete"] = all(out[k]["ok"] == out[k]["total"] for k in keys)
+    out["any_failed"] = bool(out["runs"]["failed"] or any(
+        out[k]["failed"] or out[k]["blocked"] for k in ("evals", "audits")))  # fmt: skip
     return out
 
 
@@ -59,8 +63,10 @@ def _counts(ids: list[str], ok: set[str], failed: dict[str, str]) -> dict[str, i
 
 def format_status(status: dict) -> str:
     lines = [f"sweep {status['name']} ({status['source']})"]
-    for key in ("runs", "target_runs", "shadow_runs", "evals"):
+    for key in ("runs", "target_runs", "shadow_runs", "evals", "audits"):
         c = status[key]
+        if key == "audits" and not c["total"]:
+            continue
         extra = f"  blocked {c['blocked']}" if "blocked" in c else ""
         lines.append(
             f"{key:12s} {c['ok']:6d} done  {c['failed']:5d} failed  {c['pending']:6d} pending"
