@@ -378,7 +378,8 @@ def summarise(
     outcomes, lost, audits = outcomes or {}, lost or {}, audits or []
     ok, failed = _done(store, runs + evals + audits)
     result = Result(ok={j.id for j in runs + evals + audits if j.id in ok})
-    for name, jobs in (("runs", runs), ("evals", evals), ("audits", audits)):
+    groups = [("runs", runs), ("evals", evals)] + ([("audits", audits)] if audits else [])
+    for name, jobs in groups:
         result.totals[name] = len(jobs)
         result.oks[name] = sum(j.id in ok for j in jobs)
         for job in jobs:
