@@ -29,7 +29,7 @@ def add_commands(sub) -> None:
     )
     t.add_argument("kind", choices=("ser", "layers", "updates", "tradeoff", "verdicts", "eps"),
                    help="verdicts: strongest legitimate attacker per cell (cluster-bootstrap "
-                   "interval, permutation p); eps: empirical epsilon beside the accountant's")  # fmt: skip
+                   "interval, permutation p); eps: empirical epsilon (gender attack; canary audit for dp_sgd / central user_dp) beside the accountant's")  # fmt: skip
     t.add_argument("store")
     t.add_argument("--where", help=WHERE_HELP)
     _output_args(t, rows=200)

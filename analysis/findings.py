@@ -22,10 +22,11 @@ import os
 import numpy as np
 import polars as pl
 
+from sergrad.analysis import audits as A
 from sergrad.analysis import tables as T
 from sergrad.analysis import verdicts as V
 from sergrad.analysis.stats import INTERVAL as T_INTERVAL
-from sergrad.errors import DataError
+from sergrad.errors import ConfigError, DataError
 
 GROUP_KEYS: list[str] = T.SETTING_KEYS
 
@@ -56,6 +57,15 @@ def _eps_rows(store_uri, where) -> pl.DataFrame:
     )
 
 
+def _canary_rows(store_uri, where) -> pl.DataFrame:
+    """analysis.audits.canary_table, or empty where `where` names a column audits lack."""
+    try:
+        c = A.canary_table(store_uri, where=where)
+    except (ConfigError, DataError):
+        return pl.DataFrame()
+    return c if "canary_eps_lb" in c.columns else pl.DataFrame()
+
+
 def _lookup(frame: pl.DataFrame, **eq) -> dict | None:
     if frame.is_empty():
         return None
@@ -81,11 +91,13 @@ def findings_frame(
         raise DataError("no per-client attack rows: no findings (run per_client protocols)")
     every = V.verdicts(store_uri, where=where, n_avg=0, n_boot=n_boot, n_perm=n_perm, seed=1)
     eps = _eps_rows(store_uri, where)
+    canary = _canary_rows(store_uri, where)
     out = []
     for row in one.iter_rows(named=True):
         cell = {k: row[k] for k in [*GROUP_KEYS, *T.DEFENSE_KEYS, "layer"]}
         all_row = _lookup(every, **cell)
         e = _lookup(eps, **cell, n_avg=1)
+        c = _lookup(canary, **{k: cell[k] for k in A.CELL_KEYS})
         out.append({
             **cell,
             "verdict_1": V.verdict_text(row),
@@ -98,6 +110,9 @@ def findings_frame(
             "mechanism_epsilon": e["mechanism_epsilon"] if e else None,
             "eps_violation": bool(e["eps_violation"]) if e else False,
             "epsilon": row["epsilon"],
+            "canary": A.canary_text(c) if c else None,
+            "canary_eps_lb": c["canary_eps_lb"] if c else None,
+            "canary_violation": bool(c["canary_violation"]) if c else False,
         })  # fmt: skip
     return pl.DataFrame(out, infer_schema_length=None)
 
@@ -121,9 +136,14 @@ def _eps_text(r: dict) -> str:
         parts.append(f"mechanism ε (per update, replacement) = {r['mechanism_epsilon']:.3g}")
     text = "; ".join(parts) or "—"
     if r["eps_violation"]:
-        text = f"<b style='color:#a00'>DP VIOLATION (ε̂ above the mechanism's ε): {text}</b>"
-        return text
-    return html.escape(text)
+        out = f"<b style='color:#a00'>DP VIOLATION (ε̂ above the mechanism's ε): {text}</b>"
+    else:
+        out = html.escape(text)
+    if r.get("canary"):  # the canary audit: a different threat model, its own line
+        canary = html.escape(r["canary"])
+        out += "<br>" + (f"<b style='color:#a00'>{canary}</b>" if r.get("canary_violation")
+                         else canary)  # fmt: skip
+    return out
 
 
 def findings_html(

@@ -18,6 +18,7 @@ import os
 import numpy as np
 import polars as pl
 
+from sergrad.analysis import audits as A
 from sergrad.analysis import figure as F
 from sergrad.analysis import tables as T
 from sergrad.errors import ConfigError, DataError
@@ -342,11 +343,12 @@ def eps_table(
     rows = T.attack_rows(store_uri, where=where).filter(
         pl.col("eps_lb").is_not_null() & (pl.col("n_avg") == 1) & (pl.col("layer") != "none")
     )
+    canary = _canary_columns(store_uri, where)
     if rows.is_empty():
-        return pl.DataFrame()
+        return canary
     rows = rows.filter(pl.col("layer") == T.resolve_layer(rows, layer))
     keys = [*T.SETTING_KEYS, *T.DEFENSE_KEYS, "layer"]
-    return (
+    attack = (
         rows.group_by(keys, maintain_order=True)
         .agg(
             pl.col("eps_lb").max().alias("eps_lb"),
@@ -357,6 +359,32 @@ def eps_table(
             pl.col("n_clients").max().alias("n_clients"),
         )
         .sort(keys, nulls_last=False)
+    )
+    if canary.is_empty():
+        return attack
+    return attack.join(canary, on=A.CELL_KEYS, how="full", coalesce=True).sort(
+        keys, nulls_last=False
+    )
+
+
+def _canary_columns(store_uri, where) -> pl.DataFrame:
+    """The canary audits per cell (analysis.audits), columns prefixed `canary_`; empty when
+    the store has none or `where` names a column the audits table lacks."""
+    try:
+        c = A.canary_table(store_uri, where=where)
+    except (DataError, ConfigError):
+        return pl.DataFrame()
+    if c.is_empty() or "canary_eps_lb" not in c.columns:
+        return pl.DataFrame()
+    return c.select(
+        *A.CELL_KEYS,
+        pl.col("mechanism").alias("canary_mechanism"),
+        "canary_eps_lb",
+        pl.col("n_canaries").alias("canary_n_canaries"),
+        pl.col("n_audits").alias("canary_n_audits"),
+        pl.col("accountant_epsilon").alias("canary_accountant_epsilon"),
+        pl.col("delta").alias("canary_delta"),
+        "canary_violation",
     )
 
 
@@ -370,7 +398,21 @@ def plot_eps_lb(
     """Effective epsilon per defense level: the attack's 95% lower bound (bars) beside the
     accountant's epsilon and the local mechanism's epsilon (markers), one panel per setting."""
     F.check_output(out)
-    data = _require(eps_table(store_uri, where=where, layer=layer), "empirical epsilon", "eps_lb")
+    data = eps_table(store_uri, where=where, layer=layer)
+    if "canary_eps_lb" not in data.columns:
+        data = _require(data, "empirical epsilon", "eps_lb")
+        data = data.with_columns(pl.lit(None, pl.Float64).alias("canary_eps_lb"),
+                                 pl.lit(False).alias("canary_violation"),
+                                 pl.lit(None, pl.Int64).alias("canary_n_canaries"))  # fmt: skip
+    if "eps_lb" not in data.columns:  # canary audits only
+        data = data.with_columns(pl.lit(None, pl.Float64).alias("eps_lb"),
+                                 pl.lit(None, pl.Float64).alias("epsilon"),
+                                 pl.lit(None, pl.Float64).alias("mechanism_epsilon"),
+                                 pl.lit(False).alias("eps_violation"),
+                                 pl.lit(None, pl.String).alias("layer"))  # fmt: skip
+    data = data.filter(pl.col("eps_lb").is_not_null() | pl.col("canary_eps_lb").is_not_null())
+    if data.is_empty():
+        raise DataError("no data for the empirical epsilon plot (no eps_lb, no canary audits)")
     keys = data.select(PANEL_KEYS).unique(maintain_order=True).rows()
     fig, axes = F.panels(len(keys), width=5.2)
     colours = _colours(data["defense_name"].to_list())
@@ -380,10 +422,27 @@ def plot_eps_lb(
             "no defense" if n == T.NO_DEFENSE else f"{n} {F.fmt_level(lv)}"
             for n, lv in zip(sub["defense_name"], sub["level"])
         ]
+        if "canary_mechanism" in sub.columns:  # central user_dp is told apart from local
+            labels = [f"{lb} (central)" if m == "user_dp_central" else lb
+                      for lb, m in zip(labels, sub["canary_mechanism"])]  # fmt: skip
         x = np.arange(sub.height)
-        ax.bar(x, sub["eps_lb"].to_numpy(), color=[colours[n] for n in sub["defense_name"]],
-               alpha=0.8, label="empirical ε lower bound (attack, 95%)")  # fmt: skip
+        ax.bar(x, sub["eps_lb"].cast(pl.Float64).to_numpy(),
+               color=[colours[n] for n in sub["defense_name"]],
+               alpha=0.8, label="empirical ε lower bound (gender attack, 95%)")  # fmt: skip
         acc = sub["epsilon"].cast(pl.Float64).to_numpy()
+        if "canary_accountant_epsilon" in sub.columns:  # the audited mechanism's accountant
+            acc = np.where(np.isfinite(acc), acc,
+                           sub["canary_accountant_epsilon"].cast(pl.Float64).to_numpy())  # fmt: skip
+        can = sub["canary_eps_lb"].cast(pl.Float64).to_numpy()
+        fc = np.isfinite(can)
+        if fc.any():
+            m = int(sub["canary_n_canaries"].max())
+            ax.plot(x[fc], can[fc], "*", color="#1a7f37", ms=11, ls="none",
+                    label=f"canary audit ε lower bound (95%, {m} canaries): tests the DP "
+                    "guarantee itself")  # fmt: skip
+            for i in np.flatnonzero(fc):
+                ax.annotate(f"{can[i]:.2f}", (i, can[i]), color="#1a7f37", ha="left",
+                            xytext=(6, -3), fontsize=7, textcoords="offset points")  # fmt: skip
         mech = sub["mechanism_epsilon"].cast(pl.Float64).to_numpy()
         finite = np.isfinite(acc)
         if finite.any():
@@ -393,22 +452,28 @@ def plot_eps_lb(
             ax.plot(x[fm], mech[fm], "v", color="#a00", ms=7, ls="none",
                     label="local mechanism ε (per update, replacement)")  # fmt: skip
         for i, v in enumerate(sub["eps_lb"].to_list()):
-            ax.annotate(f"{v:.2f}", (i, v), ha="center", xytext=(0, 2), fontsize=7,
-                        textcoords="offset points")  # fmt: skip
-        for i, bad in enumerate(sub["eps_violation"].to_list()):
-            if bad:
-                ax.annotate("VIOLATION", (i, sub["eps_lb"][i]), color="#a00", ha="center",
-                            xytext=(0, 12), textcoords="offset points", fontsize=8)  # fmt: skip
+            if v is not None:
+                ax.annotate(f"{v:.2f}", (i, v), ha="center", xytext=(0, 2), fontsize=7,
+                            textcoords="offset points")  # fmt: skip
+        bad = sub["eps_violation"].fill_null(False) | sub["canary_violation"].fill_null(False)
+        for i, b in enumerate(bad.to_list()):
+            if b:
+                top = np.nanmax([sub["eps_lb"][i] or np.nan, can[i]])
+                ax.annotate("DP VIOLATION (bug)", (i, top), color="#a00", ha="center",
+                            xytext=(0, 12), textcoords="offset points", fontsize=8,
+                            fontweight="bold")  # fmt: skip
         ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("ε")
         ax.set_yscale("symlog", linthresh=1.0)
-        tops = [v for v in (*sub["eps_lb"], *acc[finite], *mech[fm]) if v is not None]
+        tops = [v for v in (*sub["eps_lb"], *acc[finite], *mech[fm], *can[fc]) if v is not None]
         ax.set_ylim(0, max(2.0, 2.0 * max(tops, default=1.0)))
         ax.set_title(_panel_title(key), fontsize=10)
         ax.grid(alpha=0.3, axis="y")
-    fig.suptitle(f"Effective ε on {data['layer'][0]}: the attack's 95% Clopper-Pearson lower "
-                 "bound\n(shadow threshold, one update per client; max over attackers) beside "
-                 "the accountant's ε", fontsize=10)  # fmt: skip
+    layers = [v for v in data["layer"].to_list() if v is not None]
+    fig.suptitle(f"Effective ε on {layers[0] if layers else '-'}: the gender attack's 95% "
+                 "Clopper-Pearson lower bound\n(shadow threshold, one update per client; max "
+                 "over attackers) and the canary audit's (dp_sgd, central user_dp) beside the "
+                 "accountant's ε", fontsize=10)  # fmt: skip
     F.legend_outside(fig, axes)
     F.save(fig, out)
     return data

@@ -20,6 +20,9 @@ Layout follows sergrad/schema.py exactly (written with Store.write_table + table
 - rounds for alpha / prosody / fedavg fold 0 seed 0 runs (undefended, user_dp, dp_sgd): 5 rounds,
   epsilon = final epsilon * round / 5 for DP runs.
 - predictions (fc1, per_update) for the undefended and user_dp level-1 fold-0 evaluations.
+- audits (canary audits) of the two dp_sgd runs: 200 canaries, 40 guesses, 30 + fold correct,
+  eps_lb = 0.3 + 0.1 * fold, accountant_epsilon = run_epsilon = 2.0 at delta 1e-5; plus one
+  failed audit (no mechanism columns), which analysis counts but never averages.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ class FixtureStore:
     attacks: list[dict] = field(default_factory=list)  # with "target_corpus"
     rounds: dict[str, list[dict]] = field(default_factory=dict)
     predictions: dict[str, list[dict]] = field(default_factory=dict)
+    audits: list[dict] = field(default_factory=list)  # with "target_corpus"
 
 
 def _run(run_id, corpus, feature, algorithm, fold, seed, **kw) -> dict:
@@ -174,8 +178,34 @@ def build_store(root: str | Path) -> FixtureStore:
                                for r in range(1, 6)]  # fmt: skip
     out.predictions["ev-alpha-prosody-fedavg-f0-s0"] = _predictions(0, 0.15)
     out.predictions["ev-alpha-user_dp-1.0-f0"] = _predictions(1, 0.05)
+    for fold in FOLDS:
+        out.audits.append(audit_row(f"au-dp_sgd-f{fold}", f"alpha-dp_sgd-2.0-f{fold}", fold=fold,
+                                    eps_lb=0.3 + 0.1 * fold, n_correct=30 + fold))  # fmt: skip
+    out.audits.append({"audit_id": "au-failed", "status": "failed", "error": "boom",
+                       "target_run": "alpha-dp_sgd-2.0-f0", "target_corpus": "alpha"})  # fmt: skip
     _write(store, out)
     return out
+
+
+def audit_row(audit_id: str, run: str, *, fold: int, eps_lb: float, n_correct: int,
+              accountant_epsilon: float = 2.0) -> dict:  # fmt: skip
+    """One ok canary audit of an alpha / prosody / fedavg dp_sgd level-2 run."""
+    return {"audit_id": audit_id, "status": "ok", "target_run": run, "target_corpus": "alpha",
+            "feature_set": "prosody", "algorithm": "fedavg", "defense": "dp_sgd",
+            "defense_level": 2.0, "mechanism": "dp_sgd", "noise_multiplier": 2.0,
+            "clip_norm": 1.0, "sample_rate": 0.5, "steps": 10, "n_clients": 6,
+            "clients_per_round": 3, "audited_client": 1, "n_train": 8, "n_canaries": 200,
+            "n_guesses": 40, "n_correct": n_correct, "confidence": 0.95, "eps_lb": eps_lb,
+            "accountant_epsilon": accountant_epsilon, "run_epsilon": 2.0, "delta": 1e-5,
+            "accountant": "rdp", "eps_violation": eps_lb > accountant_epsilon, "fold": fold,
+            "seed": 0}  # fmt: skip
+
+
+def write_audits(store: Store, rows: list[dict]) -> None:
+    for r in rows:
+        clean = {k: v for k, v in r.items() if k != "target_corpus"}
+        store.write_table("audits", schema.table_from_rows([clean], schema.AUDITS),
+                          partition=("target_corpus", r["target_corpus"]), name=r["audit_id"])  # fmt: skip
 
 
 def _write(store: Store, out: FixtureStore) -> None:
@@ -201,4 +231,5 @@ def _write(store: Store, out: FixtureStore) -> None:
     for eid, rows in out.predictions.items():
         store.write_table("predictions", schema.table_from_rows(rows, schema.PREDICTIONS),
                           partition=("eval_id", eid), name="predictions")  # fmt: skip
+    write_audits(store, out.audits)
     store.write_json("sweep.json", json.loads(json.dumps(SWEEP)))
