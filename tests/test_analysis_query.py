@@ -54,7 +54,9 @@ def test_query_cli_outputs(fx, tmp_path, capsys):
 
 
 def test_query_errors(fx, tmp_path, capsys):
-    with pytest.raises(ConfigError, match="tables: runs, rounds, attacks, predictions, audits, results"):
+    with pytest.raises(
+        ConfigError, match="tables: runs, rounds, attacks, predictions, audits, results"
+    ):
         run_query(fx.root, "SELECT * FROM nope")
     with pytest.raises(ConfigError, match="query failed"):
         run_query(fx.root, "SELEC * FROM runs")
