@@ -60,10 +60,11 @@ def test_counts_equal_the_expansion(tmp_path, monkeypatch):
         plan = expand(sweep, str(tmp_path / "store"))
         c = count(sweep)
         targets = sum(r.role == "target" for r in plan.runs)
-        assert (c.target_runs, c.shadow_runs, c.evaluations) == (
+        assert (c.target_runs, c.shadow_runs, c.evaluations, c.audits) == (
             targets,
             len(plan.runs) - targets,
             len(plan.evals),
+            len(plan.audits),
         ), path.name
         from sergrad.sweep.estimate import harvest_bytes as run_bytes
 

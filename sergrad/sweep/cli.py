@@ -58,6 +58,8 @@ def plan_command(args: argparse.Namespace) -> int:
         f"{summary['shadow_runs']} shadow)"
     )
     print(f"evaluations  {summary['evaluations']}")
+    if summary.get("audits"):
+        print(f"audits       {summary['audits']} canary audits (dp_sgd / central user_dp runs)")
     known = summary["speakers_indexed"]
     source = (
         "speakers of the indexed corpora: " + ", ".join(f"{c} {n}" for c, n in known.items())

@@ -19,6 +19,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 
+from sergrad.audit.mechanism import needs_canary_audit
 from sergrad.fl.config import RunConfig
 from sergrad.store import STORE_REF
 from sergrad.sweep.expand import (
@@ -40,6 +41,7 @@ class Counts:
     target_runs: int = 0
     shadow_runs: int = 0
     evaluations: int = 0
+    audits: int = 0  # canary audits (dp_sgd / central user_dp target runs)
     groups: Counter = field(default_factory=Counter)  # (corpora, fs index, point index) -> runs
     points: list = field(default_factory=list)  # deduplicated run-grid points
     eval_kinds: Counter = field(default_factory=Counter)  # "fast eval" / "cnn eval" -> count
@@ -71,6 +73,8 @@ def count(sweep: Sweep) -> Counts:
         for attack, only in _unique(attack_variants(sweep), key=lambda a: a)
     ]  # fmt: skip
     roles: dict[int, bool] = {}  # hash(run key) -> is a target
+    audited: set[int] = set()  # target run keys with a canary audit
+    canary = sweep.audit.canary.enabled
     evals: set[int] = set()
     eval_kinds: Counter = Counter()
     groups: Counter = Counter()
@@ -85,6 +89,8 @@ def count(sweep: Sweep) -> Counts:
                     groups[((pairing.target,), f_i, pt_i)] += 1
                 roles[target] = True
             name = defense[0].name if defense else "none"
+            if canary and any(needs_canary_audit(d.name, d.params) for d in defense):
+                audited.add(target)
             for attack, only, attack_key in attacks:
                 if only is not None and name not in only:
                     continue
@@ -109,6 +115,7 @@ def count(sweep: Sweep) -> Counts:
         target_runs=targets,
         shadow_runs=len(roles) - targets,
         evaluations=len(evals),
+        audits=len(audited),
         groups=groups,
         points=points,
         eval_kinds=eval_kinds,

@@ -70,6 +70,7 @@ def plan_summary(sweep: Sweep, store_uri: str | None = None, *, cpus: int = 0) -
         "target_runs": c.target_runs,
         "shadow_runs": c.shadow_runs,
         "evaluations": c.evaluations,
+        "audits": c.audits,
         "harvest_bytes": harvest_bytes(sweep, c, known=known),
         "speakers_indexed": known,
         "time": time_estimate(sweep, c, store_uri or "", known=known, cpus=slots),
