@@ -98,7 +98,8 @@ def main(args: argparse.Namespace) -> int:
     print_summary(store_uri, plan.inputs, say=say)
     if args.inputs_only:
         return 0
-    say(f"sweep {sweep.name}: {len(plan.runs)} FL runs, {len(plan.evals)} attack evaluations")
+    say(f"sweep {sweep.name}: {len(plan.runs)} FL runs, {len(plan.evals)} attack evaluations, "
+        f"{len(plan.audits)} canary audits")  # fmt: skip
     result = run_sweep(
         sweep,
         store_uri=store_uri,
@@ -111,6 +112,7 @@ def main(args: argparse.Namespace) -> int:
     print(
         f"\n[demo] runs {result.oks['runs']}/{result.totals['runs']} ok, "
         f"evaluations {result.oks['evals']}/{result.totals['evals']} ok, "
+        f"canary audits {result.oks.get('audits', 0)}/{result.totals.get('audits', 0)} ok, "
         f"not ok {len(result.problems)}, {(time.time() - start) / 60:.1f} min"
     )
     for line in result.problem_lines():
