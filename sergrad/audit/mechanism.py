@@ -9,7 +9,7 @@ functions both engines call.
 - `dp_sgd` (sample-level, per client): every client k composes its own local steps. Its
   Poisson rate is `sample_rate(n_k, algo)` and its total steps are (rounds it is sampled in,
   from `sample_clients` with the run's seed) x `local_steps(n_k, algo)`. The run reports the
-  worst client's epsilon, so the audit targets that client (ties: the first).
+  worst client's epsilon, so the audit targets that client (ties: the lowest client id).
 - `user_dp` central (user-level): one subsampled Gaussian step per round at
   q = clients_per_round(N, client_fraction) / N, for `rounds` rounds.
 
@@ -75,17 +75,21 @@ def mechanism_of(config, part, *, defenses=None) -> Mechanism | None:
         if isinstance(d, DPSGD):
             seen = client_participations(n, fraction=algo.client_fraction, seed=config.seed,
                                          rounds=algo.rounds)  # fmt: skip
-            best, best_eps = None, -1.0
+            history = {}  # (q, steps) -> first client with that accountant history
             for c, times in zip(part.clients, seen):
-                steps = times * local_steps(c.n_train, algo)
-                q = sample_rate(c.n_train, algo)
-                eps = epsilon_for(d.noise_multiplier, sample_rate=q, steps=steps,
-                                  delta=d.delta, accountant=d.accountant)  # fmt: skip
-                if steps > 0 and eps > best_eps:
-                    best, best_eps = (c, q, steps), eps
-            if best is None:
+                key = (sample_rate(c.n_train, algo), times * local_steps(c.n_train, algo))
+                if key[1] > 0:
+                    history.setdefault(key, c)
+            # epsilon grows with q and steps: a dominated history is never the worst (PRV
+            # costs about a second per evaluation, so only the frontier is evaluated)
+            frontier = [k for k in history if not any(
+                o != k and o[0] >= k[0] and o[1] >= k[1] for o in history)]  # fmt: skip
+            if not frontier:
                 return None
-            c, q, steps = best
+            eps = {k: epsilon_for(d.noise_multiplier, sample_rate=k[0], steps=k[1],
+                                  delta=d.delta, accountant=d.accountant) for k in frontier}  # fmt: skip
+            worst = max(frontier, key=lambda k: (eps[k], -history[k].client_id))
+            c, (q, steps) = history[worst], worst
             return Mechanism("dp_sgd", d.noise_multiplier, d.max_grad_norm, q, steps, d.delta,
                              d.accountant, n, k, client_id=c.client_id, n_train=c.n_train)  # fmt: skip
         if isinstance(d, UserDP) and d.mode == "central":
