@@ -27,6 +27,7 @@ DEFAULT_DIM = 312
 FL_S_PER_UPDATE = 0.012  # seconds per client update (FL run), documented rate
 FAST_EVAL_S = 3.3  # seconds per fast-attack evaluation, documented rate
 CNN_EVAL_S = 18 * 60.0  # seconds per CNN evaluation on CPU, documented rate
+CANARY_AUDIT_S = 2.0  # seconds per canary audit at 200 canaries (0.4-2 s measured on 1 core)
 
 
 def speakers(sweep: Sweep, corpus: str, known: dict[str, int] | None = None) -> int:
@@ -156,6 +157,11 @@ def measured_rates(store_uri: str) -> dict[str, tuple[float, int]]:
             walls = [w for k, w in per_eval.values() if k == kind]
             if walls:
                 out[kind] = (sum(walls) / len(walls), len(walls))
+    audits = store.read("audits", columns=["status", "wall_s"]) if store.files("audits") else None
+    walls = [r["wall_s"] for r in (audits.to_pylist() if audits is not None else [])
+             if r["status"] == "ok" and r["wall_s"]]  # fmt: skip
+    if walls:
+        out["canary audit"] = (sum(walls) / len(walls), len(walls))
     return out
 
 
@@ -171,6 +177,7 @@ def time_estimate(sweep: Sweep, counts, store_uri: str, *, known=None, cpus: int
         "fl run": (counts.runs, per_update * updates / max(1, counts.runs), fl_n),
         "fast eval": (counts.eval_kinds["fast eval"], *measured.get("fast eval", (FAST_EVAL_S, 0))),
         "cnn eval": (counts.eval_kinds["cnn eval"], *measured.get("cnn eval", (CNN_EVAL_S, 0))),
+        "canary audit": (counts.audits, *measured.get("canary audit", (CANARY_AUDIT_S, 0))),
     }
     out = {
         kind: {"jobs": n, "seconds_each": each,
