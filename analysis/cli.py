@@ -10,6 +10,7 @@ sergrad report STORE -o DIR [--where ...]
 from __future__ import annotations
 
 import argparse
+import sys
 
 WHERE_HELP = "Polars SQL condition on the row-level data, e.g. \"target_corpus = 'alpha'\""
 
@@ -129,7 +130,16 @@ def _table(args: argparse.Namespace) -> int:
         kw["n_avg"] = args.n_avg
         if args.by:
             kw["extra_keys"] = [c.strip() for c in args.by.split(",") if c.strip()]
-    _print(fn(args.store, where=args.where, **kw), args)
+    frame = fn(args.store, where=args.where, **kw)
+    _print(frame, args)
+    for col, what in (("eps_violation", "the gender attack's eps_lb above the local mechanism's"),
+                      ("canary_violation", "the canary audit's eps_lb above the accountant's")):  # fmt: skip
+        if col in frame.columns and frame[col].fill_null(False).any():
+            bad = frame.filter(frame[col].fill_null(False))
+            cells = "; ".join(f"{r['target_corpus']} {r['defense_name']} {r['level']}"
+                              for r in bad.iter_rows(named=True))  # fmt: skip
+            print(f"DP VIOLATION ({what} epsilon: a bug in sergrad's DP code): {cells}",
+                  file=sys.stderr)  # fmt: skip
     return 0
 
 

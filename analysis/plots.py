@@ -380,11 +380,11 @@ def _canary_columns(store_uri, where) -> pl.DataFrame:
         *A.CELL_KEYS,
         pl.col("mechanism").alias("canary_mechanism"),
         "canary_eps_lb",
+        pl.col("accountant_epsilon").alias("canary_accountant_epsilon"),
+        "canary_violation",
         pl.col("n_canaries").alias("canary_n_canaries"),
         pl.col("n_audits").alias("canary_n_audits"),
-        pl.col("accountant_epsilon").alias("canary_accountant_epsilon"),
         pl.col("delta").alias("canary_delta"),
-        "canary_violation",
     )
 
 

@@ -53,7 +53,9 @@ def test_findings_and_figure_label_the_canary_audit(fixture_store, tmp_path):
     assert out.stat().st_size > 0 and data["canary_eps_lb"].drop_nulls().to_list() == [0.4]
 
 
-def test_a_canary_violation_is_flagged_loudly(fixture_store, tmp_path):
+def test_a_canary_violation_is_flagged_loudly(fixture_store, tmp_path, capsys):
+    from sergrad.cli import main
+
     root = tmp_path / "bad"
     shutil.copytree(fixture_store, root)
     write_audits(Store(root), [{**audit_row("au-bad", "alpha-dp_sgd-2.0-f1", fold=1, eps_lb=5.0,
@@ -67,3 +69,10 @@ def test_a_canary_violation_is_flagged_loudly(fixture_store, tmp_path):
         == "dp_sgd"
     )
     plots.plot_eps_lb(str(root), tmp_path / "bad.png")
+    capsys.readouterr()
+    assert main(["table", "eps", str(root), "--format", "csv"]) == 0
+    err = capsys.readouterr().err
+    assert "DP VIOLATION (the canary audit's eps_lb above the accountant's" in err
+    assert "alpha dp_sgd 2.0" in err
+    assert main(["table", "eps", fixture_store, "--format", "csv"]) == 0
+    assert "VIOLATION" not in capsys.readouterr().err

@@ -179,6 +179,13 @@ def test_tiny_sweep_writes_audits_below_the_accountant(tmp_path, monkeypatch, ca
     assert {r["mechanism"] for r in rows} == {"dp_sgd", "user_dp_central"}
     assert main(["sweep", "status", uri]) == 0
     assert "audits" in capsys.readouterr().out
+    from sergrad.sweep.driver import plan_summary
+
+    summary = plan_summary(load_sweep(sweep_file), uri, cpus=1)
+    assert summary["audits"] == 4
+    rate = summary["time"]["kinds"]["canary audit"]
+    assert rate["jobs"] == 4 and rate["source"] == "measured (4 in store)"
+    assert rate["seconds_each"] == pytest.approx(sum(r["wall_s"] for r in rows) / 4)
     table = canary_table(uri)
     assert table.height == 4 and set(table["n_audits"]) == {1}
     assert (table["canary_eps_lb"] <= table["accountant_epsilon"]).all()
