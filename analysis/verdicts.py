@@ -30,6 +30,8 @@ Cells whose evaluations have no stored predictions keep the mean over runs with 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 
 import numpy as np
@@ -192,11 +194,12 @@ def verdicts(
         .collect()
     )
     by_eval = preds.partition_by(["eval_id", "layer", "protocol"], as_dict=True)
-    rng = np.random.default_rng(seed)
     out = []
     for row in best.iter_rows(named=True):
         runs, speakers = [], set()
-        for eid, t in zip(row["eval_ids"], row["thresholds"]):
+        evals = sorted(zip(row["eval_ids"], row["thresholds"]))
+        rng = _evidence_rng(seed, row["layer"], row["protocol"], evals)
+        for eid, t in evals:
             p = by_eval.get((eid, row["layer"], row["protocol"]))
             if p is not None and not p.is_empty():
                 runs.append(clusters_of(p, t))
@@ -225,6 +228,15 @@ def verdicts(
         })  # fmt: skip
     frame = pl.DataFrame(out, infer_schema_length=None)
     return frame.sort(keys, nulls_last=False)
+
+
+def _evidence_rng(seed: int, layer: str, protocol: str, evals: list) -> np.random.Generator:
+    """A generator seeded by the evidence itself (evaluations, thresholds, layer, protocol), so a
+    cell's interval and p-value are the same whatever else the query selects or its order."""
+    ident = json.dumps([seed, layer, protocol, [[e, float(t)] for e, t in evals]])
+    return np.random.default_rng(
+        int.from_bytes(hashlib.sha256(ident.encode()).digest()[:8], "little")
+    )
 
 
 def _t_interval(values: list[float]) -> tuple[float | None, float | None]:

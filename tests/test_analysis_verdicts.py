@@ -207,3 +207,15 @@ def test_degenerate_verdict_is_named_not_called_private():
     text = V.verdict_text(row)
     assert text.startswith("degenerate threshold") and "AUC 0.80" in text
     assert "chance" not in text
+
+
+def test_a_cells_interval_and_p_value_do_not_depend_on_the_query(tmp_path):
+    """The report and `table verdicts --where` must print the same numbers for one cell."""
+    _store(tmp_path)
+    split = V.verdicts(tmp_path, extra_keys=["calibration"], n_boot=100, n_perm=100)
+    alone = V.verdicts(tmp_path, where="calibration = 'shadow'", n_boot=100, n_perm=100)
+    a = split.filter(pl.col("calibration") == "shadow").row(0, named=True)
+    b = alone.row(0, named=True)
+    assert a["attack"] == b["attack"]
+    for col in ("uar", "uar_ci_low", "uar_ci_high", "p_value"):
+        assert a[col] == b[col], col
