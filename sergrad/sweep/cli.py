@@ -48,6 +48,8 @@ def plan_command(args: argparse.Namespace) -> int:
     warning = size_warning(summary)
     if warning:
         print(warning, file=sys.stderr)
+    for line in summary["cnn_warnings"]:
+        print(f"warning: cnn evaluations of {line}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary))
         return 0

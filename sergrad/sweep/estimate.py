@@ -179,3 +179,56 @@ def time_estimate(sweep: Sweep, counts, store_uri: str, *, known=None, cpus: int
     }  # fmt: skip
     total = sum(v["jobs"] * v["seconds_each"] for v in out.values())
     return {"kinds": out, "total_s": total / max(1, cpus), "cpus": cpus}
+
+
+MAX_CNN_WARNINGS = 5
+
+
+def cnn_warnings(sweep: Sweep, *, known: dict[str, int] | None = None) -> list[str]:
+    """`attack.cost.cnn_warning` for each cnn evaluation kind of the sweep (one per pairing,
+    feature set, run-grid point and cnn model; repeated texts once), without building the
+    sweep's jobs. Update counts as in the harvest estimate; the layer size from the model."""
+    import itertools
+    import math
+
+    from sergrad.attack.config import AttackConfig
+    from sergrad.attack.cost import cnn_warning
+    from sergrad.config import from_dict
+    from sergrad.fl.model import param_shapes
+    from sergrad.store import STORE_REF
+    from sergrad.sweep.expand import _merge, attack_variants, feature_name, grid_points, input_dir
+
+    cnns = [a for a, _ in attack_variants(sweep) if a["model"].get("name", "cnn") == "cnn"]
+    if not cnns:
+        return []
+
+    def run_config(corpora: tuple[str, ...], fs, point: dict) -> RunConfig:
+        refs = [f"{input_dir(c, sweep.corpora[c])}/{feature_name(fs)}.parquet" for c in corpora]
+        data = {"features": [STORE_REF + r for r in refs], "utterances": [STORE_REF] * len(refs)}
+        return from_dict(RunConfig, _merge(point, {"data": data}))
+
+    seen: dict[str, str] = {}
+    for pairing, fs, point in itertools.product(
+        sweep.pairings, sweep.features, grid_points(RunConfig, sweep.run)
+    ):
+        target = run_config((pairing.target,), fs, point)
+        shadow = run_config(tuple(pairing.shadow), fs, point)
+        shadow_updates = len(sweep.shadow_folds) * updates_per_run(shadow, sweep, known)
+        target_updates = updates_per_run(target, sweep, known)
+        shapes = param_shapes(input_dim(sweep, target.data.features[0]), target.model)
+        for attack in cnns:
+            config = from_dict(AttackConfig, {**attack, "target_run": "t", "shadow_runs": ["s"]})
+            numel = max(
+                (sum(math.prod(s) for p, s in shapes.items() if p.startswith(f"{layer}.") or p == layer)
+                 for layer in config.layers), default=0,
+            )  # fmt: skip
+            text = cnn_warning(config, shadow_updates=shadow_updates,
+                               target_updates=target_updates, weight_numel=numel or 1)  # fmt: skip
+            if text and text not in seen:
+                seen[text] = f"{pairing.target} ({fs.name}): {text}"
+    lines = list(seen.values())
+    if len(lines) > MAX_CNN_WARNINGS:
+        extra = len(lines) - MAX_CNN_WARNINGS
+        lines = lines[:MAX_CNN_WARNINGS] + [f"... and {extra} more cnn warning(s)"]
+    return lines
+
