@@ -138,3 +138,45 @@ def test_plan_warns_about_costly_cnn_evaluations(tmp_path, capsys):
     assert main(["sweep", "plan", str(path)]) == 0
     assert "cnn" not in capsys.readouterr().err
 
+
+TABLE_SWEEP = """\
+name: tb
+store: {store}
+corpora:
+  a: {{kind: synth, speakers: 10}}
+  mine: {{kind: table, root: {root}}}
+features: [{{name: prosody}}]
+run:
+  data: {{n_folds: 2}}
+  algo: {{rounds: 3, client_fraction: 1.0}}
+attack:
+  - {{models: [{{name: logreg_stats}}]}}
+"""
+
+
+def test_plan_counts_a_table_corpus_before_it_is_indexed(tmp_path, capsys):
+    from sergrad.sweep.estimate import UNKNOWN_SPEAKERS, speakers
+
+    listing = tmp_path / "mine.csv"
+    path = tmp_path / "s.yaml"
+    path.write_text(TABLE_SWEEP.format(store=tmp_path / "store", root=listing))
+    sweep = load_sweep(path)
+    # not there yet: the count is unknown, the plan says so and assumes UNKNOWN_SPEAKERS
+    assert speakers(sweep, "mine") == UNKNOWN_SPEAKERS
+    assert plan_summary(sweep)["speakers_unknown"] == ["mine"]
+    assert main(["sweep", "plan", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"unknown for mine (table not readable here): harvest and time estimates assume " \
+           f"{UNKNOWN_SPEAKERS} each" in out  # fmt: skip
+    # the listing exists (never indexed): its distinct speakers, 3 here, 2 rows each
+    rows = ["path,speaker_id,gender,emotion"]
+    rows += [f"w/{s}-{i}.wav,s{s},{'FM'[s % 2]},neutral" for s in range(3) for i in range(2)]
+    listing.write_text("\n".join(rows) + "\n")
+    assert speakers(sweep, "mine") == 3
+    summary = plan_summary(sweep, str(tmp_path / "store"))
+    assert summary["speakers_unknown"] == []
+    oracle = sum(harvest_bytes(r.config, sweep, known={"mine": 3})
+                 for r in expand(sweep, str(tmp_path / "store")).runs)  # fmt: skip
+    assert summary["harvest_bytes"] == oracle
+    assert main(["sweep", "plan", str(path)]) == 0
+    assert "unknown for" not in capsys.readouterr().out

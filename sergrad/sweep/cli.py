@@ -38,7 +38,7 @@ def add_commands(sub) -> None:
 
 def plan_command(args: argparse.Namespace) -> int:
     from sergrad.sweep.driver import plan_summary, resolve_store, size_warning
-    from sergrad.sweep.estimate import human_bytes
+    from sergrad.sweep.estimate import UNKNOWN_SPEAKERS, human_bytes
     from sergrad.sweep.progress import hms
     from sergrad.sweep.schema import load_sweep
 
@@ -70,6 +70,11 @@ def plan_command(args: argparse.Namespace) -> int:
         f"harvest      ~{human_bytes(summary['harvest_bytes'])} "
         f"({summary['harvest_bytes']} bytes, estimate from {source})"
     )
+    if summary["speakers_unknown"]:
+        print(
+            f"speakers     unknown for {', '.join(summary['speakers_unknown'])} (table not "
+            f"readable here): harvest and time estimates assume {UNKNOWN_SPEAKERS} each"
+        )
     t = summary["time"]
     for kind, v in t["kinds"].items():
         print(f"time         {kind}: {v['jobs']} x ~{hms(v['seconds_each'])} ({v['source']})")

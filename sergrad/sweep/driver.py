@@ -55,7 +55,12 @@ def plan_summary(sweep: Sweep, store_uri: str | None = None, *, cpus: int = 0) -
     import os
 
     from sergrad.sweep.count import count, harvest_bytes
-    from sergrad.sweep.estimate import cnn_warnings, indexed_speakers, time_estimate
+    from sergrad.sweep.estimate import (
+        cnn_warnings,
+        indexed_speakers,
+        time_estimate,
+        unknown_speakers,
+    )
 
     c = count(sweep)
     known = indexed_speakers(store_uri, sweep) if store_uri else {}
@@ -68,6 +73,7 @@ def plan_summary(sweep: Sweep, store_uri: str | None = None, *, cpus: int = 0) -
         "evaluations": c.evaluations,
         "harvest_bytes": harvest_bytes(sweep, c, known=known),
         "speakers_indexed": known,
+        "speakers_unknown": unknown_speakers(sweep, known),
         "time": time_estimate(sweep, c, store_uri or "", known=known, cpus=slots),
         "cnn_warnings": cnn_warnings(sweep, known=known) if c.eval_kinds["cnn eval"] else [],
     }

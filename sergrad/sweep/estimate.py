@@ -5,7 +5,8 @@ round = max(1, round(client_fraction x training clients)), training clients = sp
 the training folds x clients per speaker, and bytes per row come from
 `sergrad.fl.harvest_format.update_bytes_per_row` over the harvested parameters' shapes. Speaker
 counts come from the sweep's corpus declarations (synth profile defaults, or the published
-counts of the real corpora) or, better, from the corpora already indexed in the store
+counts of the real corpora, or the distinct speakers of a `kind: table` listing; unknown when
+it cannot be read: then UNKNOWN_SPEAKERS is assumed and `sweep plan` says so) or, better, from the corpora already indexed in the store
 (`indexed_speakers`: the real counts, e.g. a 40-speaker CREMA-D subset instead of 91); the
 input dimension from the feature set's default dimension.
 
@@ -19,6 +20,8 @@ rough: a sweep's own progress line re-estimates from the durations it measures.
 
 from __future__ import annotations
 
+import functools
+
 from sergrad.fl.config import RunConfig
 from sergrad.sweep.schema import Sweep
 
@@ -29,10 +32,19 @@ FAST_EVAL_S = 3.3  # seconds per fast-attack evaluation, documented rate
 CNN_EVAL_S = 18 * 60.0  # seconds per CNN evaluation on CPU, documented rate
 
 
+UNKNOWN_SPEAKERS = 10  # assumed for a corpus whose speaker count cannot be known at plan time
+
+
 def speakers(sweep: Sweep, corpus: str, known: dict[str, int] | None = None) -> int:
+    """Speakers of `corpus`: indexed in the store, else declared (synth), published (real
+    corpora), counted in the listing (`kind: table`), else UNKNOWN_SPEAKERS (see
+    `unknown_speakers`)."""
     if known and corpus in known:
         return known[corpus]
     spec = sweep.corpora[corpus]
+    if spec.kind == "table":
+        n = table_speakers(spec.root)
+        return UNKNOWN_SPEAKERS if n is None else n
     if spec.kind != "synth":
         return REAL_SPEAKERS[spec.kind]
     if spec.speakers:
@@ -40,6 +52,44 @@ def speakers(sweep: Sweep, corpus: str, known: dict[str, int] | None = None) -> 
     from sergrad.corpora.synth import PROFILES
 
     return PROFILES.get(spec.profile or "synth-studio").speakers
+
+
+def table_speakers(root: str) -> int | None:
+    """Distinct speaker_id values in a `kind: table` listing (CSV or Parquet); None when it
+    cannot be read here (missing file, unset ${VAR}, bad table)."""
+    import os
+
+    from sergrad.errors import SergradError
+    from sergrad.sweep.inputs import expand_env
+
+    try:
+        path = expand_env(root, what="root")
+        stat = os.stat(path)
+    except (SergradError, OSError):
+        return None
+    return _listing_speakers(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _listing_speakers(path: str, mtime_ns: int, size: int) -> int | None:
+    from pathlib import Path
+
+    from sergrad.corpora.tabular import read_listing
+    from sergrad.errors import SergradError
+
+    try:
+        rows = read_listing(Path(path))
+    except (SergradError, OSError):
+        return None
+    return len({r["speaker_id"] for r in rows if r.get("speaker_id")}) or None
+
+
+def unknown_speakers(sweep: Sweep, known: dict[str, int] | None = None) -> list[str]:
+    """Corpora whose speaker count the estimates had to assume (UNKNOWN_SPEAKERS)."""
+    return [
+        c for c, spec in sweep.corpora.items()
+        if spec.kind == "table" and c not in (known or {}) and table_speakers(spec.root) is None
+    ]  # fmt: skip
 
 
 def input_dim(sweep: Sweep, feature_uri: str) -> int:
@@ -231,4 +281,3 @@ def cnn_warnings(sweep: Sweep, *, known: dict[str, int] | None = None) -> list[s
         extra = len(lines) - MAX_CNN_WARNINGS
         lines = lines[:MAX_CNN_WARNINGS] + [f"... and {extra} more cnn warning(s)"]
     return lines
-
