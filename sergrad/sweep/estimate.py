@@ -50,8 +50,9 @@ def speakers(sweep: Sweep, corpus: str, known: dict[str, int] | None = None) -> 
     if spec.speakers:
         return spec.speakers
     from sergrad.corpora.synth import PROFILES
+    from sergrad.sweep.expand import synth_profile
 
-    return PROFILES.get(spec.profile or "synth-studio").speakers
+    return PROFILES.get(synth_profile(spec)).speakers
 
 
 def table_speakers(root: str) -> int | None:

@@ -98,7 +98,32 @@ def uri_join(store_uri: str, rel: str) -> str:
 
 
 def input_dir(corpus: str, spec: CorpusSpec) -> str:
-    return f"inputs/{corpus}-{content_hash(spec, length=8)}"
+    """`inputs/<corpus>-<hash>`: the hash covers the corpus declaration and, for a synthetic
+    corpus, what its generator makes of it (SYNTH_VERSION and every profile setting), so a
+    store built from older synthetic corpora never reuses their stale inputs."""
+    return f"inputs/{corpus}-{content_hash(_corpus_identity(corpus, spec), length=8)}"
+
+
+def synth_profile(spec: CorpusSpec) -> str:
+    """The synthetic profile a `kind: synth` corpus is generated with."""
+    return spec.profile or "synth-studio"
+
+
+def _corpus_identity(corpus: str, spec: CorpusSpec) -> Any:
+    if spec.kind != "synth":
+        return spec
+    from sergrad.corpora.synth import PROFILES, SYNTH_VERSION, profile_digest
+    from sergrad.errors import ConfigError
+
+    name = synth_profile(spec)
+    try:
+        profile = PROFILES.get(name)
+    except KeyError:
+        raise ConfigError(
+            f"corpora.{corpus}.profile: unknown synthetic profile {name!r}; "
+            f"valid: {', '.join(sorted(PROFILES))}"
+        ) from None
+    return {"spec": spec, "synth_version": SYNTH_VERSION, "profile": profile_digest(profile)}
 
 
 def feature_name(fs: FeatureSpec) -> str:
