@@ -65,7 +65,9 @@ def plot_epsilon(
     data = _epsilon_series(rows)
     note = ""
     if skipped:
-        shown = ", ".join(skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+        shown = ", ".join(skipped[:3]) + (
+            f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        )
         note = (f"{len(skipped)} run(s) left out: their runs row is missing or unreadable "
                 f"({shown})")  # fmt: skip
         warnings.warn(f"epsilon plot: {note}", stacklevel=2)
