@@ -37,12 +37,14 @@ def add_commands(sub) -> None:
 
 
 def plan_command(args: argparse.Namespace) -> int:
+    from sergrad.sweep.devices import check_devices
     from sergrad.sweep.driver import plan_summary, resolve_store, size_warning
     from sergrad.sweep.estimate import UNKNOWN_SPEAKERS, human_bytes
     from sergrad.sweep.progress import hms
     from sergrad.sweep.schema import load_sweep
 
     sweep = load_sweep(args.file)
+    check_devices(sweep)
     uri = resolve_store(sweep, args.store or sweep.store or "store")
     summary = plan_summary(sweep, uri)
     warning = size_warning(summary)
@@ -83,6 +85,7 @@ def plan_command(args: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from sergrad.sweep.devices import check_devices
     from sergrad.sweep.driver import (
         options_for,
         plan_summary,
@@ -93,6 +96,8 @@ def run_command(args: argparse.Namespace) -> int:
     from sergrad.sweep.schema import load_sweep
 
     sweep = load_sweep(args.file)
+    if args.address in (None, "", "local"):  # a cluster is checked for GPUs when it is joined
+        check_devices(sweep)
     uri = resolve_store(sweep, args.store)
     warning = size_warning(plan_summary(sweep, None))
     if warning:

@@ -96,20 +96,29 @@ def size_warning(summary: dict) -> str | None:
 def options_for(
     sweep: Sweep, *, address: str | None, max_concurrent: int | None, num_cpus: int | None = None
 ) -> EngineOptions:
+    from sergrad.sweep.devices import gpus, run_devices
+
     res = sweep.resources
-    devices = sweep.run.get("device", "cpu")
-    on_gpu = any(
-        str(d).startswith("cuda") for d in (devices if isinstance(devices, list) else [devices])
-    )
     return EngineOptions(
         address=address,
         num_cpus=num_cpus,
         max_concurrent=max_concurrent or res.max_concurrent,
         cpus_per_run=res.cpus_per_run,
-        gpus_per_run=res.gpus_per_run or (1.0 if on_gpu else 0.0),  # CUDA runs request a GPU
+        gpus_per_run=gpus(sweep, run_devices(sweep)),  # CUDA runs request a GPU
         per_trial=res.runs_per_trial,
         max_retries=res.max_retries,
         trial_restarts=res.trial_restarts,
+    )
+
+
+def eval_options_for(sweep: Sweep, options: EngineOptions) -> EngineOptions:
+    """The evaluation phase's options: its own trial size and GPUs (attack devices)."""
+    from sergrad.sweep.devices import attack_devices, gpus
+
+    return dataclasses.replace(
+        options,
+        per_trial=sweep.resources.evals_per_trial,
+        gpus_per_run=gpus(sweep, attack_devices(sweep)),
     )
 
 
@@ -132,7 +141,7 @@ def run_sweep(
     plan = expand(sweep, store_uri)
     store.write_json(SWEEP_JSON, sweep_record(sweep, plan))
     ensure_inputs(store, plan.inputs, progress=log)
-    eval_options = dataclasses.replace(options, per_trial=sweep.resources.evals_per_trial)
+    eval_options = eval_options_for(sweep, options)
     return run_jobs(
         list(plan.runs),
         list(plan.evals),

@@ -247,6 +247,7 @@ def cnn_warnings(sweep: Sweep, *, known: dict[str, int] | None = None) -> list[s
     from sergrad.config import from_dict
     from sergrad.fl.model import param_shapes
     from sergrad.store import STORE_REF
+    from sergrad.sweep.devices import default_device
     from sergrad.sweep.expand import _merge, attack_variants, feature_name, grid_points, input_dir
 
     cnns = [a for a, _ in attack_variants(sweep) if a["model"].get("name", "cnn") == "cnn"]
@@ -258,6 +259,7 @@ def cnn_warnings(sweep: Sweep, *, known: dict[str, int] | None = None) -> list[s
         data = {"features": [STORE_REF + r for r in refs], "utterances": [STORE_REF] * len(refs)}
         return from_dict(RunConfig, _merge(point, {"data": data}))
 
+    device = default_device(sweep)
     seen: dict[str, str] = {}
     for pairing, fs, point in itertools.product(
         sweep.pairings, sweep.features, grid_points(RunConfig, sweep.run)
@@ -268,7 +270,8 @@ def cnn_warnings(sweep: Sweep, *, known: dict[str, int] | None = None) -> list[s
         target_updates = updates_per_run(target, sweep, known)
         shapes = param_shapes(input_dim(sweep, target.data.features[0]), target.model)
         for attack in cnns:
-            config = from_dict(AttackConfig, {**attack, "target_run": "t", "shadow_runs": ["s"]})
+            config = from_dict(AttackConfig, {"device": device, **attack, "target_run": "t",
+                                              "shadow_runs": ["s"]})  # fmt: skip
             numel = max(
                 (sum(math.prod(s) for p, s in shapes.items() if p.startswith(f"{layer}.") or p == layer)
                  for layer in config.layers), default=0,

@@ -24,6 +24,7 @@ from sergrad.attack.config import AttackConfig, AttackModelConfig, PostHocConfig
 from sergrad.config import content_hash, from_dict, type_hints
 from sergrad.fl.config import DefenseConfig, RunConfig
 from sergrad.store import STORE_REF
+from sergrad.sweep.devices import default_device
 from sergrad.sweep.jobs import EvalJob, RunJob, make_eval_job, make_run_job
 from sergrad.sweep.schema import CorpusSpec, FeatureSpec, Sweep, grid_values, is_grid
 
@@ -186,6 +187,7 @@ def expand(sweep: Sweep, store_uri: str) -> Plan:
     run_points = grid_points(RunConfig, sweep.run)
     defenses = defense_variants(sweep)
     attacks = attack_variants(sweep)
+    device = default_device(sweep)  # cuda when resources.gpus_per_run > 0
 
     def add_run(role: str, corpora: tuple[str, ...], fs, point, defense, fold, seed) -> str:
         data = {
@@ -194,6 +196,7 @@ def expand(sweep: Sweep, store_uri: str) -> Plan:
             "fold": fold,
         }
         cfg_dict = _merge(point, {"data": data, "seed": seed})
+        cfg_dict.setdefault("device", device)
         cfg_dict["defenses"] = [dataclasses.asdict(d) for d in defense]
         job = make_run_job(role, "+".join(corpora), from_dict(RunConfig, cfg_dict))
         if job.id not in runs or (role == "target" and runs[job.id].role != "target"):
@@ -223,6 +226,7 @@ def expand(sweep: Sweep, store_uri: str) -> Plan:
                 cfg = from_dict(
                     AttackConfig,
                     {
+                        "device": device,
                         **attack,
                         "adaptive": adaptive,
                         "target_run": target,

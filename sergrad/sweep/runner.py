@@ -141,6 +141,14 @@ def _store(uri: str) -> Store:
     return _STORES[uri]
 
 
+def trial_resources(options: EngineOptions) -> dict[str, float]:
+    """What one Tune trial requests: {"cpu": cpus_per_run[, "gpu": gpus_per_run]}."""
+    resources = {"cpu": options.cpus_per_run}
+    if options.gpus_per_run:
+        resources["gpu"] = options.gpus_per_run
+    return resources
+
+
 def group_jobs(jobs: list[dict], *, per_trial: int, slots: int) -> list[list[dict]]:
     """Split `jobs` into consecutive groups; automatic size keeps ~4 groups per slot.
 
@@ -236,9 +244,14 @@ def _tune_phase(
         def on_trial_complete(self, iteration, trials, trial, **info):
             flight(trial, -1)
 
-    resources = {"cpu": options.cpus_per_run}
-    if options.gpus_per_run:
-        resources["gpu"] = options.gpus_per_run
+    resources = trial_resources(options)
+    if resources.get("gpu", 0) > ray.cluster_resources().get("GPU", 0):
+        from sergrad.errors import ConfigError
+
+        raise ConfigError(
+            f"each trial requests {resources['gpu']:g} GPU(s) (resources.gpus_per_run or a "
+            f"cuda device) but the Ray cluster has {ray.cluster_resources().get('GPU', 0):g}"
+        )
     trainable = tune.with_resources(
         tune.with_parameters(
             _trial, groups=groups, store_uri=store_uri, max_retries=options.max_retries
