@@ -7,6 +7,7 @@ each series, `plot_roc` the curve points (group columns, fpr, tpr) with each cur
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import polars as pl
@@ -25,9 +26,27 @@ ROC_GROUPS: list[str] = [*T.SETTING_KEYS, "attack", "defense_name", "level"]
 
 def epsilon_frame(store_uri: str | os.PathLike, *, where: str | None = None) -> pl.DataFrame:
     """Per series (corpus, feature, algorithm, defense, level) and round: epsilon mean, min,
-    max and the number of runs, over runs that report an epsilon."""
+    max and the number of runs, over runs that report an epsilon (rounds of a run without a
+    readable `runs` row are left out: `skipped_runs` names them)."""
+    return _epsilon_series(_epsilon_rows(store_uri, where)[0])
+
+
+def _epsilon_rows(store_uri, where) -> tuple[pl.DataFrame, list[str]]:
+    """(per-round epsilon rows of described runs, ids of runs whose rounds have no `runs` row:
+    its file is missing or unreadable, so the run's defense and level are unknown)."""
     rows = apply_where(load.round_results(store_uri), where).collect()
     rows = rows.filter(pl.col("epsilon").is_not_null() & pl.col("epsilon").is_not_nan())
+    orphan = pl.col("defense").is_null()
+    skipped = sorted(rows.filter(orphan)["run_id"].unique().to_list())
+    return rows.filter(~orphan), skipped
+
+
+def skipped_runs(store_uri: str | os.PathLike, *, where: str | None = None) -> list[str]:
+    """Runs with per-round epsilons but no readable `runs` row (left out of the plot)."""
+    return _epsilon_rows(store_uri, where)[1]
+
+
+def _epsilon_series(rows: pl.DataFrame) -> pl.DataFrame:
     eps = pl.col("epsilon")
     out = rows.group_by([*EPSILON_SERIES, "round"]).agg(
         eps.mean().alias("epsilon_mean"), eps.min().alias("epsilon_min"),
@@ -42,9 +61,21 @@ def plot_epsilon(
 ) -> pl.DataFrame:
     """epsilon spent so far against the round, one line per series (band = min..max over runs)."""
     F.check_output(out)
-    data = epsilon_frame(store_uri, where=where)
+    rows, skipped = _epsilon_rows(store_uri, where)
+    data = _epsilon_series(rows)
+    note = ""
+    if skipped:
+        shown = ", ".join(skipped[:3]) + (
+            f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        )
+        note = (f"{len(skipped)} run(s) left out: their runs row is missing or unreadable "
+                f"({shown})")  # fmt: skip
+        warnings.warn(f"epsilon plot: {note}", stacklevel=2)
     if data.is_empty():
-        raise DataError("no data for the epsilon plot (no run reports epsilon per round)")
+        raise DataError(
+            "no data for the epsilon plot (no run reports epsilon per round"
+            + (f"; {note})" if note else ")")
+        )
     # One panel per defense; one line per algorithm x level, pooled over the other keys
     # (corpora, features, seeds): mean line, min..max band. Log scale: epsilons span decades.
     series = ["algorithm", "defense_level"]
@@ -87,8 +118,8 @@ def plot_epsilon(
         F.plain_log_ticks(ax.yaxis)
         ax.grid(alpha=0.3, which="both")
     F.legend_outside(fig, axes, title="defense level · algorithm ('=': same curve)")
-    F.suptitle(fig, "Privacy loss against rounds (line: mean over runs; band: min..max)",
-               fontsize=11)  # fmt: skip
+    F.suptitle(fig, "Privacy loss against rounds (line: mean over runs; band: min..max)"
+               + (f"\n{note}" if note else ""), fontsize=11)  # fmt: skip
     F.save(fig, out)
     return data
 

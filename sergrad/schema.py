@@ -5,6 +5,7 @@ Tables of the results store (one root per sweep, hive-partitioned):
     runs/corpus=<c>/<run_id>.parquet          one row per FL run (config, final SER metrics)
     rounds/run_id=<id>/rounds.parquet         one row per evaluated round of a run
     updates/run_id=<id>/updates.parquet       one row per (round, client): the server's view
+    clients/run_id=<id>/clients.parquet       one row per client: its ground truth (gender, ...)
     attacks/target_corpus=<c>/<eval_id>.parquet   one row per attack evaluation
     predictions/eval_id=<id>/predictions.parquet  one row per scored target update / client
     audits/target_corpus=<c>/<audit_id>.parquet   one row per canary audit of a target run
@@ -60,12 +61,14 @@ UPDATE_KEYS = pa.schema(
     [
         ("round", pa.int32()),
         ("client_id", pa.int32()),
-        ("speaker_id", pa.string()),
-        ("gender", pa.string()),
+        ("speaker_id", pa.string()),  # the client's pseudonym: the server knows who sent it
         ("n_samples", pa.int32()),
         ("kind", pa.string()),  # gradient | delta | pseudo_gradient
     ]
 )
+# No speaker attribute is a key column: ground truth lives in the `clients` side table.
+# Stores written before that kept the client's gender here; readers fall back to it.
+LEGACY_LABEL = "gender"
 UPDATE_KINDS: tuple[str, ...] = ("gradient", "delta", "pseudo_gradient")
 # Parameter columns follow the key columns, one per tensor, named by the parameter
 # (e.g. "fc1.weight"), flattened row-major into a fixed-size list. File metadata keys:

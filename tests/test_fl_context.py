@@ -1,19 +1,20 @@
 """The server's view and the client's ground truth travel apart (issue 12): a defense sees a
-`ClientUpdate` without gender; the harvest's gender column and the `clients` side table come
-from the `ClientContext`."""
+`ClientUpdate` without gender; the harvest holds no speaker attribute; the `clients` side
+table comes from the `ClientContext`."""
 
 from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
+import pyarrow.parquet as pq
 import torch
 
 from sergrad.fl.config import AlgoConfig, EvalConfig, HarvestConfig, ModelConfig, RunConfig
-from sergrad.fl.harvest_read import read_update_keys
+from sergrad.fl.harvest_read import read_update_keys, update_path
 from sergrad.fl.run import run_fl
 from sergrad.fl.synthetic import random_dataset
 from sergrad.fl.update import ClientUpdate, Defense
+from sergrad.schema import SPEAKER_COLUMNS, UPDATE_KEYS
 from sergrad.store import Store
 
 
@@ -33,7 +34,7 @@ class Spy(Defense):
         return update
 
 
-def test_harvest_gender_comes_from_the_context_not_the_update(tmp_path, monkeypatch):
+def test_ground_truth_is_in_the_clients_table_not_the_harvest(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     ds = random_dataset(n_speakers=6, utts_per_speaker=8, dim=5, seed=0)
     spy = Spy()
@@ -48,11 +49,14 @@ def test_harvest_gender_comes_from_the_context_not_the_update(tmp_path, monkeypa
     store = Store(tmp_path)
     row = run_fl(cfg, store, dataset=ds)
     assert spy.seen and all(not hasattr(u, "gender") for u in spy.seen)
-    keys = read_update_keys(store, row["run_id"]).to_pylist()
+    table = read_update_keys(store, row["run_id"])
+    keys = table.to_pylist()
     truth = dict(zip(ds.speaker_id.tolist(), ds.gender.tolist()))
     assert len(keys) == len(spy.seen)
-    assert all(k["gender"] == truth[k["speaker_id"]] for k in keys)
-    assert set(np.unique([k["gender"] for k in keys])) <= {"F", "M"}
+    # the server's view: no speaker attribute column in the updates file at all
+    names = set(pq.read_schema(update_path(store, row["run_id"])).names)
+    assert not names & {"gender", *SPEAKER_COLUMNS}, names
+    assert set(table.column_names) == {f.name for f in UPDATE_KEYS}
     # the side table: every client of the run, keyed like the update rows
     clients = store.read("clients").to_pylist()
     assert {c["run_id"] for c in clients} == {row["run_id"]}

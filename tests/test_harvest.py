@@ -31,7 +31,7 @@ from sergrad.fl.harvest import (
     update_bytes_per_row,
 )
 from sergrad.fl.harvest_format import bfloat16_bits, decode_value
-from sergrad.fl.update import ClientContext, ClientUpdate
+from sergrad.fl.update import ClientUpdate
 from sergrad.store import Store
 
 torch.set_num_threads(1)
@@ -177,8 +177,7 @@ def test_several_runs_read_as_one_dataset(tmp_path):
         with writer(store, rid, rows_per_group=2) as hw:
             for r in range(1, 4):
                 t = random_tensors(gen)
-                context = ClientContext(k, f"spk{k}", "M" if k % 2 else "F")
-                hw.add(update(r, k, t), context)
+                hw.add(update(r, k, t))
                 expected[(rid, r)] = t["fc1.weight"].reshape(-1).numpy()
     table = ds.dataset(tmp_path / "updates", partitioning="hive").to_table()
     assert table.num_rows == 9 and "run_id" in table.column_names

@@ -83,3 +83,100 @@ def test_plan_uses_indexed_speaker_counts_and_prints_time_per_kind(tmp_path, cap
     out = capsys.readouterr().out
     assert "speakers of the indexed corpora: a 4" in out
     assert f"time         cnn eval: {c.eval_kinds['cnn eval']} x ~18:00 (documented rate)" in out
+
+
+CNN_SWEEP = """\
+name: cnncost
+store: {store}
+corpora:
+  a: {{kind: synth, speakers: 30}}
+  b: {{kind: synth, profile: synth-phone, speakers: 24}}
+features: [{{name: prosody}}]
+run:
+  model: {{hidden: [256, 8]}}
+  data: {{n_folds: 3}}
+  algo: {{rounds: 200, client_fraction: 1.0}}
+  harvest: {{params: ["fc1.*"]}}
+attack:
+  - {{models: [{{name: logreg_stats}}]}}
+  - {{models: [{{name: {model}, epochs: 50}}], layers: [fc1]}}
+"""
+
+
+def test_plan_warns_about_costly_cnn_evaluations(tmp_path, capsys):
+    import sergrad.features.handcrafted  # noqa: F401  (registers prosody)
+    from sergrad.attack.cost import cnn_warning
+    from sergrad.features.base import FEATURE_SETS
+    from sergrad.sweep.estimate import updates_per_run
+
+    path = tmp_path / "cnn.yaml"
+    path.write_text(CNN_SWEEP.format(store=tmp_path / "store", model="cnn"))
+    sweep = load_sweep(path)
+    plan = expand(sweep, str(tmp_path / "store"))
+    runs = {r.id: r for r in plan.runs}
+    dim = FEATURE_SETS.get("prosody").default_dim
+    expected = {}
+    for job in plan.evals:  # the oracle: every cnn evaluation, from the expanded jobs
+        if job.config.model.name != "cnn":
+            continue
+        shadow = sum(updates_per_run(runs[r].config, sweep) for r in job.config.shadow_runs)
+        target = updates_per_run(runs[job.config.target_run].config, sweep)
+        text = cnn_warning(job.config, shadow_updates=shadow, target_updates=target,
+                           weight_numel=256 * dim + 256)  # fmt: skip
+        expected[job.target_corpus] = text
+    assert set(expected) == {"a", "b"} and all(expected.values())  # costly: a warning each
+    capsys.readouterr()
+    assert main(["sweep", "plan", str(path)]) == 0
+    err = capsys.readouterr().err
+    for corpus, text in expected.items():
+        assert f"warning: cnn evaluations of {corpus} (prosody): {text}" in err
+    assert plan_summary(sweep)["cnn_warnings"] == [
+        f"{c} (prosody): {t}" for c, t in expected.items()
+    ]
+    # no cnn, no warning
+    path.write_text(CNN_SWEEP.format(store=tmp_path / "store", model="logreg_colcorr"))
+    assert main(["sweep", "plan", str(path)]) == 0
+    assert "cnn" not in capsys.readouterr().err
+
+
+TABLE_SWEEP = """\
+name: tb
+store: {store}
+corpora:
+  a: {{kind: synth, speakers: 10}}
+  mine: {{kind: table, root: {root}}}
+features: [{{name: prosody}}]
+run:
+  data: {{n_folds: 2}}
+  algo: {{rounds: 3, client_fraction: 1.0}}
+attack:
+  - {{models: [{{name: logreg_stats}}]}}
+"""
+
+
+def test_plan_counts_a_table_corpus_before_it_is_indexed(tmp_path, capsys):
+    from sergrad.sweep.estimate import UNKNOWN_SPEAKERS, speakers
+
+    listing = tmp_path / "mine.csv"
+    path = tmp_path / "s.yaml"
+    path.write_text(TABLE_SWEEP.format(store=tmp_path / "store", root=listing))
+    sweep = load_sweep(path)
+    # not there yet: the count is unknown, the plan says so and assumes UNKNOWN_SPEAKERS
+    assert speakers(sweep, "mine") == UNKNOWN_SPEAKERS
+    assert plan_summary(sweep)["speakers_unknown"] == ["mine"]
+    assert main(["sweep", "plan", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"unknown for mine (table not readable here): harvest and time estimates assume " \
+           f"{UNKNOWN_SPEAKERS} each" in out  # fmt: skip
+    # the listing exists (never indexed): its distinct speakers, 3 here, 2 rows each
+    rows = ["path,speaker_id,gender,emotion"]
+    rows += [f"w/{s}-{i}.wav,s{s},{'FM'[s % 2]},neutral" for s in range(3) for i in range(2)]
+    listing.write_text("\n".join(rows) + "\n")
+    assert speakers(sweep, "mine") == 3
+    summary = plan_summary(sweep, str(tmp_path / "store"))
+    assert summary["speakers_unknown"] == []
+    oracle = sum(harvest_bytes(r.config, sweep, known={"mine": 3})
+                 for r in expand(sweep, str(tmp_path / "store")).runs)  # fmt: skip
+    assert summary["harvest_bytes"] == oracle
+    assert main(["sweep", "plan", str(path)]) == 0
+    assert "unknown for" not in capsys.readouterr().out

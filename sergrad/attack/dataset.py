@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sergrad.attack import source
-from sergrad.schema import GENDER_INDEX
+from sergrad.schema import GENDER_INDEX, LEGACY_LABEL
 from sergrad.store import Store
 
 PostHoc = Callable[..., dict[str, np.ndarray]]
@@ -83,13 +83,18 @@ class UpdateKeys:
     gender: list[str] = field(default_factory=list)
     n_samples: list[int] = field(default_factory=list)
 
-    def extend(self, run_id: str, keys) -> None:
+    def extend(self, run_id: str, keys, genders: dict[int, str] | None = None) -> None:
+        """Append a batch's key table; `genders` ({client_id: gender}, the run's clients side
+        table) labels the rows, else an older store's `gender` key column, else "" (unknown)."""
         d = keys.to_pydict()
         self.run += [run_id] * keys.num_rows
         self.round += d["round"]
         self.client_id += d["client_id"]
         self.speaker_id += [s if s is not None else "" for s in d["speaker_id"]]
-        self.gender += [g if g is not None else "" for g in d["gender"]]
+        if genders is not None:
+            self.gender += [genders.get(c, "") for c in d["client_id"]]
+        else:
+            self.gender += [g or "" for g in d.get(LEGACY_LABEL, [None] * keys.num_rows)]
         self.n_samples += d["n_samples"]
 
     def __len__(self) -> int:

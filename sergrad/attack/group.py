@@ -21,7 +21,23 @@ from collections.abc import Sequence
 from sergrad.attack import inputs, pipeline, source
 from sergrad.attack.config import AttackConfig
 from sergrad.attack.run import _posthoc, _validate
+from sergrad.config import content_hash, to_dict
 from sergrad.store import Store
+
+
+def shadow_set(config: AttackConfig) -> str:
+    """What decides an evaluation's shadow inputs, knowable before any harvest is read: the
+    shadow runs, the layers, and the post-hoc defenses (and seed) when the attacker mimics
+    them. Evaluations with equal values share their moments (`inputs.moments_key`)."""
+    mimic = config.adaptive and any(p.name != "none" for p in config.posthoc)
+    return content_hash(
+        {
+            "shadow_runs": list(config.shadow_runs),
+            "layers": list(config.layers),
+            "posthoc": to_dict(config.posthoc) if mimic else [],
+            "seed": config.seed if mimic else None,
+        }
+    )
 
 
 def prepare_attack_inputs(store: Store, configs: Sequence[AttackConfig]) -> dict[str, int]:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from sergrad.attack import dataset as D
-from sergrad.attack import inputs
+from sergrad.attack import inputs, source
 from sergrad.attack.config import AttackConfig, AttackModelConfig
 from sergrad.attack.models import AttackModel, create
 from sergrad.attack.protocols import Selection, average_rows
@@ -63,8 +63,9 @@ def load_shadow(
         use = posthoc if config.adaptive else None  # adaptive: the attacker mimics the defense
         stream = D.stream_raw(store, runs, params, batch_rows=BATCH_ROWS, posthoc=use,
                               param_shapes=shapes, seed=config.seed, role=0)  # fmt: skip
+        genders = {r: source.client_genders(store, r) for r in runs}
         for run_id, k, arrays in stream:
-            keys.extend(run_id, k)
+            keys.extend(run_id, k, genders[run_id])
             for p in params:
                 moments.setdefault(p, D.Moments.zeros(arrays[p].shape[1])).update(arrays[p])
         stats = {p: (m.mean, m.std()) for p, m in moments.items()}
@@ -158,8 +159,9 @@ def load_target(
     keys = D.UpdateKeys()
     stream = D.stream_raw(store, [config.target_run], params, batch_rows=BATCH_ROWS,
                           posthoc=posthoc, param_shapes=shapes, seed=config.seed, role=1)  # fmt: skip
+    genders = source.client_genders(store, config.target_run)  # for scoring only
     for run_id, k, arrays in stream:
-        keys.extend(run_id, k)
+        keys.extend(run_id, k, genders)
         normed = D.normalise_arrays(arrays, {p: shadow.stats[p] for p in params})
         for layer, ps in groups.items():
             rows[layer].append(np.concatenate([normed[p] for p in ps], axis=1))

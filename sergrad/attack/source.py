@@ -11,10 +11,13 @@ from collections.abc import Iterator
 
 from sergrad.errors import DataError, SergradError
 from sergrad.fl.harvest import UpdateBatch, UpdateMeta, iter_update_batches, read_update_meta
-from sergrad.fl.records import read_run_row
+from sergrad.fl.records import read_clients, read_run_row
 from sergrad.store import Store
 
-__all__ = ["UpdateBatch", "UpdateMeta", "check_compatible", "iter_batches", "layer_params"]
+__all__ = [
+    "UpdateBatch", "UpdateMeta", "check_compatible", "client_genders", "iter_batches",
+    "layer_params",
+]  # fmt: skip
 
 
 # --- the API the attack uses ----------------------------------------------------------------
@@ -69,3 +72,16 @@ def check_compatible(metas: list[UpdateMeta], layers: tuple[str, ...]) -> dict[s
 def run_row(store: Store, run_id: str) -> dict | None:
     """The run's row in `runs` (schema.RUNS columns plus "corpus"), or None."""
     return read_run_row(store, run_id)
+
+
+def client_genders(store: Store, run_id: str) -> dict[int, str] | None:
+    """{client_id: gender} from the run's `clients` side table (the ground truth the server
+    never sees: shadow labels, and target labels for scoring only); None when the run has no
+    side table (an older store: the labels are then the updates' legacy gender column)."""
+    try:
+        rows = read_clients(store, run_id)
+    except SergradError as exc:
+        raise DataError(f"run {run_id!r}: {exc}") from exc
+    if rows is None:
+        return None
+    return {int(r["client_id"]): r["gender"] or "" for r in rows}

@@ -90,8 +90,8 @@ def write_synthetic_run(
 
     from sergrad.fl.config import HarvestConfig
     from sergrad.fl.harvest import HarvestWriter
-    from sergrad.fl.records import write_run_row
-    from sergrad.fl.update import ClientContext, ClientUpdate
+    from sergrad.fl.records import write_clients, write_run_row
+    from sergrad.fl.update import ClientUpdate
 
     signal = {"fc1": 1.0, "fc2": 0.3, "fc3": 0.1} if signal is None else signal
     rng = np.random.default_rng(seed)
@@ -118,8 +118,12 @@ def write_synthetic_run(
                 writer.add(ClientUpdate(
                     round=r, client_id=int(c), speaker_id=clients[c][0],
                     n_samples=int(rng.integers(20, 60)), kind="gradient", tensors=tensors,
-                ), ClientContext(int(c), clients[c][0], clients[c][1]))  # fmt: skip
+                ))  # fmt: skip
                 n += 1
+    write_clients(store, run_id, [
+        {"client_id": c, "speaker_id": s, "gender": g, "corpus": corpus}
+        for c, (s, g) in enumerate(clients)
+    ])  # fmt: skip
     if write_run:
         row = {"run_id": run_id, "status": "ok", "role": role, "feature_set": "synthetic",
                "algorithm": "fedsgd", "defense": "none", "rounds": rounds, "n_updates": n}  # fmt: skip

@@ -135,7 +135,7 @@ def measure(setup: Setup, seconds: float, harvest: str | None = None) -> dict:
 def _measure(setup, seconds, harvest, part, model, algo, params, engine, tmp, start_rss) -> dict:
     import torch
 
-    from sergrad.fl.update import ClientContext, ClientUpdate
+    from sergrad.fl.update import ClientUpdate
 
     clients = list(part.clients)
     hw = None
@@ -168,8 +168,7 @@ def _measure(setup, seconds, harvest, part, model, algo, params, engine, tmp, st
                         n_samples=c.n_train,
                         kind="gradient",
                         tensors=res.tensors,
-                    ),
-                    ClientContext(c.client_id, c.speaker_id, c.gender),
+                    )
                 )
         if setup.device != "cpu":
             torch.cuda.synchronize()

@@ -80,7 +80,7 @@ FILE_NAME = "updates"
 # binary (split in numpy by `to_blobs`) in zstd level-1 pages; statistics only on the key
 # columns (round pruning; min/max of 1 MB values would bloat the footer).
 WRITER_OPTIONS = {
-    "use_dictionary": ["speaker_id", "gender", "kind"],
+    "use_dictionary": ["speaker_id", "kind"],
     "use_byte_stream_split": False,
     "compression": "zstd",
     "compression_level": 1,

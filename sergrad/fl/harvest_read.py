@@ -7,7 +7,7 @@ filled, so memory is one output batch plus a few steps, whatever the row-group s
     meta = read_update_meta(store, run_id)
     for batch in iter_update_batches(store, run_id, params=["fc1.weight"], rounds=[1, 2]):
         x = batch.arrays["fc1.weight"]            # float32 [rows, 256 * 988]
-        y = batch.keys["gender"].to_pylist()
+        ids = batch.keys["client_id"].to_pylist()  # ground truth: records.read_clients
 
 For a whole-store scan with polars: `pl.scan_parquet(root / "updates",
 hive_partitioning=True, hive_schema={"run_id": pl.String})` (pin run_id to a string: polars
@@ -120,8 +120,15 @@ def read_update_meta(store: Store, run_id: str) -> UpdateMeta:
 
 
 def read_update_keys(store: Store, run_id: str) -> pa.Table:
-    """The key columns (round, client_id, speaker_id, gender, n_samples, kind) of every row."""
-    return _open(store, run_id).read(columns=KEY_NAMES)
+    """The key columns (round, client_id, speaker_id, n_samples, kind) of every row, plus
+    `gender` in stores written before the clients side table."""
+    pf = _open(store, run_id)
+    return pf.read(columns=key_names(pf))
+
+
+def key_names(pf: pq.ParquetFile) -> list[str]:
+    """KEY_NAMES, plus the legacy label column when this (older) file has one."""
+    return KEY_NAMES + [n for n in [schema.LEGACY_LABEL] if n in pf.schema_arrow.names]
 
 
 def _resolve(params: Sequence[str], stored: list[str], run_id: str) -> list[str]:
@@ -166,8 +173,9 @@ def iter_update_batches(
     keys: list[pa.Table] = []
     out: dict[str, np.ndarray] = {}
     filled = size = 0
+    key_cols = key_names(pf)
     for rb in pf.iter_batches(
-        batch_size=chunk, row_groups=groups, columns=KEY_NAMES + names, use_threads=False
+        batch_size=chunk, row_groups=groups, columns=key_cols + names, use_threads=False
     ):
         table = pa.Table.from_batches([rb])
         if wanted is not None:
@@ -182,7 +190,7 @@ def iter_update_batches(
             for n in names:  # decode straight into the batch being filled
                 _decode_into(part[n], meta.dtype, sizes[n], out[n][filled : filled + take],
                              where=f"updates of run {run_id!r}, {n}")  # fmt: skip
-            keys.append(part.select(KEY_NAMES))
+            keys.append(part.select(key_cols))
             filled, pos, remaining = filled + take, pos + take, remaining - take
             if filled == size:
                 yield UpdateBatch(keys=pa.concat_tables(keys).combine_chunks(), arrays=out)

@@ -44,7 +44,7 @@ FLOAT16_MAX_EXCLUSIVE = 65520.0  # |x| >= this rounds to inf in float16 (65504 i
 
 if TYPE_CHECKING:
     from sergrad.fl.config import HarvestConfig
-    from sergrad.fl.update import ClientContext, ClientUpdate
+    from sergrad.fl.update import ClientUpdate
 
 
 class HarvestWriter:
@@ -177,11 +177,11 @@ class HarvestWriter:
             raise DataError(f"harvest: round {round} is invalid; rounds are 1-based")
         return self.enabled and self.selection.wants(round)
 
-    def add(self, update: ClientUpdate, context: ClientContext | None = None) -> None:
+    def add(self, update: ClientUpdate) -> None:
         """Buffer one update (rounds not wanted are skipped). Raises DataError on NaN/inf,
         a missing parameter, a wrong shape or a bad key, naming the round and client;
-        a rejected update leaves nothing behind. `context`: the client's ground truth
-        (gender), written to the key columns beside the update (null without one)."""
+        a rejected update leaves nothing behind. Only what the server sees is written: the
+        client's ground truth goes to the `clients` side table (`records.write_clients`)."""
         if not self.wants_round(update.round):
             return
         if self._pq is None:
@@ -189,7 +189,7 @@ class HarvestWriter:
         if self._pending is not None and self._pending.done():
             self._wait()  # surface a background write error as soon as it is known
         where = f"round {update.round} client {update.client_id} (speaker {update.speaker_id})"
-        keys = _keys(update, context, where)
+        keys = _keys(update, where)
         tensors = [self._checked(update.tensors, n, where) for n in self.params]
         i = len(self._keys["round"])
         for n, t in zip(self.params, tensors):
@@ -272,7 +272,7 @@ class HarvestWriter:
             v.clear()
 
 
-def _keys(update: ClientUpdate, context: ClientContext | None, where: str) -> dict[str, object]:
+def _keys(update: ClientUpdate, where: str) -> dict[str, object]:
     """The key columns of one update, type-checked (numpy integers are accepted)."""
     out: dict[str, object] = {}
     for name in ("round", "client_id", "n_samples"):
@@ -282,12 +282,9 @@ def _keys(update: ClientUpdate, context: ClientContext | None, where: str) -> di
             raise DataError(
                 f"update of {where}: {name} {getattr(update, name)!r} is not an integer"
             ) from None
-    if context is not None and context.client_id != out["client_id"]:
-        raise DataError(f"update of {where}: context of client {context.client_id} given")
     values = {"speaker_id": update.speaker_id, "kind": update.kind}
-    values["gender"] = context.gender if context is not None else None
     for name, value in values.items():
-        if not isinstance(value, str) and not (name == "gender" and value is None):
+        if not isinstance(value, str):
             raise DataError(f"update of {where}: {name} {value!r} is not a string")
         out[name] = value
     if out["kind"] not in schema.UPDATE_KINDS:

@@ -150,3 +150,25 @@ def read_rounds(store: Store, run_id: str) -> list[dict]:
         return []
     with store.open_input(path) as f:
         return pq.read_table(f).to_pylist()
+
+
+# --- the clients' ground truth (schema.CLIENTS), beside the harvest --------------------------
+def write_clients(store: Store, run_id: str, rows: list[dict]) -> None:
+    """The side table `clients/run_id=<run_id>/clients.parquet`: one row per client."""
+    table = _table(rows, schema.CLIENTS, f"clients of run {run_id}")
+    store.write_table(
+        "clients", table, partition=(schema.CLIENTS_PARTITION, run_id), name="clients"
+    )
+
+
+def read_clients(store: Store, run_id: str) -> list[dict] | None:
+    """The client rows of `run_id`, or None when the run has no clients side table (older
+    stores kept gender in the updates' key columns)."""
+    path = store.file_path("clients", partition=(schema.CLIENTS_PARTITION, run_id), name="clients")
+    if not store.exists_path(path):
+        return None
+    try:
+        with store.open_input(path) as f:
+            return pq.read_table(f).to_pylist()
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(f"{path}: unreadable clients table ({exc})") from exc

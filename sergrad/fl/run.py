@@ -110,15 +110,15 @@ def context_of(client) -> ClientContext:
 
 def write_clients(store, rid: str, contexts: list[ClientContext]) -> None:
     """The side table `clients/run_id=<rid>/clients.parquet` (schema.CLIENTS)."""
-    from sergrad import schema
+    from sergrad.fl.records import write_clients as write
 
-    rows = [
-        {"client_id": c.client_id, "speaker_id": c.speaker_id, "gender": c.gender,
-         "corpus": c.attributes.get("corpus")}
-        for c in contexts
-    ]  # fmt: skip
-    table = schema.table_from_rows(rows, schema.CLIENTS)
-    store.write_table("clients", table, partition=(schema.CLIENTS_PARTITION, rid), name="clients")
+    write(store, rid, [client_row(c) for c in contexts])
+
+
+def client_row(context: ClientContext) -> dict:
+    """One schema.CLIENTS row of a client's context."""
+    return {"client_id": context.client_id, "speaker_id": context.speaker_id,
+            "gender": context.gender, "corpus": context.attributes.get("corpus")}  # fmt: skip
 
 
 @dataclass
@@ -160,14 +160,13 @@ def train(
                 round=r, client_id=c.client_id, speaker_id=c.speaker_id,
                 n_samples=c.n_train, kind=kind, tensors=res.tensors,
             )  # fmt: skip
-            context = context_of(c)  # the client's ground truth: never to a defense
             for i, d in enumerate(defenses):
                 u = d.client_update(
                     u, generator=generator(config.seed, "defense", r, c.client_id, i)
                 )
             check_finite(u)
             if hw.wants_round(r):
-                hw.add(u, context)
+                hw.add(u)
             updates.append(u)
             losses.append((res.loss, c.n_train))
         mean = aggregate(updates, algo=algo)

@@ -37,17 +37,21 @@ def add_commands(sub) -> None:
 
 
 def plan_command(args: argparse.Namespace) -> int:
+    from sergrad.sweep.devices import check_devices
     from sergrad.sweep.driver import plan_summary, resolve_store, size_warning
-    from sergrad.sweep.estimate import human_bytes
+    from sergrad.sweep.estimate import UNKNOWN_SPEAKERS, human_bytes
     from sergrad.sweep.progress import hms
     from sergrad.sweep.schema import load_sweep
 
     sweep = load_sweep(args.file)
+    check_devices(sweep)
     uri = resolve_store(sweep, args.store or sweep.store or "store")
     summary = plan_summary(sweep, uri)
     warning = size_warning(summary)
     if warning:
         print(warning, file=sys.stderr)
+    for line in summary["cnn_warnings"]:
+        print(f"warning: cnn evaluations of {line}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary))
         return 0
@@ -70,6 +74,11 @@ def plan_command(args: argparse.Namespace) -> int:
         f"harvest      ~{human_bytes(summary['harvest_bytes'])} "
         f"({summary['harvest_bytes']} bytes, estimate from {source})"
     )
+    if summary["speakers_unknown"]:
+        print(
+            f"speakers     unknown for {', '.join(summary['speakers_unknown'])} (table not "
+            f"readable here): harvest and time estimates assume {UNKNOWN_SPEAKERS} each"
+        )
     t = summary["time"]
     for kind, v in t["kinds"].items():
         print(f"time         {kind}: {v['jobs']} x ~{hms(v['seconds_each'])} ({v['source']})")
@@ -78,6 +87,7 @@ def plan_command(args: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from sergrad.sweep.devices import check_devices
     from sergrad.sweep.driver import (
         options_for,
         plan_summary,
@@ -88,6 +98,8 @@ def run_command(args: argparse.Namespace) -> int:
     from sergrad.sweep.schema import load_sweep
 
     sweep = load_sweep(args.file)
+    if args.address in (None, "", "local"):  # a cluster is checked for GPUs when it is joined
+        check_devices(sweep)
     uri = resolve_store(sweep, args.store)
     warning = size_warning(plan_summary(sweep, None))
     if warning:

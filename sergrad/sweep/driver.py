@@ -59,7 +59,12 @@ def plan_summary(sweep: Sweep, store_uri: str | None = None, *, cpus: int = 0) -
     import os
 
     from sergrad.sweep.count import count, harvest_bytes
-    from sergrad.sweep.estimate import indexed_speakers, time_estimate
+    from sergrad.sweep.estimate import (
+        cnn_warnings,
+        indexed_speakers,
+        time_estimate,
+        unknown_speakers,
+    )
 
     c = count(sweep)
     known = indexed_speakers(store_uri, sweep) if store_uri else {}
@@ -73,7 +78,9 @@ def plan_summary(sweep: Sweep, store_uri: str | None = None, *, cpus: int = 0) -
         "audits": c.audits,
         "harvest_bytes": harvest_bytes(sweep, c, known=known),
         "speakers_indexed": known,
+        "speakers_unknown": unknown_speakers(sweep, known),
         "time": time_estimate(sweep, c, store_uri or "", known=known, cpus=slots),
+        "cnn_warnings": cnn_warnings(sweep, known=known) if c.eval_kinds["cnn eval"] else [],
     }
 
 
@@ -94,20 +101,29 @@ def size_warning(summary: dict) -> str | None:
 def options_for(
     sweep: Sweep, *, address: str | None, max_concurrent: int | None, num_cpus: int | None = None
 ) -> EngineOptions:
+    from sergrad.sweep.devices import gpus, run_devices
+
     res = sweep.resources
-    devices = sweep.run.get("device", "cpu")
-    on_gpu = any(
-        str(d).startswith("cuda") for d in (devices if isinstance(devices, list) else [devices])
-    )
     return EngineOptions(
         address=address,
         num_cpus=num_cpus,
         max_concurrent=max_concurrent or res.max_concurrent,
         cpus_per_run=res.cpus_per_run,
-        gpus_per_run=res.gpus_per_run or (1.0 if on_gpu else 0.0),  # CUDA runs request a GPU
+        gpus_per_run=gpus(sweep, run_devices(sweep)),  # CUDA runs request a GPU
         per_trial=res.runs_per_trial,
         max_retries=res.max_retries,
         trial_restarts=res.trial_restarts,
+    )
+
+
+def eval_options_for(sweep: Sweep, options: EngineOptions) -> EngineOptions:
+    """The evaluation phase's options: its own trial size and GPUs (attack devices)."""
+    from sergrad.sweep.devices import attack_devices, gpus
+
+    return dataclasses.replace(
+        options,
+        per_trial=sweep.resources.evals_per_trial,
+        gpus_per_run=gpus(sweep, attack_devices(sweep)),
     )
 
 
@@ -130,7 +146,7 @@ def run_sweep(
     plan = expand(sweep, store_uri)
     store.write_json(SWEEP_JSON, sweep_record(sweep, plan))
     ensure_inputs(store, plan.inputs, progress=log)
-    eval_options = dataclasses.replace(options, per_trial=sweep.resources.evals_per_trial)
+    eval_options = eval_options_for(sweep, options)
     return run_jobs(
         list(plan.runs),
         list(plan.evals),

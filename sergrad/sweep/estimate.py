@@ -5,7 +5,8 @@ round = max(1, round(client_fraction x training clients)), training clients = sp
 the training folds x clients per speaker, and bytes per row come from
 `sergrad.fl.harvest_format.update_bytes_per_row` over the harvested parameters' shapes. Speaker
 counts come from the sweep's corpus declarations (synth profile defaults, or the published
-counts of the real corpora) or, better, from the corpora already indexed in the store
+counts of the real corpora, or the distinct speakers of a `kind: table` listing; unknown when
+it cannot be read: then UNKNOWN_SPEAKERS is assumed and `sweep plan` says so) or, better, from the corpora already indexed in the store
 (`indexed_speakers`: the real counts, e.g. a 40-speaker CREMA-D subset instead of 91); the
 input dimension from the feature set's default dimension.
 
@@ -19,6 +20,8 @@ rough: a sweep's own progress line re-estimates from the durations it measures.
 
 from __future__ import annotations
 
+import functools
+
 from sergrad.fl.config import RunConfig
 from sergrad.sweep.schema import Sweep
 
@@ -30,17 +33,65 @@ CNN_EVAL_S = 18 * 60.0  # seconds per CNN evaluation on CPU, documented rate
 CANARY_AUDIT_S = 2.0  # seconds per canary audit at 200 canaries (0.4-2 s measured on 1 core)
 
 
+UNKNOWN_SPEAKERS = 10  # assumed for a corpus whose speaker count cannot be known at plan time
+
+
 def speakers(sweep: Sweep, corpus: str, known: dict[str, int] | None = None) -> int:
+    """Speakers of `corpus`: indexed in the store, else declared (synth), published (real
+    corpora), counted in the listing (`kind: table`), else UNKNOWN_SPEAKERS (see
+    `unknown_speakers`)."""
     if known and corpus in known:
         return known[corpus]
     spec = sweep.corpora[corpus]
+    if spec.kind == "table":
+        n = table_speakers(spec.root)
+        return UNKNOWN_SPEAKERS if n is None else n
     if spec.kind != "synth":
         return REAL_SPEAKERS[spec.kind]
     if spec.speakers:
         return spec.speakers
     from sergrad.corpora.synth import PROFILES
+    from sergrad.sweep.expand import synth_profile
 
-    return PROFILES.get(spec.profile or "synth-studio").speakers
+    return PROFILES.get(synth_profile(spec)).speakers
+
+
+def table_speakers(root: str) -> int | None:
+    """Distinct speaker_id values in a `kind: table` listing (CSV or Parquet); None when it
+    cannot be read here (missing file, unset ${VAR}, bad table)."""
+    import os
+
+    from sergrad.errors import SergradError
+    from sergrad.sweep.inputs import expand_env
+
+    try:
+        path = expand_env(root, what="root")
+        stat = os.stat(path)
+    except (SergradError, OSError):
+        return None
+    return _listing_speakers(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _listing_speakers(path: str, mtime_ns: int, size: int) -> int | None:
+    from pathlib import Path
+
+    from sergrad.corpora.tabular import read_listing
+    from sergrad.errors import SergradError
+
+    try:
+        rows = read_listing(Path(path))
+    except (SergradError, OSError):
+        return None
+    return len({r["speaker_id"] for r in rows if r.get("speaker_id")}) or None
+
+
+def unknown_speakers(sweep: Sweep, known: dict[str, int] | None = None) -> list[str]:
+    """Corpora whose speaker count the estimates had to assume (UNKNOWN_SPEAKERS)."""
+    return [
+        c for c, spec in sweep.corpora.items()
+        if spec.kind == "table" and c not in (known or {}) and table_speakers(spec.root) is None
+    ]  # fmt: skip
 
 
 def input_dim(sweep: Sweep, feature_uri: str) -> int:
@@ -186,3 +237,58 @@ def time_estimate(sweep: Sweep, counts, store_uri: str, *, known=None, cpus: int
     }  # fmt: skip
     total = sum(v["jobs"] * v["seconds_each"] for v in out.values())
     return {"kinds": out, "total_s": total / max(1, cpus), "cpus": cpus}
+
+
+MAX_CNN_WARNINGS = 5
+
+
+def cnn_warnings(sweep: Sweep, *, known: dict[str, int] | None = None) -> list[str]:
+    """`attack.cost.cnn_warning` for each cnn evaluation kind of the sweep (one per pairing,
+    feature set, run-grid point and cnn model; repeated texts once), without building the
+    sweep's jobs. Update counts as in the harvest estimate; the layer size from the model."""
+    import itertools
+    import math
+
+    from sergrad.attack.config import AttackConfig
+    from sergrad.attack.cost import cnn_warning
+    from sergrad.config import from_dict
+    from sergrad.fl.model import param_shapes
+    from sergrad.store import STORE_REF
+    from sergrad.sweep.devices import default_device
+    from sergrad.sweep.expand import _merge, attack_variants, feature_name, grid_points, input_dir
+
+    cnns = [a for a, _ in attack_variants(sweep) if a["model"].get("name", "cnn") == "cnn"]
+    if not cnns:
+        return []
+
+    def run_config(corpora: tuple[str, ...], fs, point: dict) -> RunConfig:
+        refs = [f"{input_dir(c, sweep.corpora[c])}/{feature_name(fs)}.parquet" for c in corpora]
+        data = {"features": [STORE_REF + r for r in refs], "utterances": [STORE_REF] * len(refs)}
+        return from_dict(RunConfig, _merge(point, {"data": data}))
+
+    device = default_device(sweep)
+    seen: dict[str, str] = {}
+    for pairing, fs, point in itertools.product(
+        sweep.pairings, sweep.features, grid_points(RunConfig, sweep.run)
+    ):
+        target = run_config((pairing.target,), fs, point)
+        shadow = run_config(tuple(pairing.shadow), fs, point)
+        shadow_updates = len(sweep.shadow_folds) * updates_per_run(shadow, sweep, known)
+        target_updates = updates_per_run(target, sweep, known)
+        shapes = param_shapes(input_dim(sweep, target.data.features[0]), target.model)
+        for attack in cnns:
+            config = from_dict(AttackConfig, {"device": device, **attack, "target_run": "t",
+                                              "shadow_runs": ["s"]})  # fmt: skip
+            numel = max(
+                (sum(math.prod(s) for p, s in shapes.items() if p.startswith(f"{layer}.") or p == layer)
+                 for layer in config.layers), default=0,
+            )  # fmt: skip
+            text = cnn_warning(config, shadow_updates=shadow_updates,
+                               target_updates=target_updates, weight_numel=numel or 1)  # fmt: skip
+            if text and text not in seen:
+                seen[text] = f"{pairing.target} ({fs.name}): {text}"
+    lines = list(seen.values())
+    if len(lines) > MAX_CNN_WARNINGS:
+        extra = len(lines) - MAX_CNN_WARNINGS
+        lines = lines[:MAX_CNN_WARNINGS] + [f"... and {extra} more cnn warning(s)"]
+    return lines

@@ -2,7 +2,8 @@
 
 `execute(job, store, max_retries=)` calls `job.run(store)`; an exception is retried up to
 `max_retries` times, then `job.failure_row(error)` is written to the job's table and
-`execute` returns an `Outcome` with status "failed". When even that write fails (full disk,
+`execute` returns an `Outcome` with status "failed" (a job whose `table` is None has no record
+and only reports it). When even that write fails (full disk,
 store unreachable) the status is "unrecorded" and the error names both causes: the driver
 reports it and exits 1 rather than counting a job it cannot see.
 """
@@ -37,6 +38,8 @@ def execute(job: Job, store: Store, *, max_retries: int) -> Outcome:
             return Outcome(job.id, "ok", "", time.perf_counter() - t0)
         except Exception as exc:  # any error of the job itself: retry, then record
             error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+    if job.table is None:  # a job without a record of its own (jobs.PrepareJob)
+        return Outcome(job.id, "failed", error, time.perf_counter() - t0)
     try:
         record_failure(store, job, error[:4000])
     except Exception as exc:  # the record itself failed: say so, never count it as done

@@ -30,6 +30,7 @@ from sergrad.audit.mechanism import needs_canary_audit
 from sergrad.config import content_hash, from_dict, type_hints
 from sergrad.fl.config import DefenseConfig, RunConfig
 from sergrad.store import STORE_REF
+from sergrad.sweep.devices import default_device
 from sergrad.sweep.jobs import (
     AuditJob,
     EvalJob,
@@ -112,7 +113,32 @@ def uri_join(store_uri: str, rel: str) -> str:
 
 
 def input_dir(corpus: str, spec: CorpusSpec) -> str:
-    return f"inputs/{corpus}-{content_hash(spec, length=8)}"
+    """`inputs/<corpus>-<hash>`: the hash covers the corpus declaration and, for a synthetic
+    corpus, what its generator makes of it (SYNTH_VERSION and every profile setting), so a
+    store built from older synthetic corpora never reuses their stale inputs."""
+    return f"inputs/{corpus}-{content_hash(_corpus_identity(corpus, spec), length=8)}"
+
+
+def synth_profile(spec: CorpusSpec) -> str:
+    """The synthetic profile a `kind: synth` corpus is generated with."""
+    return spec.profile or "synth-studio"
+
+
+def _corpus_identity(corpus: str, spec: CorpusSpec) -> Any:
+    if spec.kind != "synth":
+        return spec
+    from sergrad.corpora.synth import PROFILES, SYNTH_VERSION, profile_digest
+    from sergrad.errors import ConfigError
+
+    name = synth_profile(spec)
+    try:
+        profile = PROFILES.get(name)
+    except KeyError:
+        raise ConfigError(
+            f"corpora.{corpus}.profile: unknown synthetic profile {name!r}; "
+            f"valid: {', '.join(sorted(PROFILES))}"
+        ) from None
+    return {"spec": spec, "synth_version": SYNTH_VERSION, "profile": profile_digest(profile)}
 
 
 def feature_name(fs: FeatureSpec) -> str:
@@ -176,6 +202,7 @@ def expand(sweep: Sweep, store_uri: str) -> Plan:
     run_points = grid_points(RunConfig, sweep.run)
     defenses = defense_variants(sweep)
     attacks = attack_variants(sweep)
+    device = default_device(sweep)  # cuda when resources.gpus_per_run > 0
 
     def add_run(role: str, corpora: tuple[str, ...], fs, point, defense, fold, seed) -> str:
         data = {
@@ -184,6 +211,7 @@ def expand(sweep: Sweep, store_uri: str) -> Plan:
             "fold": fold,
         }
         cfg_dict = _merge(point, {"data": data, "seed": seed})
+        cfg_dict.setdefault("device", device)
         cfg_dict["defenses"] = [dataclasses.asdict(d) for d in defense]
         job = make_run_job(role, "+".join(corpora), from_dict(RunConfig, cfg_dict))
         if job.id not in runs or (role == "target" and runs[job.id].role != "target"):
@@ -217,6 +245,7 @@ def expand(sweep: Sweep, store_uri: str) -> Plan:
                 cfg = from_dict(
                     AttackConfig,
                     {
+                        "device": device,
                         **attack,
                         "adaptive": adaptive,
                         "target_run": target,

@@ -21,7 +21,7 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 from sergrad.errors import ConfigError
 from sergrad.schema import FEATURE_ID, FEATURE_VECTOR
 from sergrad.store import Store
-from sergrad.sweep.expand import InputSpec, feature_name, input_dir
+from sergrad.sweep.expand import InputSpec, feature_name, input_dir, synth_profile
 
 log = logging.getLogger(__name__)
 SYNTH_LAYOUT = "crema-d"  # synthetic corpora are written in CREMA-D layout
@@ -48,7 +48,7 @@ def _utterances(spec: InputSpec) -> pa.Table:
     if cs.kind == "synth":
         from sergrad.corpora.synth import synthesize
 
-        profile = cs.profile or "synth-studio"
+        profile = synth_profile(cs)
         key = f"{profile}-s{cs.speakers}-u{cs.options.get('utterances_per_emotion', 0)}-{cs.seed}"
         out = cache_dir() / "synth" / key
         synthesize(

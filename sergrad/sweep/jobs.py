@@ -264,6 +264,47 @@ def make_audit_job(target_corpus: str, run: RunJob, canary: CanaryAuditConfig) -
     return AuditJob(audit_id(run.id, canary), target_corpus, run.id, run.config, canary)
 
 
+@dataclass(frozen=True)
+class PrepareJob:
+    """The shadow inputs of evaluations that share a shadow set, built once before they run
+    (`sergrad.attack.group.prepare_attack_inputs`: one moments pass and one featurizing pass
+    over the shadow harvest for all of them). It has no record of its own: the cache is in
+    `attack_inputs/`, and when it fails each evaluation builds what it needs and records
+    its own outcome."""
+
+    id: str  # the shadow set (`attack.group.shadow_set`)
+    configs: tuple[AttackConfig, ...]
+
+    table: ClassVar[None] = None
+    id_column: ClassVar[str] = ""
+    eta_kind: ClassVar[str] = "shadow inputs"
+    partition: ClassVar[tuple[str, str]] = ("", "")
+
+    def is_done(self, store: Store) -> bool:
+        return False  # cheap to repeat: a cached shadow set is found, nothing is read again
+
+    def run(self, store: Store) -> None:
+        from sergrad.attack.group import prepare_attack_inputs
+
+        prepare_attack_inputs(store, list(self.configs))
+
+    def failure_row(self, error: str) -> dict:
+        return {}
+
+
+def prepare_jobs(evals: list) -> list[PrepareJob]:
+    """One PrepareJob per shadow set shared by two or more of `evals` (an evaluation alone
+    gains nothing: it builds its inputs in the same two passes itself)."""
+    from sergrad.attack.group import shadow_set
+
+    sets: dict[str, list[AttackConfig]] = {}
+    for job in evals:
+        config = getattr(job, "config", None)
+        if isinstance(config, AttackConfig):
+            sets.setdefault(shadow_set(config), []).append(config)
+    return [PrepareJob(key, tuple(cs)) for key, cs in sets.items() if len(cs) > 1]
+
+
 def check_id(carried: str, computed: str, *, what: str) -> None:
     if carried != computed:
         raise JobIdMismatch(f"{what} id {carried} differs from its config's hash {computed}")

@@ -8,7 +8,8 @@ failed (with its recorded error), unrecorded (the failure record could not be wr
 blocked (an input run failed) or not run (its worker died for good). Tune keeps its own files
 in a temporary directory; the store is the record. A trial whose worker process dies is
 restarted by Tune (`trial_restarts`), is reported as one line naming the job, and skips the
-jobs already in the store.
+jobs already in the store. Evaluations that share a shadow set get its inputs built once
+first (`jobs.PrepareJob`: one read of the shadow harvest for all of them).
 
 Ray is only imported here, inside functions.
 """
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 
 from sergrad.store import Store, absolute_uri
 from sergrad.sweep.executors import Outcome, done_ids, execute
-from sergrad.sweep.jobs import Job
+from sergrad.sweep.jobs import Job, prepare_jobs
 from sergrad.sweep.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,14 @@ def _store(uri: str) -> Store:
     return _STORES[uri]
 
 
+def trial_resources(options: EngineOptions) -> dict[str, float]:
+    """What one Tune trial requests: {"cpu": cpus_per_run[, "gpu": gpus_per_run]}."""
+    resources = {"cpu": options.cpus_per_run}
+    if options.gpus_per_run:
+        resources["gpu"] = options.gpus_per_run
+    return resources
+
+
 def group_jobs(jobs: list[dict], *, per_trial: int, slots: int) -> list[list[dict]]:
     """Split `jobs` into consecutive groups; automatic size keeps ~4 groups per slot.
 
@@ -235,9 +244,14 @@ def _tune_phase(
         def on_trial_complete(self, iteration, trials, trial, **info):
             flight(trial, -1)
 
-    resources = {"cpu": options.cpus_per_run}
-    if options.gpus_per_run:
-        resources["gpu"] = options.gpus_per_run
+    resources = trial_resources(options)
+    if resources.get("gpu", 0) > ray.cluster_resources().get("GPU", 0):
+        from sergrad.errors import ConfigError
+
+        raise ConfigError(
+            f"each trial requests {resources['gpu']:g} GPU(s) (resources.gpus_per_run or a "
+            f"cuda device) but the Ray cluster has {ray.cluster_resources().get('GPU', 0):g}"
+        )
     trainable = tune.with_resources(
         tune.with_parameters(
             _trial, groups=groups, store_uri=store_uri, max_retries=options.max_retries
@@ -341,6 +355,10 @@ def run_jobs(
                             outcomes=outcomes, lost=lost)  # fmt: skip
             ok_runs, _ = _done(store, runs)
             ready = [j for j in pending_evals if all(r in ok_runs for r in _needs(j))]
+            prepare = prepare_jobs(ready)
+            if prepare:  # shared shadow sets: read and featurize each harvest once
+                _prepare_phase(prepare, store_uri=store_uri, options=eval_options or options,
+                               progress=progress)  # fmt: skip
             if ready:
                 _tune_phase(ready, store_uri=store_uri, options=eval_options or options,
                             progress=progress, outcomes=outcomes, lost=lost)  # fmt: skip
@@ -349,6 +367,25 @@ def run_jobs(
     progress.in_flight.clear()
     progress.close()
     return summarise(store, runs, only_evals, outcomes=outcomes, lost=lost, audits=audits)
+
+
+def _prepare_phase(
+    jobs: list[Job], *, store_uri: str, options: EngineOptions, progress: Progress
+) -> None:
+    """Build the shadow inputs of each shared shadow set before its evaluations run. A failure
+    is a warning only: every evaluation then builds its inputs and records its own outcome."""
+    outcomes: dict[str, Outcome] = {}
+    lost: dict[str, str] = {}
+    progress.add_total(jobs[0].eta_kind, len(jobs))
+    _tune_phase(jobs, store_uri=store_uri, options=options, progress=progress,
+                outcomes=outcomes, lost=lost)  # fmt: skip
+    for job in jobs:
+        outcome = outcomes.get(job.id)
+        if outcome is None or outcome.status != "ok":
+            why = outcome.error if outcome else lost.get(job.id, "its trial ended before it")
+            first = next((ln for ln in why.splitlines() if ln.strip()), "")
+            log.warning("shadow inputs %s not prepared (%s); its evaluations build their own",
+                        job.id, first[:200])  # fmt: skip
 
 
 def _needs(job: Job) -> tuple[str, ...]:

@@ -1,0 +1,143 @@
+"""Through the sweep runner, evaluations that share a shadow set read and featurize its
+harvest once (issue 14 item 1): `run_jobs` builds each shared set's inputs (`PrepareJob`)
+before the evaluations run. Counted as harvest streams per run, never timed; Tune is
+replaced by an in-process executor so the counting hooks see every read."""
+
+from __future__ import annotations
+
+import collections
+import shutil
+
+import torch
+
+from sergrad.attack import source
+from sergrad.attack.config import AttackConfig, AttackModelConfig, PostHocConfig
+from sergrad.attack.synth import TINY_SHAPES, write_synthetic_run
+from sergrad.fl.config import RunConfig
+from sergrad.store import Store
+from sergrad.sweep import runner
+from sergrad.sweep.executors import execute
+from sergrad.sweep.jobs import PrepareJob, RunJob, make_eval_job, prepare_jobs
+from sergrad.sweep.runner import EngineOptions, run_jobs
+
+torch.set_num_threads(1)
+LEAK = {"fc1": 0.8, "fc2": 0.15, "fc3": 0.0}
+SHADOWS = ("shadow0", "shadow1")
+TARGETS = ("target0", "target1")
+
+
+def _world(path) -> Store:
+    store = Store(path)
+    for i, rid in enumerate(SHADOWS):
+        write_synthetic_run(store, rid, corpus="a", shapes=TINY_SHAPES,
+                            speakers=[(f"a{j}", "FM"[j % 2]) for j in range(12)], rounds=10,
+                            clients_per_round=6, seed=i, signal=LEAK)  # fmt: skip
+    for k, rid in enumerate(TARGETS):
+        write_synthetic_run(store, rid, corpus="b", shapes=TINY_SHAPES,
+                            speakers=[(f"b{j}", "FM"[j % 2]) for j in range(10)], rounds=6,
+                            clients_per_round=5, seed=50 + k, signal=LEAK, role="target")  # fmt: skip
+    return store
+
+
+def _config(target: str, name: str, shadows=SHADOWS, **kw) -> AttackConfig:
+    return AttackConfig(target_run=target, shadow_runs=shadows, layers=("fc1", "fc2"),
+                        model=AttackModelConfig(name=name, epochs=3), n_avg=(1,), trials=1,
+                        bootstrap=0, **kw)  # fmt: skip
+
+
+def _evals():
+    # two evaluations sharing one shadow set, with different featurizers
+    return [make_eval_job("b", _config("target0", "logreg_colcorr")),
+            make_eval_job("b", _config("target1", "logreg_stats"))]  # fmt: skip
+
+
+def _runs():
+    """The harvested runs as (already recorded ok) run jobs, so evaluations are ready."""
+    return [RunJob(rid, "shadow", "a", RunConfig()) for rid in SHADOWS] + [
+        RunJob(rid, "target", "b", RunConfig()) for rid in TARGETS
+    ]
+
+
+class InProcess:
+    """Tune replaced by a sequential in-process executor; counts harvest streams per run."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.reads: collections.Counter = collections.Counter()
+        self.phases: list[list[str]] = []
+        real_iter = source.iter_batches
+
+        def iter_batches(store, run_id, **kw):
+            self.reads[run_id] += 1
+            yield from real_iter(store, run_id, **kw)
+
+        def tune_phase(jobs, *, store_uri, options, progress, outcomes, lost):
+            self.phases.append([j.eta_kind for j in jobs])
+            for job in jobs:
+                outcomes[job.id] = execute(job, Store(store_uri), max_retries=0)
+
+        monkeypatch.setattr(source, "iter_batches", iter_batches)
+        monkeypatch.setattr(runner, "_tune_phase", tune_phase)
+        monkeypatch.setattr(runner, "ray_session", lambda options: lambda: None)
+
+
+def _metrics(store: Store) -> list[tuple]:
+    rows = store.read("attacks", columns=["eval_id", "layer", "protocol", "calibration", "uar"])
+    return sorted(tuple(r.values()) for r in rows.to_pylist())
+
+
+def test_shared_shadow_set_is_read_once_through_the_runner(tmp_path, monkeypatch):
+    _world(tmp_path / "grouped")
+    shutil.copytree(tmp_path / "grouped", tmp_path / "control")
+    hooks = InProcess(monkeypatch)
+    result = run_jobs(_runs(), _evals(), store_uri=str(tmp_path / "grouped"),
+                      options=EngineOptions(max_retries=0))  # fmt: skip
+    assert result.all_ok, result.problems
+    assert hooks.phases == [["shadow inputs"], ["fast eval", "fast eval"]]
+    # one moments pass + one featurizing pass for both featurizers, then none per evaluation
+    assert {r: hooks.reads[r] for r in SHADOWS} == {r: 2 for r in SHADOWS}
+    assert {r: hooks.reads[r] for r in TARGETS} == {r: 1 for r in TARGETS}
+    grouped = dict(hooks.reads)
+
+    # control: the same sweep without the grouping costs one more shadow pass per run
+    hooks.reads.clear()
+    monkeypatch.setattr(runner, "prepare_jobs", lambda evals: [])
+    result = run_jobs(_runs(), _evals(), store_uri=str(tmp_path / "control"),
+                      options=EngineOptions(max_retries=0))  # fmt: skip
+    assert result.all_ok and {r: hooks.reads[r] for r in SHADOWS} == {r: 3 for r in SHADOWS}
+    assert sum(hooks.reads.values()) > sum(grouped.values())
+    # grouping changes nothing in the results
+    assert _metrics(Store(tmp_path / "grouped")) == _metrics(Store(tmp_path / "control"))
+
+
+def test_prepare_jobs_groups_only_shared_shadow_sets():
+    noise = (PostHocConfig("layer_perturbation", {"std": 0.5}),)
+    evals = [
+        make_eval_job("b", _config("target0", "logreg_colcorr")),
+        make_eval_job("b", _config("target1", "cnn")),
+        # the target's post-hoc defense does not change the shadow side (non-adaptive)
+        make_eval_job("b", _config("target1", "logreg_stats", posthoc=noise)),
+        # another shadow set: alone, so nothing to share
+        make_eval_job("b", _config("target0", "logreg_stats", shadows=("shadow0",))),
+        # an adaptive attacker mimics the defense: its own shadow inputs, alone
+        make_eval_job("b", _config("target1", "logreg_stats", posthoc=noise, adaptive=True)),
+    ]
+    jobs = prepare_jobs(evals)
+    assert len(jobs) == 1 and isinstance(jobs[0], PrepareJob)
+    assert [c.target_run for c in jobs[0].configs] == ["target0", "target1", "target1"]
+    assert prepare_jobs(evals[:1]) == [] and prepare_jobs([]) == []
+
+
+def test_a_failed_preparation_is_a_warning_and_evaluations_still_run(tmp_path, monkeypatch, caplog):
+    _world(tmp_path)
+    hooks = InProcess(monkeypatch)
+
+    def broken(store, configs):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr("sergrad.attack.group.prepare_attack_inputs", broken)
+    result = run_jobs(_runs(), _evals(), store_uri=str(tmp_path),
+                      options=EngineOptions(max_retries=0))  # fmt: skip
+    assert result.all_ok and result.oks["evals"] == 2
+    assert hooks.phases[0] == ["shadow inputs"]
+    assert "not prepared (OSError: disk gone)" in caplog.text
+    assert Store(tmp_path).files("attacks")  # the evaluations recorded their own rows
