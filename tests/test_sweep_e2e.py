@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from driver_kill import kill_driver_after
 
 from sergrad.cli import main
 from sergrad.store import Store
@@ -84,18 +82,8 @@ def test_kill9_driver_then_resume(tmp_path):
     total = len(expand(load_sweep(sweep_file), str(tmp_path / "store")).runs)
     uri = str(tmp_path / "store")
     cmd = [sys.executable, "-m", "sergrad.cli", "sweep", "run", str(sweep_file), "--store", uri]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
     runs_dir = Path(uri) / "runs"
-    deadline = time.monotonic() + 300
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if len(list(runs_dir.rglob("*.parquet"))) >= 1:
-                break
-            time.sleep(0.05)
-    finally:  # kill -9 the driver and the private Ray processes it started (its group)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_driver_after(cmd, runs_dir, n_files=1)
     n_before = len(list(runs_dir.rglob("*.parquet")))
     assert total >= 20
     assert 1 <= n_before < total, "the kill should land mid-sweep"

@@ -4,17 +4,13 @@ duplicated), no partial file in any table, and the exit codes of the contract.""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from driver_kill import kill_driver_after
 from sweep_jobs import toy
 
 from sergrad.store import Store
@@ -48,19 +44,8 @@ def test_kill_driver_worker_and_writer_then_resume(tmp_path):
     store_dir = tmp_path / "store"
     script = textwrap.dedent(DRIVER).format(tests=str(TESTS), tmp=str(tmp_path),
                                             store=str(store_dir))  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     runs = store_dir / "runs"
-    deadline = time.monotonic() + 300
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if len(list(runs.rglob("*.parquet"))) >= 10:
-                break
-            time.sleep(0.05)
-    finally:  # kill -9 the driver and the private Ray instance it started (its group)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_driver_after([sys.executable, "-c", script], runs, n_files=10)
     jobs = jobs_for(tmp_path)
     n_before = len(list(runs.rglob("*.parquet")))
     assert 10 <= n_before < len(jobs), "the driver kill should land mid-sweep"
