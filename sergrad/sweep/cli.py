@@ -90,9 +90,9 @@ def run_command(args: argparse.Namespace) -> int:
     from sergrad.sweep.devices import check_devices
     from sergrad.sweep.driver import (
         options_for,
-        plan_summary,
         resolve_store,
         run_sweep,
+        size_summary,
         size_warning,
     )
     from sergrad.sweep.schema import load_sweep
@@ -101,7 +101,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.address in (None, "", "local"):  # a cluster is checked for GPUs when it is joined
         check_devices(sweep)
     uri = resolve_store(sweep, args.store)
-    warning = size_warning(plan_summary(sweep, None))
+    warning = size_warning(size_summary(sweep))
     if warning:
         print(warning, file=sys.stderr)
     options = options_for(

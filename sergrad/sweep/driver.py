@@ -85,7 +85,8 @@ def plan_summary(sweep: Sweep, store_uri: str | None = None, *, cpus: int = 0) -
 
 
 def size_warning(summary: dict) -> str | None:
-    """A warning line for sweeps above `count.WARN_JOBS` jobs, with counts and harvest size."""
+    """A warning line for sweeps above `count.WARN_JOBS` jobs, with counts and harvest size
+    (`summary`: plan_summary's dict, or `size_summary`'s when only this warning is wanted)."""
     from sergrad.sweep.count import WARN_JOBS
     from sergrad.sweep.estimate import human_bytes
 
@@ -96,6 +97,15 @@ def size_warning(summary: dict) -> str | None:
         f"(estimated harvest {human_bytes(summary['harvest_bytes'])}); above {WARN_JOBS} jobs, "
         "check the grid before running it"
     )
+
+
+def size_summary(sweep: Sweep) -> dict:
+    """Just the counts and harvest size `size_warning` reads: `sweep run` needs no time
+    estimate or CNN warnings, and no store reads."""
+    from sergrad.sweep.count import count, harvest_bytes
+
+    c = count(sweep)
+    return {"runs": c.runs, "evaluations": c.evaluations, "harvest_bytes": harvest_bytes(sweep, c)}
 
 
 def options_for(

@@ -180,12 +180,8 @@ def measured_rates(store_uri: str) -> dict[str, tuple[float, int]]:
     except StoreError:
         return {}
     out: dict[str, tuple[float, int]] = {}
-    runs = (
-        store.read("runs", columns=["status", "wall_s", "n_updates"])
-        if store.files("runs")
-        else None
-    )
-    if runs is not None and runs.num_rows:
+    runs = store.read("runs", columns=["status", "wall_s", "n_updates"])
+    if runs.num_rows:
         ok = [r for r in runs.to_pylist() if r["status"] == "ok" and r["n_updates"] and r["wall_s"]]
         if ok:
             out["fl run"] = (
@@ -193,8 +189,8 @@ def measured_rates(store_uri: str) -> dict[str, tuple[float, int]]:
                 len(ok),
             )
     cols = ["eval_id", "status", "wall_s", "config"]
-    attacks = store.read("attacks", columns=cols) if store.files("attacks") else None
-    if attacks is not None and attacks.num_rows:
+    attacks = store.read("attacks", columns=cols)
+    if attacks.num_rows:
         per_eval: dict[str, tuple[str, float]] = {}
         for r in attacks.to_pylist():
             if r["status"] == "ok" and r["wall_s"]:
@@ -208,9 +204,8 @@ def measured_rates(store_uri: str) -> dict[str, tuple[float, int]]:
             walls = [w for k, w in per_eval.values() if k == kind]
             if walls:
                 out[kind] = (sum(walls) / len(walls), len(walls))
-    audits = store.read("audits", columns=["status", "wall_s"]) if store.files("audits") else None
-    walls = [r["wall_s"] for r in (audits.to_pylist() if audits is not None else [])
-             if r["status"] == "ok" and r["wall_s"]]  # fmt: skip
+    audits = store.read("audits", columns=["status", "wall_s"])
+    walls = [r["wall_s"] for r in audits.to_pylist() if r["status"] == "ok" and r["wall_s"]]
     if walls:
         out["canary audit"] = (sum(walls) / len(walls), len(walls))
     return out
@@ -221,7 +216,7 @@ def time_estimate(sweep: Sweep, counts, store_uri: str, *, known=None, cpus: int
     total wall time on `cpus` parallel slots."""
     from sergrad.sweep.count import run_groups
 
-    measured = measured_rates(store_uri)
+    measured = measured_rates(store_uri) if store_uri else {}  # "" is no store, not the cwd
     per_update, fl_n = measured.get("fl run", (FL_S_PER_UPDATE, 0))
     updates = sum(n * updates_per_run(cfg, sweep, known) for cfg, n in run_groups(sweep, counts))
     kinds = {

@@ -58,8 +58,6 @@ def record_failure(store: Store, job: Job, error: str) -> str:
 def done_ids(store: Store, table: str, id_column: str) -> tuple[set[str], dict[str, str]]:
     """(ids recorded ok, {id: error} of ids recorded failed) in `table`; unreadable files
     are skipped with a warning (their jobs are not done)."""
-    if not store.files(table):
-        return set(), {}
     columns = [id_column, "status", "error"]
     data = store.read(table, columns=columns)
     if data.num_rows == 0:
