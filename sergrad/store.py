@@ -315,14 +315,14 @@ class Store:
         log.warning("moved unreadable file %s to %s", path, dest)
         return dest
 
-    def clean_tmp(self, *, older_than_s: float, prefix: str = "") -> int:
+    def clean_tmp(self, *, older_than_s: float) -> int:
         """Delete `_tmp/` entries older than `older_than_s` (left by killed writers)."""
         base = self.path(TMP_DIR)
         if not self.exists_path(base):
             return 0
         now, removed = time.time(), 0
         for info in self.fs.get_file_info(pafs.FileSelector(base, recursive=False)):
-            if info.type != pafs.FileType.File or prefix not in info.base_name:
+            if info.type != pafs.FileType.File:
                 continue
             mtime = info.mtime.timestamp() if info.mtime is not None else now
             if now - mtime > older_than_s:

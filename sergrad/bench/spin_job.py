@@ -12,9 +12,10 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
+from sergrad.fl.records import now_iso
 from sergrad.schema import RUNS, RUNS_PARTITION, table_from_rows
 from sergrad.store import Store
-from sergrad.sweep.jobs import clear_record, now_iso, stored_status
+from sergrad.sweep.jobs import clear_record, stored_status
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ with their roles and dependencies) for `sergrad sweep status`.
 from __future__ import annotations
 
 import dataclasses
-import time
 
 from sergrad.config import to_dict
 from sergrad.errors import ConfigError
+from sergrad.fl.records import now_iso
 from sergrad.store import Store, absolute_uri
 from sergrad.sweep.expand import Plan, expand
 from sergrad.sweep.progress import Progress
@@ -48,7 +48,7 @@ def sweep_record(sweep: Sweep, plan: Plan) -> dict:
             {"id": a.id, "target_corpus": a.target_corpus, "needs": list(a.needs)}
             for a in plan.audits
         ],
-        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "written_at": now_iso(),
     }
 
 

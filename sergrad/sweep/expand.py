@@ -29,7 +29,7 @@ from sergrad.attack.config import AttackConfig, AttackModelConfig, PostHocConfig
 from sergrad.audit.mechanism import needs_canary_audit
 from sergrad.config import content_hash, from_dict, type_hints
 from sergrad.fl.config import DefenseConfig, RunConfig
-from sergrad.store import STORE_REF
+from sergrad.store import STORE_REF, join_uri
 from sergrad.sweep.devices import default_device
 from sergrad.sweep.jobs import (
     AuditJob,
@@ -105,13 +105,6 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 # --- store locations of inputs --------------------------------------------------------------
-def uri_join(store_uri: str, rel: str) -> str:
-    """`s3://b/p?endpoint_override=x` + `a/b` -> `s3://b/p/a/b?endpoint_override=x`."""
-    from sergrad.store import join_uri
-
-    return join_uri(store_uri, rel)
-
-
 def input_dir(corpus: str, spec: CorpusSpec) -> str:
     """`inputs/<corpus>-<hash>`: the hash covers the corpus declaration and, for a synthetic
     corpus, what its generator makes of it (SYNTH_VERSION and every profile setting), so a
@@ -155,8 +148,8 @@ def inputs_for(sweep: Sweep, store_uri: str) -> dict[tuple[str, FeatureSpec], In
                 corpus=corpus,
                 spec=spec,
                 features=fs,
-                utterances_uri=uri_join(store_uri, utts),
-                features_uri=uri_join(store_uri, feats),
+                utterances_uri=join_uri(store_uri, utts),
+                features_uri=join_uri(store_uri, feats),
                 utterances_ref=STORE_REF + utts,
                 features_ref=STORE_REF + feats,
             )

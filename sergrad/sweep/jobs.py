@@ -33,6 +33,7 @@ from sergrad.attack.config import AttackConfig, eval_id
 from sergrad.audit.config import CanaryAuditConfig
 from sergrad.config import canonical_json, content_hash
 from sergrad.fl.config import RunConfig, run_id
+from sergrad.fl.records import now_iso
 from sergrad.schema import (
     ATTACKS_PARTITION,
     AUDITS,
@@ -63,10 +64,6 @@ class Job(Protocol):
 
 class JobIdMismatch(RuntimeError):
     """The id a job carries is not the content hash of its config (a planning bug)."""
-
-
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def record_path(store: Store, job: Job) -> str:

@@ -183,7 +183,6 @@ def _tune_phase(
     progress.slots = slots
     groups = group_jobs(jobs, per_trial=options.per_trial, slots=slots)
     next_index: dict[str, int] = {}  # trial id -> index of the job it runs now
-    group_of: dict[str, int] = {}
 
     def running(trial) -> Job | None:
         group = groups[trial.config["group"]]
@@ -197,7 +196,6 @@ def _tune_phase(
 
     class _Count(Callback):
         def on_trial_start(self, iteration, trials, trial, **info):
-            group_of[trial.trial_id] = trial.config["group"]
             flight(trial, +1)
             progress.show()
 
