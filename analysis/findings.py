@@ -117,8 +117,9 @@ def findings_frame(
     return pl.DataFrame(out, infer_schema_length=None)
 
 
-def _ser_values(store_uri, where, key: tuple, defense: str, level) -> list[float]:
-    rows = T.attack_rows(store_uri, where=where)
+def _ser_values(rows: pl.DataFrame, key: tuple, defense: str, level) -> list[float]:
+    """SER UARs of the distinct target runs of one setting x defense x level in `rows`
+    (`tables.attack_rows`, read once per report)."""
     cond = [pl.col(k) == v for k, v in zip(GROUP_KEYS, key)]
     cond.append(pl.col("defense_name") == defense)
     cond.append(pl.col("level").is_null() if level is None else pl.col("level") == level)
@@ -160,6 +161,7 @@ def findings_html(
     except DataError as exc:
         return f"<h2>Key findings</h2><p class='nodata'>{html.escape(str(exc))}</p>"
     layer = T.resolve_layer(f, layer)
+    rows = T.attack_rows(store_uri, where=where)
     parts = [
         "<h2>Key findings</h2>",
         "<p>Verdict = the strongest legitimate attacker (max over attack models, shadow/prior "
@@ -173,7 +175,7 @@ def findings_html(
     ]
     for key, g in f.group_by(GROUP_KEYS, maintain_order=True):
         title = " · ".join(str(k) for k in key)
-        base = _ser_values(store_uri, where, key, T.NO_DEFENSE, None)
+        base = _ser_values(rows, key, T.NO_DEFENSE, None)
         parts.append(f"<h3>{html.escape(title)}</h3><ul>")
         parts.append(f"<li>SER utility without defense: {html.escape(_ser(base))}</li>")
         undefended = g.filter(pl.col("defense_name") == T.NO_DEFENSE)
@@ -193,7 +195,7 @@ def findings_html(
         body = []
         base_mean = float(np.mean(base)) if base else None
         for r in defended.sort(["defense_name", "level"]).iter_rows(named=True):
-            vals = _ser_values(store_uri, where, key, r["defense_name"], r["level"])
+            vals = _ser_values(rows, key, r["defense_name"], r["level"])
             cost = (
                 f"{(base_mean - float(np.mean(vals))) * 100:+.1f} (n={len(vals)} vs {len(base)})"
                 if vals and base_mean is not None
