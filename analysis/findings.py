@@ -26,6 +26,7 @@ from sergrad.analysis import audits as A
 from sergrad.analysis import tables as T
 from sergrad.analysis import verdicts as V
 from sergrad.analysis.stats import INTERVAL as T_INTERVAL
+from sergrad.analysis.stats import t_interval
 from sergrad.errors import ConfigError, DataError
 
 GROUP_KEYS: list[str] = T.SETTING_KEYS
@@ -38,7 +39,7 @@ def _pct(x) -> str:
 def _ser(values: list[float]) -> str:
     if not values:
         return "no runs"
-    lo, hi = V._t_interval(values)
+    lo, hi = t_interval(values)
     ci = f" [{_pct(lo)}, {_pct(hi)}]" if lo is not None else ""
     return f"{_pct(float(np.mean(values)))}%{ci} (n={len(values)})"
 

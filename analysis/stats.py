@@ -68,3 +68,17 @@ def summarize(
         (pl.col(f"{p}_mean") - half).clip(lo, hi).alias(f"{p}_ci_low"),
         (pl.col(f"{p}_mean") + half).clip(lo, hi).alias(f"{p}_ci_high"),
     ).with_columns(pl.when(pl.col(f"{p}_n") >= 2).then(pl.col(f"{p}_std")).alias(f"{p}_std"))
+
+
+def t_interval(
+    values: list[float], *, bounds: tuple[float, float] = (0.0, 1.0)
+) -> tuple[float | None, float | None]:
+    """`summarize`'s rule for a plain list: the t-interval of the mean with n >= 3, clipped
+    to `bounds`; (None, None) below that."""
+    n = len(values)
+    if n < MIN_N_INTERVAL:
+        return None, None
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = t_critical(n) * std / math.sqrt(n)
+    return max(bounds[0], mean - half), min(bounds[1], mean + half)

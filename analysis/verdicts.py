@@ -39,7 +39,7 @@ import polars as pl
 
 from sergrad.analysis import load
 from sergrad.analysis import tables as T
-from sergrad.analysis.stats import MIN_N_INTERVAL, t_critical
+from sergrad.analysis.stats import t_interval
 from sergrad.privacy_bound import dp_attack_ceiling
 
 VERDICT_PROTOCOLS: tuple[str, ...] = ("per_client", "per_client_vote")
@@ -209,7 +209,7 @@ def verdicts(
         lo, hi = cluster_bootstrap(runs, n_boot=n_boot, rng=rng) if full else (None, None)
         pval = permutation_pvalue(runs, n_perm=n_perm, rng=rng) if full else None
         ser = [s for s in row["ser_uars"] if s is not None and s == s]
-        ser_lo, ser_hi = _t_interval(ser)
+        ser_lo, ser_hi = t_interval(ser)
         out.append({
             **{k: row[k] for k in [*keys, *ATTACKER_KEYS]},
             "uar": uar, "uar_ci_low": lo, "uar_ci_high": hi, "p_value": pval,
@@ -237,16 +237,6 @@ def _evidence_rng(seed: int, layer: str, protocol: str, evals: list) -> np.rando
     return np.random.default_rng(
         int.from_bytes(hashlib.sha256(ident.encode()).digest()[:8], "little")
     )
-
-
-def _t_interval(values: list[float]) -> tuple[float | None, float | None]:
-    """stats.py's rule for run-level values: t-interval with n >= 3, clipped to [0, 1]."""
-    n = len(values)
-    if n < MIN_N_INTERVAL:
-        return None, None
-    half = t_critical(n) * float(np.std(values, ddof=1)) / np.sqrt(n)
-    m = float(np.mean(values))
-    return max(0.0, m - half), min(1.0, m + half)
 
 
 def verdict_tradeoff(
