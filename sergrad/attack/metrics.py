@@ -42,19 +42,12 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean(y_true == np.asarray(y_pred))) if len(y_true) else float("nan")
 
 
-def _midranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties given their average rank."""
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    ranks = np.empty(len(x), np.float64)
-    start = 0
-    while start < len(xs):
-        stop = start + 1
-        while stop < len(xs) and xs[stop] == xs[start]:
-            stop += 1
-        ranks[order[start:stop]] = 0.5 * (start + stop - 1) + 1
-        start = stop
-    return ranks
+def midranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks [N], ties given their average rank."""
+    x = np.asarray(x, np.float64)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)  # [U] rank of the last member of each tie block
+    return (ends - (counts - 1) / 2.0)[inverse]
 
 
 def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
@@ -63,7 +56,7 @@ def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    r = _midranks(np.asarray(score, np.float64))
+    r = midranks(score)
     return float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 

@@ -27,6 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sergrad.attack.metrics import midranks as ranks
+from sergrad.attack.metrics import roc_auc
+
 
 def chance(n_classes: int) -> float:
     """UAR of a guess that ignores the input (any constant or random predictor): 1 / C."""
@@ -53,24 +56,6 @@ def uar(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     return float(present.mean()) if present.size else float("nan")
 
 
-def ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks, ties given their average rank [N]."""
-    x = np.asarray(x, np.float64)
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)  # [U] rank of the last member of each tie block
-    return (ends - (counts - 1) / 2.0)[inverse]
-
-
-def binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
-    """Mann-Whitney AUC of `score` for the boolean `positive`; NaN if one side is empty."""
-    pos = np.asarray(positive, bool)
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    r = ranks(score)
-    return float((r[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
 def macro_auc_ovr(y_true: np.ndarray, proba: np.ndarray) -> float:
     """Mean one-vs-rest AUC over the classes present in y_true (and absent from no row).
 
@@ -78,7 +63,7 @@ def macro_auc_ovr(y_true: np.ndarray, proba: np.ndarray) -> float:
     """
     y_true = np.asarray(y_true)
     proba = np.asarray(proba, np.float64)
-    aucs = [binary_auc(y_true == c, proba[:, c]) for c in range(proba.shape[1])]
+    aucs = [roc_auc(y_true == c, proba[:, c]) for c in range(proba.shape[1])]
     aucs = [a for a in aucs if not np.isnan(a)]
     return float(np.mean(aucs)) if len(aucs) >= 2 else float("nan")
 
