@@ -29,7 +29,7 @@ def shadow_set(config: AttackConfig) -> str:
     """What decides an evaluation's shadow inputs, knowable before any harvest is read: the
     shadow runs, the layers, and the post-hoc defenses (and seed) when the attacker mimics
     them. Evaluations with equal values share their moments (`inputs.moments_key`)."""
-    mimic = config.adaptive and any(p.name != "none" for p in config.posthoc)
+    mimic = inputs.mimics_posthoc(config)
     return content_hash(
         {
             "shadow_runs": list(config.shadow_runs),

@@ -53,8 +53,14 @@ def featurizer(model: AttackModelConfig) -> dict:
     return {"name": model.name, "params": params}
 
 
+def mimics_posthoc(config: AttackConfig) -> bool:
+    """Whether the shadow inputs get the target's post-hoc defenses (an adaptive attacker),
+    so those defenses and the seed are part of every shadow-input key."""
+    return config.adaptive and any(p.name != "none" for p in config.posthoc)
+
+
 def moments_key(config: AttackConfig, params: Sequence[str], *, batch_rows: int) -> str:
-    mimic = config.adaptive and any(p.name != "none" for p in config.posthoc)
+    mimic = mimics_posthoc(config)
     return content_hash(
         {
             "kind": "moments",

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MECHANISMS: tuple[str, ...] = ("dp_sgd", "user_dp_central")
-
 
 @dataclass(frozen=True)
 class Mechanism:
