@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sergrad.attack import inputs, pipeline, source
+from sergrad.attack import inputs, pipeline
 from sergrad.attack.config import AttackConfig
-from sergrad.attack.run import _posthoc, _validate
+from sergrad.attack.run import _posthoc, _validate, layer_layout
 from sergrad.config import content_hash, to_dict
 from sergrad.store import Store
 
@@ -42,23 +42,19 @@ def shadow_set(config: AttackConfig) -> str:
 
 def prepare_attack_inputs(store: Store, configs: Sequence[AttackConfig]) -> dict[str, int]:
     """Build the shadow inputs of `configs`; returns {moments key: featurizing passes made}."""
-    groups: dict[str, list[tuple[AttackConfig, dict, dict]]] = {}
+    groups: dict[str, list[tuple[AttackConfig, dict, dict, list[str]]]] = {}
+    metas: dict = {}  # run id -> meta, read once for all configs
     for config in configs:
         _validate(config)
-        metas = [source.run_meta(store, config.target_run, role="target")]
-        metas += [source.run_meta(store, r, role="shadow") for r in config.shadow_runs]
-        layers = source.check_compatible(metas, config.layers)
-        shapes = {p: tuple(metas[0].param_shapes[p]) for ps in layers.values() for p in ps}
-        params = [p for ps in layers.values() for p in ps]
+        layers, shapes, params = layer_layout(store, config, metas=metas)
         key = inputs.moments_key(config, params, batch_rows=pipeline.BATCH_ROWS)
-        groups.setdefault(key, []).append((config, layers, shapes))
+        groups.setdefault(key, []).append((config, layers, shapes, params))
     passes = {}
     for key, members in groups.items():
-        config, layers, shapes = members[0]
-        params = [p for ps in layers.values() for p in ps]
+        config, _, shapes, params = members[0]
         posthoc = _posthoc(config)[0]
         shadow = pipeline.load_shadow(store, config, params, shapes=shapes, posthoc=posthoc)
-        jobs = [(ps, c.model) for c, lay, _ in members for ps in lay.values()]
+        jobs = [(ps, c.model) for c, lay, _, _ in members for ps in lay.values()]
         passes[key] = pipeline.featurize_shadow(store, config, shadow, jobs, shapes=shapes,
                                                 posthoc=posthoc)  # fmt: skip
     return passes

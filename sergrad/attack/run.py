@@ -53,6 +53,25 @@ PROTOCOLS = ("per_update", "per_client", "per_client_vote")
 CLIENT_PROTOCOLS = ("per_client", "per_client_vote")
 
 
+def layer_layout(
+    store: Store, config: AttackConfig, *, metas: dict | None = None
+) -> tuple[dict[str, list[str]], dict[str, tuple[int, ...]], list[str]]:
+    """({layer: params}, {param: shape}, all params) of an evaluation, checked compatible
+    across its target and shadow runs. `metas` caches run metadata across evaluations."""
+    metas = {} if metas is None else metas
+
+    def meta(run: str, role: str):
+        if run not in metas:
+            metas[run] = source.run_meta(store, run, role=role)
+        return metas[run]
+
+    runs = [meta(config.target_run, "target")]
+    runs += [meta(r, "shadow") for r in config.shadow_runs]
+    groups = source.check_compatible(runs, config.layers)
+    shapes = {p: tuple(runs[0].param_shapes[p]) for ps in groups.values() for p in ps}
+    return groups, shapes, [p for ps in groups.values() for p in ps]
+
+
 def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) -> list[dict]:
     """Evaluate `config` against `store`; returns the `attacks` rows (with target_corpus)."""
     _validate(config)
@@ -66,12 +85,8 @@ def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) ->
         with store.open_input(store.file_path("attacks", partition=part, name=eid)) as f:
             return [{**r, "target_corpus": corpus} for r in pq.read_table(f).to_pylist()]
     t0 = time.perf_counter()
-    metas = [source.run_meta(store, config.target_run, role="target")]
-    metas += [source.run_meta(store, r, role="shadow") for r in config.shadow_runs]
-    groups = source.check_compatible(metas, config.layers)  # layer -> params
-    shapes = {p: tuple(metas[0].param_shapes[p]) for ps in groups.values() for p in ps}
+    groups, shapes, params = layer_layout(store, config)  # layer -> params, shapes, params
     posthoc, posthoc_name, posthoc_level = _posthoc(config)
-    params = [p for ps in groups.values() for p in ps]
 
     shadow = pipeline.load_shadow(store, config, params, shapes=shapes, posthoc=posthoc)
     jobs = [(ps, config.model) for ps in groups.values()]  # one shadow pass for all layers
