@@ -72,3 +72,17 @@ def canary_text(row: dict) -> str:
     if row["canary_violation"]:
         text = f"DP VIOLATION (canary ε̂ above the accountant's ε: a bug): {text}"
     return text
+
+
+def canary_table_or_empty(
+    store_uri: str | os.PathLike, *, where: str | None = None
+) -> pl.DataFrame:
+    """`canary_table`, or an empty frame when the store has no audits or `where` names a
+    column the audits table lacks (the attack tables then carry no canary columns)."""
+    from sergrad.errors import ConfigError, DataError
+
+    try:
+        c = canary_table(store_uri, where=where)
+    except (ConfigError, DataError):
+        return pl.DataFrame()
+    return c if "canary_eps_lb" in c.columns else pl.DataFrame()

@@ -27,7 +27,7 @@ from sergrad.analysis import tables as T
 from sergrad.analysis import verdicts as V
 from sergrad.analysis.stats import INTERVAL as T_INTERVAL
 from sergrad.analysis.stats import t_interval
-from sergrad.errors import ConfigError, DataError
+from sergrad.errors import DataError
 
 GROUP_KEYS: list[str] = T.SETTING_KEYS
 
@@ -49,22 +49,7 @@ def _eps_rows(store_uri, where) -> pl.DataFrame:
     mechanism epsilon and whether any row violated it."""
     rows = T.attack_rows(store_uri, where=where).filter(pl.col("eps_lb").is_not_null())
     keys = [*GROUP_KEYS, *T.DEFENSE_KEYS, "layer", "n_avg"]
-    return rows.group_by(keys).agg(
-        pl.col("eps_lb").max().alias("eps_lb"),
-        pl.col("eps_lb_delta").max().alias("eps_lb_delta"),
-        pl.col("mechanism_epsilon").max().alias("mechanism_epsilon"),
-        pl.col("eps_violation").fill_null(False).any().alias("eps_violation"),
-        pl.col("epsilon").max().alias("epsilon"),
-    )
-
-
-def _canary_rows(store_uri, where) -> pl.DataFrame:
-    """analysis.audits.canary_table, or empty where `where` names a column audits lack."""
-    try:
-        c = A.canary_table(store_uri, where=where)
-    except (ConfigError, DataError):
-        return pl.DataFrame()
-    return c if "canary_eps_lb" in c.columns else pl.DataFrame()
+    return rows.group_by(keys).agg(*T.eps_aggregates())
 
 
 def _lookup(frame: pl.DataFrame, **eq) -> dict | None:
@@ -92,7 +77,7 @@ def findings_frame(
         raise DataError("no per-client attack rows: no findings (run per_client protocols)")
     every = V.verdicts(store_uri, where=where, n_avg=0, n_boot=n_boot, n_perm=n_perm, seed=1)
     eps = _eps_rows(store_uri, where)
-    canary = _canary_rows(store_uri, where)
+    canary = A.canary_table_or_empty(store_uri, where=where)
     out = []
     for row in one.iter_rows(named=True):
         cell = {k: row[k] for k in [*GROUP_KEYS, *T.DEFENSE_KEYS, "layer"]}

@@ -350,14 +350,7 @@ def eps_table(
     keys = [*T.SETTING_KEYS, *T.DEFENSE_KEYS, "layer"]
     attack = (
         rows.group_by(keys, maintain_order=True)
-        .agg(
-            pl.col("eps_lb").max().alias("eps_lb"),
-            pl.col("eps_lb_delta").max().alias("eps_lb_delta"),
-            pl.col("epsilon").max().alias("epsilon"),
-            pl.col("mechanism_epsilon").max().alias("mechanism_epsilon"),
-            pl.col("eps_violation").fill_null(False).any().alias("eps_violation"),
-            pl.col("n_clients").max().alias("n_clients"),
-        )
+        .agg(*T.eps_aggregates(), pl.col("n_clients").max().alias("n_clients"))
         .sort(keys, nulls_last=False)
     )
     if canary.is_empty():
@@ -370,11 +363,8 @@ def eps_table(
 def _canary_columns(store_uri, where) -> pl.DataFrame:
     """The canary audits per cell (analysis.audits), columns prefixed `canary_`; empty when
     the store has none or `where` names a column the audits table lacks."""
-    try:
-        c = A.canary_table(store_uri, where=where)
-    except (DataError, ConfigError):
-        return pl.DataFrame()
-    if c.is_empty() or "canary_eps_lb" not in c.columns:
+    c = A.canary_table_or_empty(store_uri, where=where)
+    if c.is_empty():
         return pl.DataFrame()
     return c.select(
         *A.CELL_KEYS,

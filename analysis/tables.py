@@ -208,3 +208,15 @@ def tradeoff_table(
         pl.lit(layer).alias("layer"),
     )
     return _sort_defenses(out)
+
+
+def eps_aggregates() -> list[pl.Expr]:
+    """Per cell: the largest empirical epsilon lower bound over attackers (and its delta),
+    the mechanism's and the accountant's epsilon, and whether any row violated the mechanism."""
+    return [
+        pl.col("eps_lb").max().alias("eps_lb"),
+        pl.col("eps_lb_delta").max().alias("eps_lb_delta"),
+        pl.col("epsilon").max().alias("epsilon"),
+        pl.col("mechanism_epsilon").max().alias("mechanism_epsilon"),
+        pl.col("eps_violation").fill_null(False).any().alias("eps_violation"),
+    ]
