@@ -127,15 +127,19 @@ def eval_kind(attack: dict) -> str:
     return "cnn eval" if attack["model"].get("name", "cnn") == "cnn" else "fast eval"
 
 
-def run_groups(sweep: Sweep, counts: Counts):
-    """(a representative RunConfig, number of runs like it) per (corpora, feature set, point)."""
+def group_config(sweep: Sweep, corpora: tuple[str, ...], fs, point: dict) -> RunConfig:
+    """The RunConfig of one (corpora, feature set, grid point), its inputs as store refs."""
     from sergrad.config import from_dict
 
+    refs = [f"{input_dir(c, sweep.corpora[c])}/{feature_name(fs)}.parquet" for c in corpora]
+    data = {"features": [STORE_REF + r for r in refs], "utterances": [STORE_REF] * len(refs)}
+    return from_dict(RunConfig, _merge(point, {"data": data}))
+
+
+def run_groups(sweep: Sweep, counts: Counts):
+    """(a representative RunConfig, number of runs like it) per (corpora, feature set, point)."""
     for (corpora, f_i, pt_i), n in counts.groups.items():
-        fs = sweep.features[f_i]
-        refs = [f"{input_dir(c, sweep.corpora[c])}/{feature_name(fs)}.parquet" for c in corpora]
-        data = {"features": [STORE_REF + r for r in refs], "utterances": [STORE_REF] * len(refs)}
-        yield from_dict(RunConfig, _merge(counts.points[pt_i], {"data": data})), n
+        yield group_config(sweep, corpora, sweep.features[f_i], counts.points[pt_i]), n
 
 
 def harvest_bytes(sweep: Sweep, counts: Counts, *, known: dict[str, int] | None = None) -> int:

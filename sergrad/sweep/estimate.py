@@ -248,26 +248,21 @@ def cnn_warnings(sweep: Sweep, *, known: dict[str, int] | None = None) -> list[s
     from sergrad.attack.cost import cnn_warning
     from sergrad.config import from_dict
     from sergrad.fl.model import param_shapes
-    from sergrad.store import STORE_REF
+    from sergrad.sweep.count import group_config
     from sergrad.sweep.devices import default_device
-    from sergrad.sweep.expand import _merge, attack_variants, feature_name, grid_points, input_dir
+    from sergrad.sweep.expand import attack_variants, grid_points
 
     cnns = [a for a, _ in attack_variants(sweep) if a["model"].get("name", "cnn") == "cnn"]
     if not cnns:
         return []
-
-    def run_config(corpora: tuple[str, ...], fs, point: dict) -> RunConfig:
-        refs = [f"{input_dir(c, sweep.corpora[c])}/{feature_name(fs)}.parquet" for c in corpora]
-        data = {"features": [STORE_REF + r for r in refs], "utterances": [STORE_REF] * len(refs)}
-        return from_dict(RunConfig, _merge(point, {"data": data}))
 
     device = default_device(sweep)
     seen: dict[str, str] = {}
     for pairing, fs, point in itertools.product(
         sweep.pairings, sweep.features, grid_points(RunConfig, sweep.run)
     ):
-        target = run_config((pairing.target,), fs, point)
-        shadow = run_config(tuple(pairing.shadow), fs, point)
+        target = group_config(sweep, (pairing.target,), fs, point)
+        shadow = group_config(sweep, tuple(pairing.shadow), fs, point)
         shadow_updates = len(sweep.shadow_folds) * updates_per_run(shadow, sweep, known)
         target_updates = updates_per_run(target, sweep, known)
         shapes = param_shapes(input_dim(sweep, target.data.features[0]), target.model)
