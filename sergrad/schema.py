@@ -177,11 +177,15 @@ ATTACKS = pa.schema(
         ("classes", pa.string()),  # JSON list, the head's class order
         ("per_class_recall", pa.string()),
         ("class_counts", pa.string()),
+        # categorical: the decision argmax_c(log P(c|x) + offset_c), offsets as a JSON list
+        # (shadow: 0; prior: -log shadow share; oracle: fitted on target labels)
+        ("class_offsets", pa.string()),
         # numeric attributes (uar, auc null): mean absolute error, the predict-the-shadow-mean
         # baseline's, Spearman correlation, and a 95% speaker bootstrap of baseline_mae - mae
         ("mae", pa.float64()),
         ("baseline_mae", pa.float64()),
         ("spearman", pa.float64()),
+        ("baseline_value", pa.float64()),  # the baseline's prediction: the shadow mean
         ("mae_gain_ci_low", pa.float64()),
         ("mae_gain_ci_high", pa.float64()),
         ("note", pa.string()),

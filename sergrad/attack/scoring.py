@@ -34,26 +34,39 @@ from sergrad.attack.multiclass import categorical_scores, numeric_scores, per_cl
 OFFSETS = np.linspace(-4.0, 4.0, 33)  # oracle: candidate log-offsets per class
 # columns only numeric rows fill, and the class columns they leave empty
 NUMERIC_COLUMNS = dict.fromkeys(
-    ("mae", "baseline_mae", "spearman", "mae_gain_ci_low", "mae_gain_ci_high")
+    ("mae", "baseline_mae", "spearman", "baseline_value", "mae_gain_ci_low", "mae_gain_ci_high")
 )
 CLASS_METRICS = dict.fromkeys(
     ("uar", "acc", "auc", "tpr_at_1fpr", "tpr_at_10fpr", "uar_ci_low", "uar_ci_high",
-     "threshold", "chance", "classes", "per_class_recall", "class_counts")
+     "threshold", "chance", "classes", "per_class_recall", "class_counts", "class_offsets")
 )  # fmt: skip
+
+
+def log_proba(proba: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(np.asarray(proba, np.float64), 1e-300))  # [N, C]
+
+
+def offsets_for(
+    calibration: str, proba: np.ndarray, *, priors: np.ndarray, y_true: np.ndarray | None = None
+) -> np.ndarray:
+    """The per-class log-offsets [C] of `calibration`: the decision is
+    argmax_c(log P(c|x) + offset_c)."""
+    c = np.asarray(proba).shape[1]
+    if calibration == "shadow":
+        return np.zeros(c)
+    if calibration == "prior":
+        return -np.log(np.maximum(np.asarray(priors, np.float64), 1e-12))
+    if calibration == "oracle":
+        return oracle_offsets(y_true, log_proba(proba))
+    raise ValueError(f"calibration {calibration!r}: unknown; valid: shadow, prior, oracle")
 
 
 def decide(
     calibration: str, proba: np.ndarray, *, priors: np.ndarray, y_true: np.ndarray | None = None
 ) -> np.ndarray:
     """Predicted class per row [N] from probabilities [N, C] under `calibration`."""
-    logp = np.log(np.maximum(np.asarray(proba, np.float64), 1e-300))  # [N, C]
-    if calibration == "shadow":
-        return logp.argmax(axis=1)
-    if calibration == "prior":
-        return (logp - np.log(np.maximum(priors, 1e-12))).argmax(axis=1)
-    if calibration == "oracle":
-        return (logp + oracle_offsets(y_true, logp)).argmax(axis=1)
-    raise ValueError(f"calibration {calibration!r}: unknown; valid: shadow, prior, oracle")
+    off = offsets_for(calibration, proba, priors=priors, y_true=y_true)
+    return (log_proba(proba) + off).argmax(axis=1)
 
 
 def oracle_offsets(y_true: np.ndarray, logp: np.ndarray, *, passes: int = 3) -> np.ndarray:
@@ -119,6 +132,7 @@ def per_class_columns(classes: tuple[str, ...], y: np.ndarray, pred: np.ndarray)
         "classes": json.dumps(list(classes)),
         "per_class_recall": class_json(classes, per_class_recall(y, pred, c).tolist()),
         "class_counts": class_json(classes, [int(np.sum(y == k)) for k in range(c)]),
+        "class_offsets": None,  # binary: the threshold column holds the decision
     }
 
 
@@ -137,7 +151,8 @@ def categorical_metrics(
     """One `attacks` row's metrics for class probabilities [N, C] and class indices [N]."""
     y = np.asarray(y, np.int64)
     c = len(classes)
-    pred = decide(calibration, proba, priors=priors, y_true=y)
+    off = offsets_for(calibration, proba, priors=priors, y_true=y)
+    pred = (log_proba(proba) + off).argmax(axis=1) if len(y) else np.zeros(0, np.int64)
     s = categorical_scores(y, proba)  # auc, counts (threshold-free)
     u = uar(y, pred, c)
 
@@ -160,6 +175,7 @@ def categorical_metrics(
         "n_scored": int(len(y)), "n_clients": int(len(np.unique(clients))),
         "n_speakers": int(len(np.unique(groups))), "threshold": None, "degenerate": degenerate,
         "note": "; ".join(notes), **per_class_columns(classes, y, pred),
+        "class_offsets": json.dumps([float(x) for x in off]),
     }  # fmt: skip
 
 
@@ -186,7 +202,8 @@ def numeric_metrics(
     lo, hi, _ = bootstrap_ci(gain, groups, n_boot=n_boot, rng=rng)
     degenerate = bool(len(pred) and np.ptp(pred) <= 1e-9 * max(1.0, abs(float(np.mean(pred)))))
     return {
-        **CLASS_METRICS, "calibration": "shadow", "n_classes": 0, "mae": s.mae, "baseline_mae": s.baseline_mae,
+        **CLASS_METRICS, "calibration": "shadow", "n_classes": 0, "mae": s.mae,
+        "baseline_value": float(shadow_mean), "baseline_mae": s.baseline_mae,
         "spearman": s.spearman, "mae_gain_ci_low": lo, "mae_gain_ci_high": hi,
         "n_scored": s.n, "n_clients": int(len(np.unique(clients))),
         "n_speakers": int(len(np.unique(groups))), "degenerate": degenerate,
