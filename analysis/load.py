@@ -6,7 +6,7 @@ name as a string. A table that was never written is an empty frame with the sche
 so every query and table works on a partial store.
 
 Joined views:
-- `results`: one row per `attacks` row, with the target run's SER metrics and privacy
+- `results`: one row per `attacks` row (`attribute` gender where older stores lack it), with the target run's SER metrics and privacy
   accounting (`ser_uar`, `ser_acc`, `ser_val_uar`, `epsilon`, `delta`, `dp_protects`, `fold`,
   `run_seed`, ...) joined on `attacks.target_run = runs.run_id`, plus `defense_name` and
   `level` (see `defense_columns`).
@@ -198,6 +198,7 @@ def results(store_uri: str | os.PathLike, *, storage_options: dict | None = None
     runs = runs.select([pl.col(k).alias(v) for k, v in RUN_COLUMNS_FOR_ATTACKS.items()])
     runs = runs.unique(subset="target_run", keep="first")
     attacks = scan(store_uri, "attacks", storage_options=storage_options)
+    attacks = attacks.with_columns(pl.col("attribute").fill_null("gender"))  # older stores
     return attacks.join(runs, on="target_run", how="left").with_columns(defense_columns())
 
 
@@ -238,6 +239,7 @@ def scored_predictions(
     )
     desc = desc.unique(subset=keys, keep="first")
     preds = scan(store_uri, "predictions", storage_options=storage_options)
+    preds = preds.with_columns(pl.col("attribute").fill_null("gender"))  # older stores
     y = pl.when(pl.col("gender") == "M").then(1).when(pl.col("gender") == "F").then(0)
     return preds.join(desc, on=keys, how="left").with_columns(y.alias("y"))
 
