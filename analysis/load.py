@@ -217,7 +217,8 @@ def scored_predictions(
     store_uri: str | os.PathLike, *, storage_options: dict | None = None
 ) -> pl.LazyFrame:
     """Prediction rows with the evaluation's description (attack, target corpus, defense, ...)
-    joined on (eval_id, layer, protocol, n_avg); `y` = 1 for male, 0 for female, null if unknown."""
+    joined on (eval_id, layer, protocol, n_avg); `y` = 1 for male, 0 for female (binary
+    attributes: their second / first class), null if unknown or not binary."""
     keys = ["eval_id", "layer", "protocol", "n_avg"]
     desc = results(store_uri, storage_options=storage_options).select(
         *keys,
@@ -236,11 +237,24 @@ def scored_predictions(
         "epsilon",
         "fold",
         "run_seed",
+        "classes",
+        "n_classes",
     )
     desc = desc.unique(subset=keys, keep="first")
     preds = scan(store_uri, "predictions", storage_options=storage_options)
     preds = preds.with_columns(pl.col("attribute").fill_null("gender"))  # older stores
-    y = pl.when(pl.col("gender") == "M").then(1).when(pl.col("gender") == "F").then(0)
+    # y: 1 for the binary attribute's second class (gender: M), 0 for the first; null for a
+    # categorical or numeric attribute (their scores are `proba` / `prediction`)
+    second = pl.col("classes").str.json_path_match("$[1]")
+    first = pl.col("classes").str.json_path_match("$[0]")
+    binary = pl.col("label").is_not_null() & (pl.col("n_classes") == 2)
+    y = (
+        pl.when(binary & (pl.col("label") == second)).then(1)
+        .when(binary & (pl.col("label") == first)).then(0)
+        .when(pl.col("attribute") != "gender").then(None)
+        .when(pl.col("gender") == "M").then(1)
+        .when(pl.col("gender") == "F").then(0)
+    )  # fmt: skip
     return preds.join(desc, on=keys, how="left").with_columns(y.alias("y"))
 
 

@@ -51,7 +51,7 @@ from sergrad.privacy_bound import dp_attack_ceiling
 
 VERDICT_PROTOCOLS: tuple[str, ...] = ("per_client", "per_client_vote")
 LEGITIMATE: tuple[str, ...] = ("shadow", "prior")  # calibrations that may give a verdict
-CELL_KEYS: list[str] = ["attribute", *T.SETTING_KEYS, *T.DEFENSE_KEYS, "layer"]
+CELL_KEYS: list[str] = [*T.SETTING_KEYS, *T.DEFENSE_KEYS, "layer"]  # attribute first
 ATTACKER_KEYS: list[str] = ["attack", "adaptive", "calibration", "protocol"]
 ALPHA = 0.05
 INTERVAL = "95% cluster bootstrap (runs, then speakers within runs)"

@@ -30,7 +30,7 @@ from sergrad.analysis import tables as T
 
 ALPHA = 0.05
 INTERVAL = "95% cluster bootstrap of the MAE gain (runs, then speakers within runs)"
-CELL_KEYS: list[str] = ["attribute", *T.SETTING_KEYS, *T.DEFENSE_KEYS, "layer"]
+CELL_KEYS: list[str] = [*T.SETTING_KEYS, *T.DEFENSE_KEYS, "layer"]  # attribute first
 ATTACKER_KEYS: list[str] = ["attack", "adaptive", "calibration", "protocol"]
 # One run: (true value per speaker [S], that speaker's predictions, the baseline's prediction)
 Run = tuple[np.ndarray, list[np.ndarray], float]
@@ -71,7 +71,7 @@ def permutation_pvalue(runs: list[Run], *, n_perm: int, rng: np.random.Generator
         pooled_gain([(rng.permutation(y), p, b) for y, p, b in runs]) >= observed - 1e-12
         for _ in range(n_perm)
     )
-    return (1 + hits) / (1 + n_perm)
+    return float((1 + hits) / (1 + n_perm))
 
 
 def run_of(preds: pl.DataFrame, baseline: float) -> Run:
@@ -155,7 +155,7 @@ def numeric_verdicts(
             "mae": row["mae"], "baseline_mae": row["baseline_mae"], "spearman": row["spearman"],
             "p_value": pval,
             "p_value_adjusted": None if pval is None else min(1.0, pval * row["n_candidates"]),
-            "significant": None if pval is None else pval * row["n_candidates"] < ALPHA,
+            "significant": None if pval is None else bool(pval * row["n_candidates"] < ALPHA),
             "degenerate": row["degenerate"], "n_runs": len(evals),
             "n_speakers": int(sum(len(r[0]) for r in runs)) if full else None,
             "n_candidates": row["n_candidates"],
