@@ -204,3 +204,31 @@ def test_labels_join_the_runs_utterance_tables_when_the_clients_table_lacks_them
         attr = resolve_attribute(name, columns=["dialect"])
         values, _ = client_values(store, "r", attr)
         assert values == {c: want(s) for c, s in clients.items()}, name
+
+
+def test_cli_prints_the_numeric_attack_beside_its_baseline(tmp_path, capsys):
+    _, shadows = _store(tmp_path)
+    cfg = tmp_path / "attack.yaml"
+    cfg.write_text(yaml.safe_dump({"target_run": "tg", "shadow_runs": list(shadows),
+                                   "attribute": "age", "layers": ["fc1"], "bootstrap": 20,
+                                   "model": {"name": "logreg_stats", "epochs": 5}}))  # fmt: skip
+    assert main(["attack", "run", str(cfg), "--store", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "numeric attribute 'age'" in out and " MAE " in out and "base" in out
+
+
+def test_the_server_view_never_holds_an_attribute(tmp_path):
+    """The clients side table carries age and language; the updates table (what the server
+    sees) holds no speaker attribute at all, for shadow and target runs alike."""
+    import pyarrow.parquet as pq
+
+    from sergrad.fl.harvest_read import update_path
+    from sergrad.schema import LEGACY_LABEL, SPEAKER_COLUMNS, UPDATE_KEYS
+
+    store, shadows = _store(tmp_path)
+    for run in (*shadows, "tg"):
+        names = set(pq.read_schema(update_path(store, run)).names)
+        assert not names & {LEGACY_LABEL, *SPEAKER_COLUMNS}, names
+        assert names - set(TINY_SHAPES) == set(UPDATE_KEYS.names)
+    clients = store.read("clients").to_pylist()
+    assert all(c["age"] is not None and c["language"] in ("L1", "L2") for c in clients)
