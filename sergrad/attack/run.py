@@ -1,11 +1,12 @@
 """`run_attack`: one attack evaluation, from harvested updates to `attacks` and `predictions`.
 
 Reads like the method (METHOD.md section 4): the shadow runs' updates, labelled with their
-clients' attribute (gender by default; `sergrad.attack.labels` for any other), are normalised element-wise with shadow statistics; one attack model per
-layer group is trained with a speaker-level validation split; the target run's updates (after
-any post-hoc defense) are scored per update and per client (averages of n updates), per layer
-and fused; baselines (majority class, metadata-only attacker) are scored beside them. Binary
-attributes (gender) are scored by `metrics.binary_metrics`, categorical and numeric ones by
+clients' attribute (gender by default; `sergrad.attack.labels` for any other), are
+normalised element-wise with shadow statistics; one attack model per layer group is trained
+with a speaker-level validation split; the target run's updates (after any post-hoc defense)
+are scored per update and per client (averages of n updates), per layer and fused;
+baselines (majority class, metadata-only attacker) are scored beside them. Binary attributes
+(gender) are scored by `metrics.binary_metrics`, categorical and numeric ones by
 `sergrad.attack.scoring`; every row names its `attribute` and, for classes, the per-class
 recall and counts.
 
