@@ -352,13 +352,15 @@ def _baselines(ctx, shadow, target, sels, scored) -> list[dict]:
         meta_c = {n: meta(np.stack([tx[s.rows].mean(axis=0) for s in sel]) if sel else
                           np.zeros((0, 2))) for n, sel in sels.items()}  # fmt: skip
         return _baseline_rows(ctx, target, sels, scored, maj_u, meta_u, maj_c, meta_c)
-    maj_u = majority_baseline(shadow.labels, n_t)
-    meta_u = no_updates_baseline(sx, shadow.labels, tx)
+    ok = known(ctx.target, shadow.labels)  # every row for gender
+    sx, sy = sx[ok], shadow.labels[ok]
+    maj_u = majority_baseline(sy, n_t)
+    meta_u = no_updates_baseline(sx, sy, tx)
     maj_c, meta_c = {}, {}
     for n, sel in sels.items():
-        maj_c[n] = majority_baseline(shadow.labels, len(sel))
+        maj_c[n] = majority_baseline(sy, len(sel))
         avg = np.stack([tx[s.rows].mean(axis=0) for s in sel]) if sel else np.zeros((0, 2))
-        meta_c[n] = no_updates_baseline(sx, shadow.labels, avg) if sel else np.zeros(0)
+        meta_c[n] = no_updates_baseline(sx, sy, avg) if sel else np.zeros(0)
     return _baseline_rows(ctx, target, sels, scored, maj_u, meta_u, maj_c, meta_c)
 
 
