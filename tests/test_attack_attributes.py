@@ -232,3 +232,27 @@ def test_the_server_view_never_holds_an_attribute(tmp_path):
         assert names - set(TINY_SHAPES) == set(UPDATE_KEYS.names)
     clients = store.read("clients").to_pylist()
     assert all(c["age"] is not None and c["language"] in ("L1", "L2") for c in clients)
+
+
+def test_speakers_without_a_value_are_neither_trained_on_nor_scored(tmp_path):
+    """CREMA-D leaves some demographics blank: those speakers' updates are left out of
+    training and scoring (never guessed), and the counts say so."""
+    store = Store(tmp_path)
+    for i in range(2):
+        s, a, leak = _speakers("a", 16)
+        a["a0"] = {"language": "L2"}  # no age
+        write_synthetic_run(store, f"sh{i}", corpus="a", shapes=TINY_SHAPES, speakers=s,
+                            rounds=12, clients_per_round=8, seed=i, signal=SIGNAL, attributes=a,
+                            leak_by_speaker=leak)  # fmt: skip
+    s, a, leak = _speakers("b", 12)
+    a["b1"] = {"language": "L1"}
+    write_synthetic_run(store, "tg", corpus="b", shapes=TINY_SHAPES, speakers=s, rounds=16,
+                        clients_per_round=6, seed=9, signal=SIGNAL, attributes=a,
+                        leak_by_speaker=leak, role="target")  # fmt: skip
+    rows = run_attack(_config("age_group", ("sh0", "sh1"), layers=("fc1",)), store)
+    keys = read_update_keys(store, "tg").to_pylist()
+    known = sum(k["speaker_id"] != "b1" for k in keys)
+    fc1 = _row(rows, "fc1", "per_update")
+    assert fc1["n_scored"] == known < len(keys)
+    assert sum(json.loads(fc1["class_counts"]).values()) == known
+    assert fc1["uar"] > 0.5
