@@ -46,7 +46,7 @@ import polars as pl
 from sergrad.analysis import load
 from sergrad.analysis import tables as T
 from sergrad.analysis.stats import t_interval
-from sergrad.analysis.verdicts_numeric import numeric_verdicts
+from sergrad.analysis.verdicts_numeric import numeric_text, numeric_verdicts
 from sergrad.privacy_bound import dp_attack_ceiling
 
 VERDICT_PROTOCOLS: tuple[str, ...] = ("per_client", "per_client_vote")
@@ -336,6 +336,8 @@ def verdict_tradeoff(
 def verdict_text(row: dict) -> str:
     """'83.1% [75.2, 90.0] (AUC 0.90, p=0.001, 40 speakers, 4 runs; cnn, prior)', or the honest
     'no leak detected at this sample size' / 'degenerate threshold' forms; never 'chance'."""
+    if row.get("uar") is None and row.get("mae_gain") is not None:
+        return numeric_text(row)
     u = row["uar"]
     if u is None or u != u:
         return "no data"
@@ -353,7 +355,9 @@ def verdict_text(row: dict) -> str:
         stat = f"p={p:.2g} (x{row['n_candidates']} attackers: {pa:.2g}), "
     auc = row.get("auc")
     auc_txt = f"AUC {auc:.2f}" if auc is not None and auc == auc else "AUC unknown"
-    base = f"{u * 100:.1f}%{ci} ({auc_txt}, {stat}{n}{row['n_runs']} runs; {who})"
+    chance = row.get("chance")
+    chance_txt = f"chance {chance * 100:.0f}%, " if chance is not None and chance != 0.5 else ""
+    base = f"{u * 100:.1f}%{ci} ({chance_txt}{auc_txt}, {stat}{n}{row['n_runs']} runs; {who})"
     if row.get("degenerate") and row.get("significant") is not True:
         return f"degenerate threshold (every prediction one class; {auc_txt}), not evidence of privacy: {base}"
     if row.get("significant") is False:

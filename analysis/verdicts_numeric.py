@@ -162,3 +162,21 @@ def numeric_verdicts(
             "interval": INTERVAL if full else "none (no stored predictions)",
         })  # fmt: skip
     return pl.DataFrame(out, infer_schema_length=None).sort(keys, nulls_last=False)
+
+
+def numeric_text(row: dict) -> str:
+    """'MAE 7.4 vs 14.3 (baseline) ...: gain 6.9 [4.1, 10.7] (Spearman 0.82, p=0.002, 24
+    speakers, 2 runs; logreg_stats)', or 'no leak detected at this sample size: ...'."""
+    g = row["mae_gain"]
+    ci = (f" [{row['mae_gain_ci_low']:.2f}, {row['mae_gain_ci_high']:.2f}]"
+          if row.get("mae_gain_ci_low") is not None else " (no interval)")  # fmt: skip
+    p = row.get("p_value")
+    stat = f"p={p:.2g}, " if p is not None else ""
+    n = f"{row['n_speakers']} speakers, " if row.get("n_speakers") else ""
+    rho = row.get("spearman")
+    rho_txt = f"Spearman {rho:.2f}, " if rho is not None and rho == rho else ""
+    base = (f"MAE {row['mae']:.2f} vs {row['baseline_mae']:.2f} predicting the shadow mean: "
+            f"gain {g:.2f}{ci} ({rho_txt}{stat}{n}{row['n_runs']} runs; {row['attack']})")  # fmt: skip
+    if row.get("significant") is False:
+        return f"no leak detected at this sample size: {base}"
+    return base
