@@ -256,3 +256,34 @@ def test_speakers_without_a_value_are_neither_trained_on_nor_scored(tmp_path):
     assert fc1["n_scored"] == known < len(keys)
     assert sum(json.loads(fc1["class_counts"]).values()) == known
     assert fc1["uar"] > 0.5
+
+
+def test_labels_from_cremad_demographics_through_the_run_config(tmp_path):
+    """CREMA-D: age, race and ethnicity come from VideoDemographics.csv via the utterance
+    table the run trained on (naive oracle: the demographics rows themselves)."""
+    from corpus_fixtures import CREMAD_DEMOGRAPHICS, make_cremad
+
+    from sergrad.corpora import index_corpus
+    from sergrad.fl.records import write_clients
+
+    table, _ = index_corpus("crema-d", make_cremad(tmp_path / "crema"), options={"labels": "acted"})
+    utt = write_utterances(table, tmp_path / "utts.parquet")
+    store = Store(tmp_path / "store")
+    speakers = sorted(set(table["speaker_id"].to_pylist()))
+    corpus = table["corpus"][0].as_py()
+    write_clients(store, "r", [{"client_id": i, "speaker_id": s, "gender": "F", "corpus": corpus}
+                               for i, s in enumerate(speakers)])  # fmt: skip
+    write_run_row(store, {"run_id": "r", "status": "ok",
+                          "config": json.dumps({"data": {"utterances": [str(utt)]}})}, corpus)  # fmt: skip
+    demo = {a: (float(age), race, eth) for a, age, _, race, eth in CREMAD_DEMOGRAPHICS}
+    for name, want in (
+        ("age", lambda s: demo[s][0]),
+        ("age_group", lambda s: _bin(demo[s][0])),
+        ("race", lambda s: demo[s][1]),
+        ("ethnicity", lambda s: demo[s][2]),
+    ):
+        values, _ = client_values(store, "r", resolve_attribute(name))
+        assert values == {i: want(s) for i, s in enumerate(speakers)}, name
+    # CREMA-D records no language background: every value unknown, never invented
+    values, _ = client_values(store, "r", resolve_attribute("language"))
+    assert set(values.values()) == {None}
