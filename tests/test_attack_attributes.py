@@ -23,7 +23,7 @@ from sergrad.cli import main
 from sergrad.corpora import write_utterances
 from sergrad.corpora.speaker_meta import attach
 from sergrad.fl.harvest_read import read_update_keys
-from sergrad.fl.records import write_run_row
+from sergrad.fl.records import write_clients, write_run_row
 from sergrad.schema import UTTERANCES
 from sergrad.store import Store
 
@@ -195,6 +195,9 @@ def test_labels_join_the_runs_utterance_tables_when_the_clients_table_lacks_them
     config = json.dumps({"data": {"utterances": [str(utt)]}})
     write_run_row(store, {"run_id": "r", "status": "ok", "config": config}, "c")
     clients = {r["client_id"]: r["speaker_id"] for r in store.read("clients").to_pylist()}
+    # a run on several corpora names its speakers "corpus/speaker" (fl.partition.speaker_keys)
+    write_clients(store, "r", [{"client_id": c, "speaker_id": s if c % 2 else f"c/{s}",
+                                "gender": "F", "corpus": "c"} for c, s in clients.items()])  # fmt: skip
     for name, want in (
         ("age_group", lambda s: "<30" if ages[s] < 30 else "30-49" if ages[s] < 50 else ">=50"),
         ("age", lambda s: ages[s]),
@@ -264,7 +267,6 @@ def test_labels_from_cremad_demographics_through_the_run_config(tmp_path):
     from corpus_fixtures import CREMAD_DEMOGRAPHICS, make_cremad
 
     from sergrad.corpora import index_corpus
-    from sergrad.fl.records import write_clients
 
     table, _ = index_corpus("crema-d", make_cremad(tmp_path / "crema"), options={"labels": "acted"})
     utt = write_utterances(table, tmp_path / "utts.parquet")

@@ -4,8 +4,8 @@ speaker attributes of the run's corpora (never the server's view).
 A client's value of attribute `a` (`sergrad.attributes`) is its `clients` row's column
 `a.column` when that is filled (synthetic attack runs write their speakers' attributes there),
 else the speaker's value in the utterance tables the run trained on (the run config's
-`data.utterances`; `sergrad.attributes.speaker_table`), joined on (corpus, speaker_id), then
-derived (`age_group` bins `age`). `AttributeLabels.of` resolves the attribute for one
+`data.utterances`; `sergrad.attributes.speaker_table`), joined on (corpus, speaker_id; a run
+on several corpora prefixes its speaker ids with "corpus/"), then derived (`age_group` bins `age`). `AttributeLabels.of` resolves the attribute for one
 evaluation, checks that shadow and target speakers both hold every class (MissingClassError,
 exit 2, naming the attribute, the corpus and the class) and fixes the class order and, for a
 numeric attribute, the shadow mean and std the regression is standardised with.
@@ -60,6 +60,13 @@ def _utterance_speakers(store: Store, run_row: dict | None, run_id: str) -> dict
     return out
 
 
+def _speaker_key(corpus: str | None, speaker_id: str) -> tuple[str | None, str]:
+    """(corpus, speaker_id) of the utterance table; a run on several corpora names its
+    speakers "corpus/speaker_id" (`sergrad.fl.partition.speaker_keys`)."""
+    prefix = f"{corpus}/"
+    return corpus, speaker_id[len(prefix) :] if speaker_id.startswith(prefix) else speaker_id
+
+
 def client_values(store: Store, run_id: str, attribute: Attribute) -> tuple[Values, list[str]]:
     """({client_id: label}, speaker columns available) of one run for `attribute`."""
     try:
@@ -81,7 +88,7 @@ def client_values(store: Store, run_id: str, attribute: Attribute) -> tuple[Valu
     for r in rows:
         raw = r.get(col)
         if raw is None and speakers:
-            raw = speakers.get((r.get("corpus"), r["speaker_id"]), {}).get(col)
+            raw = speakers.get(_speaker_key(r.get("corpus"), r["speaker_id"]), {}).get(col)
         out[int(r["client_id"])] = attribute.labels([raw])[0]
     return out, columns
 
