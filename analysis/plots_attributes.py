@@ -23,6 +23,8 @@ from sergrad.analysis import verdicts as V
 from sergrad.errors import DataError
 
 PANEL_KEYS = [k for k in T.SETTING_KEYS if k != "attribute"]
+MAX_COLS = 3
+FIXED_COLOURS = ("gender", "age_group", "language", "age", "race", "ethnicity")
 
 
 def attribute_table(
@@ -89,58 +91,74 @@ def plot_attributes(
         raise DataError(f"no verdicts for the attributes plot (defense {defense!r})")
     panels = data.select(PANEL_KEYS).unique(maintain_order=True).rows()
     scales = [s for s in ("classes", "numeric") if s in data["scale"].to_list()]
-    fig = F.Figure(figsize=(1.5 + 4.6 * len(panels), 0.8 + 3.4 * len(scales)),
+    cols = min(MAX_COLS, len(panels))
+    grid_rows = -(-len(panels) // cols)  # panel rows per scale
+    fig = F.Figure(figsize=(1.0 + 4.4 * cols, 0.9 + 3.2 * grid_rows * len(scales)),
                    layout="constrained")  # fmt: skip
-    axes = np.atleast_2d(fig.subplots(len(scales), len(panels), squeeze=False))
+    axes = fig.subplots(grid_rows * len(scales), cols, squeeze=False)
     attributes = sorted(data["attribute"].unique().to_list())
-    colours = {a: F.colour(i) for i, a in enumerate(attributes)}
+    order = [*FIXED_COLOURS, *(a for a in attributes if a not in FIXED_COLOURS)]
+    colours = {a: F.colour(order.index(a)) for a in attributes}  # one colour per attribute
     layers = sorted(data["layer"].unique().to_list(), key=lambda s: (s == "fusion", s))
-    for col, key in enumerate(panels):
-        for row, scale in enumerate(scales):
-            ax = axes[row, col]
+    labels: dict[str, str] = {}
+    for row_block, scale in enumerate(scales):
+        used = []
+        for i, key in enumerate(panels):
+            ax = axes[row_block * grid_rows + i // cols, i % cols]
             sub = data.filter(pl.col("scale") == scale)
             for k, name in enumerate(PANEL_KEYS):
                 sub = sub.filter(pl.col(name) == key[k])
-            present = [a for a in attributes if a in sub["attribute"].to_list()]
-            width = 0.8 / max(1, len(present))
-            labels: dict[str, str] = {}
-            for j, attr in enumerate(present):
-                s = sub.filter(pl.col("attribute") == attr)
-                x = (
-                    np.array([layers.index(name) for name in s["layer"]])
-                    + (j - (len(present) - 1) / 2) * width
-                )
-                scale_by = 100.0 if scale == "classes" else 1.0
-                y = s["leak"].to_numpy().astype(float) * scale_by
-                lo = s["leak_ci_low"].to_numpy().astype(float) * scale_by
-                hi = s["leak_ci_high"].to_numpy().astype(float) * scale_by
-                sig = s["significant"].fill_null(True).to_numpy()
-                chance = s["chance"][0]
-                label = attr if scale == "numeric" else f"{attr} (chance {chance * 100:.0f}%)"
-                labels[attr] = label
-                bars = ax.bar(x, y, width * 0.92, color=colours[attr], edgecolor=colours[attr])
-                for b, ok in zip(bars, sig):
-                    if not ok:
-                        b.set_facecolor("white")
-                        b.set_hatch("///")
-                err = np.vstack([np.maximum(y - lo, 0), np.maximum(hi - y, 0)])
-                if not np.all(np.isnan(err)):
-                    ax.errorbar(x, y, yerr=np.nan_to_num(err), fmt="none", ecolor="black",
-                                elinewidth=0.8, capsize=2)  # fmt: skip
-            handles = [Patch(facecolor=colours[a], edgecolor=colours[a], label=lab)
-                       for a, lab in labels.items()]  # fmt: skip
-            if not sub["significant"].fill_null(True).all():
-                handles.append(Patch(facecolor="white", edgecolor="black", hatch="///",
-                                     label="no leak detected"))  # fmt: skip
-            ax.axhline(0, color="black", linewidth=0.8)
-            ax.set_xticks(range(len(layers)), layers)
-            ax.set_xlabel("layer (parameter group attacked)")
-            ax.set_ylabel("verdict UAR − chance (points)" if scale == "classes"
-                          else "MAE gain over baseline (years)")  # fmt: skip
+            if sub.is_empty():
+                ax.set_visible(False)
+                continue
+            used.append(ax)
+            _bars(ax, sub, scale, attributes, colours, layers, labels)
             ax.set_title(" · ".join(str(v) for v in key), fontsize=9)
-            ax.legend(handles=handles, fontsize=7, loc="best")
+        for i in range(len(panels), grid_rows * cols):
+            axes[row_block * grid_rows + i // cols, i % cols].set_visible(False)
+        lims = [ax.get_ylim() for ax in used]
+        for ax in used:  # one y range per scale: panels compare at a glance
+            ax.set_ylim(min(lo for lo, _ in lims), max(hi for _, hi in lims))
+    handles = [Patch(facecolor=colours[a], edgecolor=colours[a], label=lab)
+               for a, lab in labels.items()]  # fmt: skip
+    if not data["significant"].fill_null(True).all():
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="///",
+                             label="no leak detected at this sample size"))  # fmt: skip
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)),
+               fontsize=8, frameon=False)  # fmt: skip
     F.suptitle(fig, f"Leakage per attribute (per-client, n_avg={'all' if n_avg == 0 else n_avg};"
                     f" {'undefended targets' if defense == T.NO_DEFENSE else defense or 'all'})\n"
-                    "bars: 95% cluster bootstrap; hollow: no leak detected at this sample size")  # fmt: skip
+                    "bars: 95% cluster bootstrap over runs and speakers")  # fmt: skip
     F.save(fig, out)
     return data
+
+
+def _bars(ax, sub: pl.DataFrame, scale: str, attributes, colours, layers, labels) -> None:
+    """One panel: per layer, one bar per attribute (hollow when not significant), with
+    the verdict's interval."""
+    present = [a for a in attributes if a in sub["attribute"].to_list()]
+    width = 0.8 / max(1, len(present))
+    scale_by = 100.0 if scale == "classes" else 1.0  # points; years for numeric
+    for j, attr in enumerate(present):
+        s = sub.filter(pl.col("attribute") == attr)
+        x = np.array([layers.index(name) for name in s["layer"]])
+        x = x + (j - (len(present) - 1) / 2) * width
+        y = s["leak"].to_numpy().astype(float) * scale_by
+        lo = s["leak_ci_low"].to_numpy().astype(float) * scale_by
+        hi = s["leak_ci_high"].to_numpy().astype(float) * scale_by
+        chance = s["chance"][0]
+        labels[attr] = attr if scale == "numeric" else f"{attr} (chance {chance * 100:.0f}%)"
+        bars = ax.bar(x, y, width * 0.92, color=colours[attr], edgecolor=colours[attr])
+        for b, ok in zip(bars, s["significant"].fill_null(True).to_list()):
+            if not ok:
+                b.set_facecolor("white")
+                b.set_hatch("///")
+        err = np.vstack([np.maximum(y - lo, 0), np.maximum(hi - y, 0)])
+        if not np.all(np.isnan(err)):
+            ax.errorbar(x, y, yerr=np.nan_to_num(err), fmt="none", ecolor="black",
+                        elinewidth=0.8, capsize=2)  # fmt: skip
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(layers)), layers)
+    ax.set_xlabel("layer (parameter group attacked)")
+    ax.set_ylabel("verdict UAR − chance (points)" if scale == "classes"
+                  else "MAE gain over baseline (years)")  # fmt: skip
