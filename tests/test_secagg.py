@@ -1,0 +1,139 @@
+"""Secure aggregation: the server's view, cohorts, min_cohort refusal, differencing exactness.
+
+Oracles: the same seed run without secure aggregation (its stored individual updates,
+converted to server space and sample-weighted by hand); a fixed-model run where the
+difference of two aggregates must equal one client's update exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sergrad import schema
+from sergrad.errors import ConfigError
+from sergrad.fl.config import AlgoConfig, DefenseConfig, EvalConfig, ModelConfig, RunConfig
+from sergrad.fl.config import run_id as rid_of
+from sergrad.fl.harvest_read import iter_update_batches, read_update_keys
+from sergrad.fl.records import read_clients, read_cohorts
+from sergrad.fl.run import run_fl
+from sergrad.fl.schedule import local_steps
+from sergrad.fl.secagg import AGGREGATE_CLIENT, differencing_pairs
+from sergrad.fl.synthetic import random_dataset
+from sergrad.store import Store
+
+torch.set_num_threads(1)
+DS = random_dataset(n_speakers=8, utts_per_speaker=30, dim=12, seed=3, separation=0.5)
+MODEL = ModelConfig(hidden=(16, 8))
+PARAMS = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"]
+
+
+def secagg(**params) -> tuple[DefenseConfig, ...]:
+    return (DefenseConfig("secure_aggregation", params),)
+
+
+def rows_of(store: Store, rid: str) -> tuple[list[dict], dict[str, np.ndarray]]:
+    keys, arrays = [], {p: [] for p in PARAMS}
+    for b in iter_update_batches(store, rid, params=PARAMS):
+        keys += b.keys.to_pylist()
+        for p in PARAMS:
+            arrays[p].append(b.arrays[p])
+    return keys, {p: np.concatenate(v) for p, v in arrays.items()}
+
+
+@pytest.mark.parametrize(
+    "algo",
+    [
+        AlgoConfig(name="fedsgd", rounds=3, client_fraction=0.5, server_lr=0.5),
+        AlgoConfig(name="fedavg", rounds=3, client_fraction=0.5, lr=5e-3),
+    ],
+)
+def test_aggregate_harvest_is_the_weighted_mean_of_the_individual_updates(tmp_path, algo):
+    base = RunConfig(model=MODEL, algo=algo, eval=EvalConfig(select_after=0))
+    store = Store(tmp_path)
+    run_fl(base, store, dataset=DS)
+    sa = RunConfig(model=MODEL, algo=algo, eval=EvalConfig(select_after=0), defenses=secagg())
+    row = run_fl(sa, store, dataset=DS)
+    keys, arrays = rows_of(store, rid_of(base))
+    akeys, agg = rows_of(store, rid_of(sa))
+    # the server's view: one row per round, no client, no speaker, N_r as n_samples
+    assert [k["round"] for k in akeys] == [1, 2, 3]
+    assert {k["client_id"] for k in akeys} == {AGGREGATE_CLIENT}
+    assert {k["kind"] for k in akeys} == {"gradient" if algo.name == "fedsgd" else "delta"}
+    cohorts = read_cohorts(store, rid_of(sa))
+    k = cohorts[0]["cohort_size"]
+    assert row["defense"] == "secure_aggregation" and row["defense_level"] == float(k) > 1
+    for i, r in enumerate([1, 2, 3]):
+        mine = [j for j, k in enumerate(keys) if k["round"] == r]
+        assert sorted(keys[j]["client_id"] for j in mine) == cohorts[i]["client_ids"]
+        n = np.array([keys[j]["n_samples"] for j in mine], dtype=np.float64)
+        assert akeys[i]["n_samples"] == int(n.sum()) == cohorts[i]["n_samples"]
+        for p in PARAMS:
+            x = arrays[p][mine].astype(np.float64)
+            if algo.name == "fedavg":  # pseudo-gradient -> delta, by hand
+                x = x * np.array([-algo.lr * local_steps(int(m), algo) for m in n])[:, None]
+            expected = (n[:, None] * x).sum(0) / n.sum()
+            np.testing.assert_allclose(agg[p][i], expected, rtol=1e-4, atol=1e-6)
+    # the base run's cohorts are the same draw; individual updates are never stored
+    assert len(akeys) == 3 and len(keys) == 3 * k
+
+
+def test_server_view_holds_no_attribute(tmp_path):
+    sa = RunConfig(model=MODEL, algo=AlgoConfig(name="fedsgd", rounds=2, client_fraction=0.5),
+                   defenses=secagg(cohort=3))  # fmt: skip
+    store = Store(tmp_path)
+    run_fl(sa, store, dataset=DS)
+    keys = read_update_keys(store, rid_of(sa))
+    assert keys.schema.names == schema.UPDATE_KEYS.names  # no gender / age / composition
+    assert set(keys["speaker_id"].to_pylist()) == {"aggregate"}
+    assert set(keys["client_id"].to_pylist()) == {AGGREGATE_CLIENT}
+    cohorts = read_cohorts(store, rid_of(sa))
+    assert [c["cohort_size"] for c in cohorts] == [3, 3]
+    assert "gender" not in schema.COHORTS.names
+    assert read_clients(store, rid_of(sa)) is not None  # ground truth stays in the side table
+
+
+def test_min_cohort_refused_before_anything_is_written(tmp_path):
+    cfg = RunConfig(model=MODEL, algo=AlgoConfig(rounds=2, client_fraction=0.25),
+                    defenses=secagg(min_cohort=3))  # fmt: skip  # 8 clients x 0.25 = 2
+    store = Store(tmp_path)
+    with pytest.raises(ConfigError, match="min_cohort 3 refuses 2 clients per round"):
+        run_fl(cfg, store, dataset=DS)
+    assert not (tmp_path / "updates").exists() and not (tmp_path / "runs").exists()
+
+
+def test_differencing_recovers_a_client_update_exactly_at_a_fixed_model(tmp_path):
+    """FedSGD, server_lr 0 (model fixed), full-batch gradients, no dropout: every client of S
+    shares the same gradient in both rounds, so N_a A_a - N_b A_b = n_i g_i exactly."""
+    algo = AlgoConfig(name="fedsgd", rounds=4, server_lr=0.0, fedsgd_full_batch=True)
+    model = ModelConfig(hidden=(16, 8), dropout1=0.0, dropout2=0.0)
+    base = RunConfig(model=model, algo=algo, defenses=(), eval=EvalConfig(select_after=0))
+    diff = RunConfig(model=model, algo=algo, eval=EvalConfig(select_after=0),
+                     defenses=secagg(cohort=3, sampling="adversarial_differencing"))  # fmt: skip
+    store = Store(tmp_path)
+    run_fl(dataclass_replace(base, algo=dataclass_replace(algo, client_fraction=1.0)), store,
+           dataset=DS)  # fmt: skip  # every client's gradient at the fixed model, each round
+    run_fl(diff, store, dataset=DS)
+    cohorts = read_cohorts(store, rid_of(diff))
+    pairs = differencing_pairs(cohorts)
+    assert len(pairs) == 2 and all(b == a + 1 for a, b, _ in pairs)
+    assert [c["cohort_size"] for c in cohorts] == [3, 2, 3, 2]
+    akeys, agg = rows_of(store, rid_of(diff))
+    okeys, own = rows_of(store, rid_of(dataclass_replace(
+        base, algo=dataclass_replace(algo, client_fraction=1.0))))  # fmt: skip
+    for a, b, i in pairs:
+        na, nb = akeys[a - 1]["n_samples"], akeys[b - 1]["n_samples"]
+        j = next(j for j, k in enumerate(okeys) if k["round"] == a and k["client_id"] == i)
+        n_i = okeys[j]["n_samples"]
+        assert na - nb == n_i
+        for p in PARAMS:
+            recovered = (na * agg[p][a - 1].astype(np.float64)
+                         - nb * agg[p][b - 1].astype(np.float64)) / n_i  # fmt: skip
+            np.testing.assert_allclose(recovered, own[p][j], rtol=1e-4, atol=1e-5)
+
+
+def dataclass_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
