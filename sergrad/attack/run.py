@@ -138,6 +138,7 @@ def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) ->
               "feature_set": target_row.get("feature_set"), "algorithm": target_row.get("algorithm"),
               "defense": target_row.get("defense"), "defense_level": target_row.get("defense_level"),
               "posthoc": posthoc_name, "posthoc_level": posthoc_level, "seed": config.seed,
+              "threat_model": "individual_updates",
               "config": canonical_json(config), "created_at": now_iso()}  # fmt: skip
     rows = [{**common, "wall_s": wall, **r} for r in results]
     warn_violations(rows)
