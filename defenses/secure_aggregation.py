@@ -6,7 +6,9 @@ secure-aggregation view (one aggregate row per round in the harvest, cohorts in 
 
     {name: secure_aggregation, params: {cohort: 5, min_cohort: 2, sampling: uniform}}
 
-`level` is the cohort size k (clients per round), so tables and plots facet by it.
+`level` is the cohort size k (clients per round), so tables and plots facet by it. The
+runs/attacks `defense` label is `secure_aggregation` (uniform sampling) or
+`secure_aggregation_differencing` (a server that controls sampling), two threat models.
 
 >>> from sergrad.fl.config import DefenseConfig
 >>> from sergrad.defenses import create_defense
@@ -29,6 +31,8 @@ class SecureAggregation(Defense):
 
     def __init__(self, spec: SecAggSpec, *, clients_per_round: int | None) -> None:
         self.spec = spec
+        if spec.sampling == "adversarial_differencing":
+            self.name = f"{NAME}_differencing"
         self.level = None if clients_per_round is None else float(clients_per_round)
 
 

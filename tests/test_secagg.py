@@ -193,3 +193,57 @@ def test_attacks_beat_their_baselines_on_a_known_answer(tmp_path, sampling):
     else:
         assert diff[0]["threat_model"] == "secagg_controlled_sampling"
         assert diff[0]["n_scored"] == 20 and diff[0]["uar"] > 0.8
+
+
+SWEEP = """name: sa
+corpora:
+  a: {kind: synth, speakers: 6}
+  b: {kind: synth, speakers: 6}
+pairings: [{target: a, shadow: [b]}]
+features: [{name: prosody}]
+run:
+  algo: {name: {grid: [fedsgd, fedavg]}, rounds: 2}
+defenses:
+  - {name: none}
+  - name: secure_aggregation
+    params: {cohort: {grid: [1, 5]}, min_cohort: MIN}
+folds: [0]
+shadow_folds: [0, 1]
+attack: {models: [{name: logreg_stats}, {name: cnn}], layers: [fc1]}
+"""
+
+
+def test_min_cohort_refused_at_plan_time_exit_2(tmp_path, capsys):
+    from sergrad.cli import main
+
+    path = tmp_path / "s.yaml"
+    path.write_text(SWEEP.replace("MIN", "2"))
+    assert main(["sweep", "plan", str(path), "--store", str(tmp_path / "st")]) == 2
+    err = capsys.readouterr().err
+    assert "s.yaml:12" in err and "defenses[1].params.min_cohort" in err
+    assert "min_cohort 2 refuses 1 clients per round" in err
+    assert not (tmp_path / "st").exists()
+
+
+def test_plan_gives_secagg_targets_their_own_attack_and_counts_agree(tmp_path):
+    from sergrad.sweep.count import count
+    from sergrad.sweep.expand import expand
+    from sergrad.sweep.schema import load_sweep
+    from sergrad.sweep.secagg_jobs import SecAggEvalJob
+
+    path = tmp_path / "s.yaml"
+    path.write_text(SWEEP.replace("MIN", "1"))
+    sweep = load_sweep(path)
+    plan = expand(sweep, str(tmp_path / "st"))
+    runs = {r.id: r for r in plan.runs}
+    secagg = [e for e in plan.evals if isinstance(e, SecAggEvalJob)]
+    assert len(secagg) == 2 * 2  # algorithms x cohort sizes; attack models do not multiply it
+    assert len(plan.evals) - len(secagg) == 2 * 2  # undefended: algorithms x models
+    for e in secagg:
+        target = runs[e.config.target_run].config.defenses
+        for s in e.config.shadow_runs:  # the attacker runs the same secure aggregation
+            assert runs[s].role == "shadow" and runs[s].config.defenses == target
+    c = count(sweep)
+    assert (c.evaluations, c.target_runs, c.shadow_runs) == (
+        len(plan.evals), sum(r.role == "target" for r in plan.runs),
+        sum(r.role == "shadow" for r in plan.runs))  # fmt: skip

@@ -167,5 +167,5 @@ def aggregate_update(mean: dict[str, torch.Tensor], updates: Sequence, *, round:
 
 def secagg_of(defenses: Sequence):
     """The run's secure_aggregation defense, or None."""
-    found = [d for d in defenses if getattr(d, "name", None) == NAME]
+    found = [d for d in defenses if isinstance(getattr(d, "spec", None), SecAggSpec)]
     return found[0] if found else None

@@ -1,0 +1,130 @@
+"""Leakage against the cohort size under secure aggregation (sergrad.attack.secagg rows).
+
+Two threat models, two panels, x = clients per round (the cohort size k), one line per
+algorithm:
+- composition (`secagg_aggregate`, honest sampling): Spearman correlation between the
+  predicted and the true fraction of the attribute in each round's cohort. One target run:
+  its 95% bootstrap interval over rounds and its permutation p; several runs: the mean with
+  a 95% Student-t interval over runs (n >= 3) and the largest p (conservative).
+- differencing (`secagg_controlled_sampling`, the server chooses the cohorts): the verdict
+  machinery's pooled per-client UAR (95% cluster bootstrap over runs and speakers,
+  permutation p) of the per-client attack on (S + {i}) - S aggregate differences.
+Hollow markers: p >= 0.05 (no leak detected at this sample size, not proof of privacy).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import polars as pl
+
+from sergrad.analysis import figure as F
+from sergrad.analysis import load
+from sergrad.analysis import verdicts as V
+from sergrad.analysis.query import apply_where
+from sergrad.analysis.stats import t_interval
+from sergrad.errors import DataError
+
+AGGREGATE, CONTROLLED = "secagg_aggregate", "secagg_controlled_sampling"
+
+
+def _rows(store_uri, where) -> pl.DataFrame:
+    lf = load.results(store_uri).filter(pl.col("status") == "ok")
+    if "threat_model" not in lf.collect_schema().names():
+        return pl.DataFrame()
+    lf = lf.filter(pl.col("threat_model").is_in([AGGREGATE, CONTROLLED]))
+    return apply_where(lf, where).collect()
+
+
+def has_secagg_rows(store_uri: str | os.PathLike) -> bool:
+    try:
+        return not _rows(store_uri, None).is_empty()
+    except (DataError, pl.exceptions.PolarsError, OSError):
+        return False
+
+
+def cohort_table(store_uri: str | os.PathLike, *, where: str | None = None) -> pl.DataFrame:
+    """One row per (threat model, algorithm, defense, cohort size, layer): the leakage
+    statistic, its interval, p-value and n (runs, and aggregates or clients scored)."""
+    rows = _rows(store_uri, where)
+    if rows.is_empty():
+        raise DataError("no secure-aggregation attack rows (threat_model secagg_*)")
+    keys = ["algorithm", "defense", "cohort_size", "layer"]
+    out = []
+    comp = rows.filter(pl.col("threat_model") == AGGREGATE)
+    for key, g in comp.group_by(keys, maintain_order=True):
+        rho = [v for v in g["spearman"].to_list() if v is not None and v == v]
+        single = g.height == 1
+        lo, hi = ((g["spearman_ci_low"][0], g["spearman_ci_high"][0]) if single
+                  else t_interval(rho, bounds=(-1.0, 1.0)))  # fmt: skip
+        ps = [p for p in g["p_value"].to_list() if p is not None]
+        out.append({"threat_model": AGGREGATE, **dict(zip(keys, key)),
+                    "statistic": "spearman", "value": float(np.mean(rho)) if rho else None,
+                    "ci_low": lo, "ci_high": hi, "p_value": max(ps) if ps else None,
+                    "mae": g["mae"].mean(), "mae_baseline": g["mae_baseline"].mean(),
+                    "n_runs": g.height, "n_scored": int(g["n_scored"].sum())})  # fmt: skip
+    if rows.filter(pl.col("threat_model") == CONTROLLED).height:
+        v = V.verdicts(store_uri, where=_and(where, "threat_model", CONTROLLED),
+                       protocols=("per_client",), n_boot=1000, n_perm=1000)  # fmt: skip
+        sizes = rows.filter(pl.col("threat_model") == CONTROLLED).group_by(
+            ["algorithm", "defense", "defense_level"]).agg(pl.col("cohort_size").first())  # fmt: skip
+        for r in v.join(sizes, on=["algorithm", "defense", "defense_level"]).iter_rows(named=True):
+            out.append({"threat_model": CONTROLLED, **{k: r[k] for k in keys},
+                        "statistic": "per-client UAR", "value": r["uar"],
+                        "ci_low": r["uar_ci_low"], "ci_high": r["uar_ci_high"],
+                        "p_value": r["p_value"], "mae": None, "mae_baseline": None,
+                        "n_runs": r["n_runs"], "n_scored": r["n_clients"]})  # fmt: skip
+    return pl.DataFrame(out, infer_schema_length=None).sort(["threat_model", *keys])
+
+
+def _and(where: str | None, column: str, value: str) -> str:
+    clause = f"{column} = '{value}'"
+    return clause if not where else f"({where}) AND {clause}"
+
+
+def plot_cohort(
+    store_uri: str | os.PathLike, out: str | os.PathLike, *, where: str | None = None
+) -> pl.DataFrame:
+    F.check_output(out)
+    data = cohort_table(store_uri, where=where)
+    fig, axes = F.panels(2, width=4.8, height=3.6)
+    titles = {AGGREGATE: "Cohort composition from the aggregate\n(honest sampling)",
+              CONTROLLED: "Per-client by differencing\n(server controls sampling)"}  # fmt: skip
+    ylabels = {AGGREGATE: "Spearman(predicted, true fraction F)", CONTROLLED: "per-client UAR"}
+    algos = sorted(data["algorithm"].unique().to_list())
+    for ax, tm in zip(axes, (AGGREGATE, CONTROLLED)):
+        sub = data.filter(pl.col("threat_model") == tm)
+        for i, algo in enumerate(algos):
+            s = sub.filter(pl.col("algorithm") == algo).sort("cohort_size")
+            if s.is_empty():
+                continue
+            x = s["cohort_size"].to_numpy().astype(float) * (1 + F.dodge(i, len(algos)))
+            y = s["value"].to_numpy().astype(float)
+            lo = s["ci_low"].fill_null(np.nan).to_numpy().astype(float)
+            hi = s["ci_high"].fill_null(np.nan).to_numpy().astype(float)
+            err = np.vstack([np.nan_to_num(y - lo), np.nan_to_num(hi - y)])
+            c = F.colour(i)
+            ax.errorbar(x, y, yerr=err, color=c, lw=1.2, capsize=3, label=algo)
+            sig = s["p_value"].fill_null(1.0).to_numpy() < 0.05
+            ax.scatter(x[sig], y[sig], color=c, zorder=3, s=25)
+            ax.scatter(x[~sig], y[~sig], facecolor="white", edgecolor=c, zorder=3, s=25)
+            for xi, n in zip(x, s["n_scored"].to_list()):
+                ax.annotate(f"n={n}", (xi, ax.get_ylim()[0]), fontsize=6, color=c,
+                            xytext=(0, 2 + 7 * i), textcoords="offset points", ha="center")  # fmt: skip
+        ax.axhline(0.0 if tm == AGGREGATE else 0.5, color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ticks = sorted(data["cohort_size"].unique().to_list())
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("clients per round (cohort size)")
+        ax.set_ylabel(ylabels[tm])
+        ax.set_title(titles[tm], fontsize=9)
+        ax.grid(alpha=0.3)
+        if sub.is_empty():
+            ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", color="grey")
+    F.legend_outside(fig, axes, title="algorithm (hollow: p >= 0.05)")
+    F.suptitle(fig, "Leakage under secure aggregation against the cohort size (bars: 95% "
+               "intervals; dotted: chance)", fontsize=10)  # fmt: skip
+    F.save(fig, out)
+    return data
