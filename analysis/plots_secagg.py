@@ -50,7 +50,7 @@ def cohort_table(store_uri: str | os.PathLike, *, where: str | None = None) -> p
     rows = _rows(store_uri, where)
     if rows.is_empty():
         raise DataError("no secure-aggregation attack rows (threat_model secagg_*)")
-    keys = ["algorithm", "defense", "cohort_size", "layer"]
+    keys = ["algorithm", "defense_name", "cohort_size", "layer"]
     out = []
     comp = rows.filter(pl.col("threat_model") == AGGREGATE)
     for key, g in comp.group_by(keys, maintain_order=True):
@@ -68,8 +68,8 @@ def cohort_table(store_uri: str | os.PathLike, *, where: str | None = None) -> p
         v = V.verdicts(store_uri, where=_and(where, "threat_model", CONTROLLED),
                        protocols=("per_client",), n_boot=1000, n_perm=1000)  # fmt: skip
         sizes = rows.filter(pl.col("threat_model") == CONTROLLED).group_by(
-            ["algorithm", "defense", "defense_level"]).agg(pl.col("cohort_size").first())  # fmt: skip
-        for r in v.join(sizes, on=["algorithm", "defense", "defense_level"]).iter_rows(named=True):
+            ["algorithm", "defense_name", "level"]).agg(pl.col("cohort_size").first())  # fmt: skip
+        for r in v.join(sizes, on=["algorithm", "defense_name", "level"]).iter_rows(named=True):
             out.append({"threat_model": CONTROLLED, **{k: r[k] for k in keys},
                         "statistic": "per-client UAR", "value": r["uar"],
                         "ci_low": r["uar_ci_low"], "ci_high": r["uar_ci_high"],
@@ -92,11 +92,13 @@ def plot_cohort(
     titles = {AGGREGATE: "Cohort composition from the aggregate\n(honest sampling)",
               CONTROLLED: "Per-client by differencing\n(server controls sampling)"}  # fmt: skip
     ylabels = {AGGREGATE: "Spearman(predicted, true fraction F)", CONTROLLED: "per-client UAR"}
-    algos = sorted(data["algorithm"].unique().to_list())
+    series = data.select("algorithm", "defense_name").unique().sort(["defense_name", "algorithm"])
+    algos = list(series.iter_rows())
     for ax, tm in zip(axes, (AGGREGATE, CONTROLLED)):
         sub = data.filter(pl.col("threat_model") == tm)
-        for i, algo in enumerate(algos):
-            s = sub.filter(pl.col("algorithm") == algo).sort("cohort_size")
+        for i, (algo, dname) in enumerate(algos):
+            s = sub.filter((pl.col("algorithm") == algo) & (pl.col("defense_name") == dname))
+            s = s.sort("cohort_size")
             if s.is_empty():
                 continue
             x = s["cohort_size"].to_numpy().astype(float) * (1 + F.dodge(i, len(algos)))
@@ -105,7 +107,9 @@ def plot_cohort(
             hi = s["ci_high"].fill_null(np.nan).to_numpy().astype(float)
             err = np.vstack([np.nan_to_num(y - lo), np.nan_to_num(hi - y)])
             c = F.colour(i)
-            ax.errorbar(x, y, yerr=err, color=c, lw=1.2, capsize=3, label=algo)
+            how = "controlled sampling" if dname.endswith("differencing") else "uniform sampling"
+            ax.errorbar(x, y, yerr=err, color=c, lw=1.2, capsize=3, label=f"{algo}, {how}",
+                        ls="--" if dname.endswith("differencing") else "-")  # fmt: skip
             sig = s["p_value"].fill_null(1.0).to_numpy() < 0.05
             ax.scatter(x[sig], y[sig], color=c, zorder=3, s=25)
             ax.scatter(x[~sig], y[~sig], facecolor="white", edgecolor=c, zorder=3, s=25)
@@ -123,7 +127,7 @@ def plot_cohort(
         ax.grid(alpha=0.3)
         if sub.is_empty():
             ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", color="grey")
-    F.legend_outside(fig, axes, title="algorithm (hollow: p >= 0.05)")
+    F.legend_outside(fig, axes, title="algorithm, sampling (hollow: p >= 0.05)")
     F.suptitle(fig, "Leakage under secure aggregation against the cohort size (bars: 95% "
                "intervals; dotted: chance)", fontsize=10)  # fmt: skip
     F.save(fig, out)
