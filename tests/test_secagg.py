@@ -247,3 +247,37 @@ def test_plan_gives_secagg_targets_their_own_attack_and_counts_agree(tmp_path):
     assert (c.evaluations, c.target_runs, c.shadow_runs) == (
         len(plan.evals), sum(r.role == "target" for r in plan.runs),
         sum(r.role == "shadow" for r in plan.runs))  # fmt: skip
+
+
+def test_cohort_figure_and_report_section_come_from_the_stored_rows(tmp_path):
+    from sergrad.analysis.plots_secagg import plot_cohort
+    from sergrad.analysis.report import write_report
+    from sergrad.attack.secagg import SecAggAttackConfig, run_secagg_attack
+    from sergrad.fl.config import DataConfig
+
+    target_ds = leaky_dataset(n_speakers=20, utts=20, dim=8, seed=3)
+    shadow_ds = leaky_dataset(n_speakers=20, utts=20, dim=8, seed=4)
+    store = Store(tmp_path / "store")
+    stored = {}
+    for k in (1, 4):
+
+        def cfg(fold: int, k=k) -> RunConfig:
+            return RunConfig(model=MODEL, algo=AlgoConfig(name="fedsgd", rounds=20, server_lr=0.5),
+                             eval=EvalConfig(select_after=0, every=10), data=DataConfig(fold=fold),
+                             defenses=secagg(cohort=k))  # fmt: skip
+
+        target = run_fl(cfg(0), store, dataset=target_ds, extra={"role": "target"})["run_id"]
+        shadows = tuple(run_fl(cfg(f), store, dataset=shadow_ds)["run_id"] for f in range(3))
+        rows = run_secagg_attack(SecAggAttackConfig(target_run=target, shadow_runs=shadows,
+                                                    bootstrap=50, permutations=50), store)  # fmt: skip
+        stored[k] = rows[0]
+    frame = plot_cohort(store.uri, tmp_path / "secagg.png")
+    assert (tmp_path / "secagg.png").stat().st_size > 0
+    assert frame["cohort_size"].to_list() == [1, 4]
+    for r in frame.iter_rows(named=True):
+        s = stored[r["cohort_size"]]
+        assert r["value"] == pytest.approx(s["spearman"]) and r["n_scored"] == s["n_scored"] == 20
+        assert (r["ci_low"], r["ci_high"], r["p_value"]) == pytest.approx(
+            (s["spearman_ci_low"], s["spearman_ci_high"], s["p_value"]))  # fmt: skip
+    page = write_report(store.uri, tmp_path / "report").read_text()
+    assert "Secure aggregation: leakage against the cohort size" in page
