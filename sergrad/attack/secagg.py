@@ -39,6 +39,9 @@ from sergrad.fl.harvest_read import iter_update_batches, read_update_meta
 from sergrad.fl.records import now_iso, read_clients, read_cohorts, read_run_row
 from sergrad.store import Store
 
+# the attacks columns only these attacks fill (null in the per-update attack's rows)
+NO_REGRESSION_COLUMNS = {c: None for c in ("cohort_size", "mae", "mae_baseline", "spearman",
+                                           "spearman_ci_low", "spearman_ci_high", "p_value")}  # fmt: skip
 ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # x mean(diag K)
 
 
