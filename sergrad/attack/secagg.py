@@ -17,8 +17,9 @@ attacker knows the protocol; the shadow clients' attributes are its public label
   trained on shadow differences predicts client i's attribute. Scored per difference
   (speaker-level bootstrap), predictions stored for the verdict machinery.
 
-The model is ridge regression in its dual form on element-wise z-normalised (shadow
-statistics) layer vectors, its penalty chosen by leave-one-shadow-run-out MAE.
+The model is ridge regression in its dual form on element-wise normalised layer vectors
+(centred on the shadow mean, globally or of the same round, and scaled by the shadow std),
+centering and penalty chosen by leave-one-shadow-run-out MAE.
 Target attributes are read only for scoring.
 """
 
@@ -150,54 +151,87 @@ def load_run(store: Store, run_id: str, config: SecAggAttackConfig, *, role: str
 
 
 # --- the model: dual ridge on shadow-normalised vectors ---------------------------------------
+CENTERINGS = ("global", "round")  # subtract the shadow mean over all rows | of the same round
+
+
 @dataclass
 class Ridge:
-    mean: np.ndarray
+    centering: str
+    means: dict  # round -> shadow mean [p] ("round"), or {None: mean} ("global")
     std: np.ndarray
     z: np.ndarray  # normalised shadow rows [n, p]
     coef: np.ndarray  # dual coefficients [n]
     intercept: float
     alpha: float
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, rounds: np.ndarray) -> np.ndarray:
         if len(x) == 0:
             return np.zeros(0)
-        zt = (x - self.mean) / self.std
+        zt = _centred(x, rounds, self.means, self.centering) / self.std
         return zt @ self.z.T @ self.coef / self.z.shape[1] + self.intercept
 
 
-def fit_ridge(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> Ridge:
-    """Dual ridge y ~ z w, the penalty (ALPHAS x mean diag K) picked by leave-one-group-out
-    MAE where there are >= 2 groups (shadow runs), else the middle one."""
+def _round_means(x: np.ndarray, rounds: np.ndarray, centering: str) -> dict:
+    overall = x.mean(0)
+    if centering == "global":
+        return {None: overall}
+    return {None: overall, **{int(r): x[rounds == r].mean(0) for r in np.unique(rounds)}}
+
+
+def _centred(x, rounds, means: dict, centering: str) -> np.ndarray:
+    if centering == "global":
+        return x - means[None]
+    return x - np.stack([means.get(int(r), means[None]) for r in rounds])
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, groups: np.ndarray, rounds: np.ndarray) -> Ridge:
+    """Dual ridge y ~ z w. z: each element centred (on the shadow mean of all rows, or of the
+    same FL round: shadow runs share the target's init and schedule, so this removes the
+    round's common direction) and scaled by its shadow std. The centering and the penalty
+    (ALPHAS x mean diag K) are chosen by leave-one-group-out MAE (groups = shadow runs;
+    with one group: global centering, the middle penalty). Rows with an unknown label drop."""
     keep = ~np.isnan(y)
-    x, y, groups = x[keep], y[keep], groups[keep]
+    x, y, groups, rounds = x[keep], y[keep], groups[keep], rounds[keep]
     if len(y) < 3:
         raise DataError(f"{len(y)} labelled shadow aggregates: too few to train an attack")
-    mean, std = x.mean(0), x.std(0)
-    std = np.where(std > 1e-12, std, 1.0)
-    z = (x - mean) / std  # [n, p]
-    k = z @ z.T / z.shape[1]  # [n, n]
-    scale = float(np.mean(np.diag(k))) or 1.0
-
-    def solve(idx: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
-        b = float(y[idx].mean())
-        kk = k[np.ix_(idx, idx)] + alpha * scale * np.eye(len(idx))
-        return np.linalg.solve(kk, y[idx] - b), b
-
-    best = ALPHAS[len(ALPHAS) // 2]
     uniq = np.unique(groups)
-    if len(uniq) >= 2:
-        errs = []
-        for alpha in ALPHAS:
+    best, best_err = ("global", ALPHAS[len(ALPHAS) // 2]), np.inf
+    for centering in CENTERINGS if len(uniq) >= 2 else ("global",):
+        z, _, _ = _normalised(x, rounds, centering)
+        k = z @ z.T / z.shape[1]  # [n, n]
+        scale = float(np.mean(np.diag(k))) or 1.0
+        for alpha in ALPHAS if len(uniq) >= 2 else ():
             err = 0.0
-            for g in uniq:
+            for g in uniq:  # leave one shadow run out; its rows also leave the round means
                 tr, te = np.flatnonzero(groups != g), np.flatnonzero(groups == g)
-                c, b = solve(tr, alpha)
-                err += float(np.abs(k[np.ix_(te, tr)] @ c + b - y[te]).sum())
-            errs.append(err)
-        best = ALPHAS[int(np.argmin(errs))]
-    c, b = solve(np.arange(len(y)), best)
-    return Ridge(mean=mean, std=std, z=z, coef=c, intercept=b, alpha=best)
+                zt, _, _ = _normalised(x[tr], rounds[tr], centering, apply=(x[te], rounds[te]))
+                ztr = zt[: len(tr)]
+                kk = ztr @ ztr.T / z.shape[1] + alpha * scale * np.eye(len(tr))
+                b = float(y[tr].mean())
+                c = np.linalg.solve(kk, y[tr] - b)
+                err += float(np.abs(zt[len(tr) :] @ ztr.T @ c / z.shape[1] + b - y[te]).sum())
+            if err < best_err:
+                best, best_err = (centering, alpha), err
+    centering, alpha = best
+    z, means, std = _normalised(x, rounds, centering)
+    k = z @ z.T / z.shape[1]
+    scale = float(np.mean(np.diag(k))) or 1.0
+    b = float(y.mean())
+    c = np.linalg.solve(k + alpha * scale * np.eye(len(y)), y - b)
+    return Ridge(centering=centering, means=means, std=std, z=z, coef=c, intercept=b, alpha=alpha)
+
+
+def _normalised(x, rounds, centering, *, apply=None):
+    """(rows of x [and of `apply`'s rows after them] centred and scaled by x's statistics,
+    the means, the std)."""
+    means = _round_means(x, rounds, centering)
+    cx = _centred(x, rounds, means, centering)
+    std = cx.std(0)
+    std = np.where(std > 1e-12, std, 1.0)
+    z = cx / std
+    if apply is not None:
+        z = np.concatenate([z, _centred(apply[0], apply[1], means, centering) / std])
+    return z, means, std
 
 
 # --- statistics --------------------------------------------------------------------------------
@@ -260,8 +294,9 @@ def run_secagg_attack(config: SecAggAttackConfig, store: Store) -> list[dict]:
     y_target = target.fraction()  # scoring only
     baseline = float(np.nanmean(y_shadow))
     for layer in config.layers:
-        model = fit_ridge(np.concatenate([r.layers[layer] for r in shadow]), y_shadow, group)
-        pred = model.predict(target.layers[layer])
+        model = fit_ridge(np.concatenate([r.layers[layer] for r in shadow]), y_shadow, group,
+                          np.concatenate([r.rounds for r in shadow]))  # fmt: skip
+        pred = model.predict(target.layers[layer], target.rounds)
         m = composition_metrics(y_target, pred, baseline, n_boot=config.bootstrap,
                                 n_perm=config.permutations, rng=rng)  # fmt: skip
         rows.append({"layer": layer, "protocol": "cohort_composition", "n_avg": 1,
@@ -269,7 +304,7 @@ def run_secagg_attack(config: SecAggAttackConfig, store: Store) -> list[dict]:
                      "threshold": 0.5 if m.get("uar") is not None else None,
                      "n_clients": len(target.labels), "degenerate": False,
                      "note": f"regress fraction {config.attribute}={config.positive} of the "
-                             f"cohort; ridge alpha {model.alpha:g}; shadow mean {baseline:.3f}",
+                             f"cohort; ridge alpha {model.alpha:g}, {model.centering} centering; shadow mean {baseline:.3f}",
                      **m})  # fmt: skip
         rows += _differencing(config, shadow, target, layer, rng=rng, preds=preds)
     common = {"eval_id": eid, "status": "ok", "error": None, "attack": "ridge",
@@ -295,16 +330,17 @@ def _differencing(config, shadow, target, layer, *, rng, preds: list) -> list[di
     t_diff, t_round, t_client = target.differences()
     if not t_client:
         return []
-    xs, ys, gs = [], [], []
+    xs, ys, gs, rs = [], [], [], []
     for i, run in enumerate(shadow):
-        d, _, cl = run.differences()
+        d, rounds, cl = run.differences()
         xs.append(d[layer])
         ys += [run.labels.get(c, np.nan) for c in cl]
         gs += [i] * len(cl)
+        rs.append(rounds)
     if not gs:
         raise DataError("shadow runs hold no differencing pairs (sampling must match the target)")
-    model = fit_ridge(np.concatenate(xs), np.array(ys), np.array(gs))
-    p_pos = np.clip(model.predict(t_diff[layer]), 0.0, 1.0)
+    model = fit_ridge(np.concatenate(xs), np.array(ys), np.array(gs), np.concatenate(rs))
+    p_pos = np.clip(model.predict(t_diff[layer], t_round), 0.0, 1.0)
     y = np.array([target.labels.get(c, np.nan) for c in t_client])
     ok = ~np.isnan(y)
     speakers = np.array([target.speakers.get(c, str(c)) for c in t_client], dtype=object)
@@ -320,6 +356,7 @@ def _differencing(config, shadow, target, layer, *, rng, preds: list) -> list[di
                           "gender": None if lab != lab else ("F" if lab == 1 else "M"),
                           "p_male": float(1 - p)})  # fmt: skip
     m["note"] = "; ".join(filter(None, [
-        f"differences of rounds (S+{{i}}, S); ridge alpha {model.alpha:g}", m["note"]]))  # fmt: skip
+        f"differences of rounds (S+{{i}}, S); ridge alpha {model.alpha:g}, "
+        f"{model.centering} centering", m["note"]]))  # fmt: skip
     return [{"layer": layer, "protocol": "per_client", "n_avg": 1, "calibration": "shadow",
              "threat_model": S.THREAT_CONTROLLED, **m}]  # fmt: skip
