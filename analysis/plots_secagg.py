@@ -8,7 +8,8 @@ algorithm:
   a 95% Student-t interval over runs (n >= 3) and the largest p (conservative).
 - differencing (`secagg_controlled_sampling`, the server chooses the cohorts): the verdict
   machinery's pooled per-client UAR (95% cluster bootstrap over runs and speakers,
-  permutation p) of the per-client attack on (S + {i}) - S aggregate differences.
+  permutation p) of the per-client attack on (S + {i}) - S aggregate differences, per way
+  the server formed them (two rounds: approximate; two sessions of one round: exact).
 Hollow markers: p >= 0.05 (no leak detected at this sample size, not proof of privacy).
 """
 
@@ -27,6 +28,12 @@ from sergrad.analysis.stats import t_interval
 from sergrad.errors import DataError
 
 AGGREGATE, CONTROLLED = "secagg_aggregate", "secagg_controlled_sampling"
+SAMPLING_LABELS = {  # runs' defense label -> how the server formed the cohorts
+    "secure_aggregation": "uniform sampling",
+    "secure_aggregation_differencing": "S+{i}, S in two rounds",
+    "secure_aggregation_same_round": "S+{i}, S in one round",
+}
+SAMPLING_STYLES = {"secure_aggregation_differencing": "--", "secure_aggregation_same_round": ":"}
 
 
 def _rows(store_uri, where) -> pl.DataFrame:
@@ -107,9 +114,9 @@ def plot_cohort(
             hi = s["ci_high"].fill_null(np.nan).to_numpy().astype(float)
             err = np.vstack([np.nan_to_num(y - lo), np.nan_to_num(hi - y)])
             c = F.colour(i)
-            how = "controlled sampling" if dname.endswith("differencing") else "uniform sampling"
+            how = SAMPLING_LABELS.get(dname, dname)
             ax.errorbar(x, y, yerr=err, color=c, lw=1.2, capsize=3, label=f"{algo}, {how}",
-                        ls="--" if dname.endswith("differencing") else "-")  # fmt: skip
+                        ls=SAMPLING_STYLES.get(dname, "-"))  # fmt: skip
             sig = s["p_value"].fill_null(1.0).to_numpy() < 0.05
             ax.scatter(x[sig], y[sig], color=c, zorder=3, s=25)
             ax.scatter(x[~sig], y[~sig], facecolor="white", edgecolor=c, zorder=3, s=25)

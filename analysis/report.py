@@ -233,7 +233,8 @@ def _secagg(ctx: Context) -> str:
         "cohort; Spearman with its 95% interval (one run: bootstrap over rounds; several: "
         "t-interval over runs), n = aggregates scored. With one client per round this is the "
         "per-client attack. Right (secagg_controlled_sampling): a server that chooses the "
-        "cohorts (S + {i}, then S) isolates client i's update by differencing; per-client UAR "
+        "cohorts (S + {i}, then S: in two rounds, approximate; or two aggregation sessions of "
+        "one round, exact) isolates client i's update by differencing; per-client UAR "
         "with the verdict machinery's cluster-bootstrap interval and permutation p, n = "
         "clients. Hollow: p >= 0.05. A minimum cohort size does not stop the second attack."
     )

@@ -7,8 +7,9 @@ secure-aggregation view (one aggregate row per round in the harvest, cohorts in 
     {name: secure_aggregation, params: {cohort: 5, min_cohort: 2, sampling: uniform}}
 
 `level` is the cohort size k (clients per round), so tables and plots facet by it. The
-runs/attacks `defense` label is `secure_aggregation` (uniform sampling) or
-`secure_aggregation_differencing` (a server that controls sampling), two threat models.
+runs/attacks `defense` label is `secure_aggregation` (uniform sampling), or
+`secure_aggregation_differencing` / `secure_aggregation_same_round` (a server that controls
+sampling: pairs of rounds S + {i} then S; two aggregates of one round): other threat models.
 
 >>> from sergrad.fl.config import DefenseConfig
 >>> from sergrad.defenses import create_defense
@@ -31,8 +32,8 @@ class SecureAggregation(Defense):
 
     def __init__(self, spec: SecAggSpec, *, clients_per_round: int | None) -> None:
         self.spec = spec
-        if spec.sampling == "adversarial_differencing":
-            self.name = f"{NAME}_differencing"
+        if spec.sampling != "uniform":  # adversarial_differencing | adversarial_same_round
+            self.name = f"{NAME}_{spec.sampling.removeprefix('adversarial_')}"
         self.level = None if clients_per_round is None else float(clients_per_round)
 
 

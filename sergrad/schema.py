@@ -262,15 +262,17 @@ CLIENTS = pa.schema(
 CLIENTS_PARTITION = "run_id"
 
 # --- secure aggregation: who was in each round's cohort (sergrad.fl.secagg) -----------------
-# One row per round of a run under the secure_aggregation defense. A side table like
+# One row per aggregate the server obtains (per round; two with adversarial_same_round),
+# in harvest order, for a run under the secure_aggregation defense. A side table like
 # `clients`: the server's view is the round's aggregate in `updates` (one row per round,
 # client_id -1) plus round and cohort size; the cohort's members, hence its composition
 # (join client_ids with `clients`), are ground truth for shadow labels and scoring only.
 COHORTS = pa.schema(
     [
         ("round", pa.int32()),
+        ("session", pa.int32()),  # 0; adversarial_same_round's second aggregate (S only): 1
         ("cohort_size", pa.int32()),
-        ("isolated", pa.int32()),  # adversarial_differencing: client i of S + {i}; else -1
+        ("isolated", pa.int32()),  # adversarial sampling: client i of S + {i}; else -1
         ("n_samples", pa.int64()),  # N_r: the aggregate's total weight
         ("client_ids", pa.list_(pa.int32())),
     ]

@@ -12,8 +12,9 @@ attacker knows the protocol; the shadow clients' attributes are its public label
   (fractions permuted over rounds). With k = 1 the fraction is 0 or 1 and the regression is
   a per-client classifier: its UAR at threshold 0.5 is stored in `uar`.
 - `per_client` on differences (threat model `secagg_controlled_sampling`: a server that
-  chooses the cohorts, `sampling: adversarial_differencing`): each pair of rounds
-  (S + {i}, S) gives (N_a A_a - N_b A_b) / (N_a - N_b) ~ client i's update; a classifier
+  chooses the cohorts, `sampling: adversarial_differencing | adversarial_same_round`): each
+  pair of aggregates (S + {i}, S) gives (N_a A_a - N_b A_b) / (N_a - N_b), client i's update
+  (approximately across rounds, exactly within one round); a classifier
   trained on shadow differences predicts client i's attribute. Scored per difference
   (speaker-level bootstrap), predictions stored for the verdict machinery.
 
@@ -64,16 +65,23 @@ def secagg_eval_id(config: SecAggAttackConfig) -> str:
 
 @dataclass
 class RunView:
-    """One run under secure aggregation: per round its aggregate per layer, N_r, k, and
-    (ground truth, from the side tables) the cohort's clients and their labels."""
+    """One run under secure aggregation: per aggregate the server obtained (harvest order) its
+    round, session, N and layer vectors, and (ground truth, from the side tables) the
+    cohort's clients and their labels."""
 
     run_id: str
-    rounds: np.ndarray  # [R]
-    n: np.ndarray  # [R] N_r
-    layers: dict[str, np.ndarray]  # layer -> float64 [R, numel]
-    cohorts: list[dict]
+    rounds: np.ndarray  # [A]
+    session: np.ndarray  # [A] 0; 1 = adversarial_same_round's aggregate over S
+    n: np.ndarray  # [A] N of each aggregate
+    layers: dict[str, np.ndarray]  # layer -> float64 [A, numel]
+    cohorts: list[dict]  # [A] schema.COHORTS rows
     labels: dict[int, float]  # client id -> 1.0 (positive) | 0.0 | nan (unknown)
     speakers: dict[int, str]
+
+    @property
+    def main(self) -> np.ndarray:
+        """Each round's cohort aggregate (session 0): what the composition attack scores."""
+        return self.session == 0
 
     def fraction(self) -> np.ndarray:
         out = []
@@ -84,22 +92,16 @@ class RunView:
         return np.array(out)
 
     def differences(self) -> tuple[dict[str, np.ndarray], np.ndarray, list[int]]:
-        """(layer -> [P, numel] isolated updates, [P] round of S + {i}, client per pair)."""
-        pos = {int(r): j for j, r in enumerate(self.rounds)}
-        pairs = [p for p in S.differencing_pairs(self.cohorts) if p[0] in pos]
-        pairs = [p for p in pairs if p[1] is None or p[1] in pos]
+        """(layer -> [P, numel] isolated updates (N_a A_a - N_b A_b) / (N_a - N_b), [P] round
+        of S + {i}, client i per pair) from the server's own schedule."""
+        pairs = S.differencing_pairs(self.cohorts)
         out = {}
         for layer, x in self.layers.items():
-            rows = []
-            for a, b, _ in pairs:
-                ia = pos[a]
-                if b is None:
-                    rows.append(x[ia])
-                    continue
-                ib = pos[b]
-                rows.append((self.n[ia] * x[ia] - self.n[ib] * x[ib]) / (self.n[ia] - self.n[ib]))
+            rows = [x[a] if b is None else
+                    (self.n[a] * x[a] - self.n[b] * x[b]) / (self.n[a] - self.n[b])
+                    for a, b, _ in pairs]  # fmt: skip
             out[layer] = np.stack(rows) if rows else np.zeros((0, x.shape[1]))
-        return out, np.array([a for a, _, _ in pairs]), [i for _, _, i in pairs]
+        return out, self.rounds[[a for a, _, _ in pairs]], [i for _, _, i in pairs]
 
 
 def load_run(store: Store, run_id: str, config: SecAggAttackConfig, *, role: str) -> RunView:
@@ -125,10 +127,12 @@ def load_run(store: Store, run_id: str, config: SecAggAttackConfig, *, role: str
         keys += b.keys.to_pylist()
         for p in wanted:
             arrays[p].append(b.arrays[p].astype(np.float64))
-    if any(k["client_id"] != S.AGGREGATE_CLIENT for k in keys):
+    sessions = {S.AGGREGATE_CLIENT: 0, S.SECOND_SESSION_CLIENT: 1}
+    if any(k["client_id"] not in sessions for k in keys):
         raise DataError(f"{role} run {run_id!r}: the harvest holds individual updates")
-    by_round = {int(c["round"]): c for c in cohorts}
+    by_key = {(int(c["round"]), int(c.get("session") or 0)): c for c in cohorts}
     rounds = np.array([k["round"] for k in keys])
+    session = np.array([sessions[k["client_id"]] for k in keys])
     layers = {
         layer: np.concatenate([np.concatenate(arrays[p]) for p in ps], axis=1)
         for layer, ps in params.items()
@@ -145,8 +149,10 @@ def load_run(store: Store, run_id: str, config: SecAggAttackConfig, *, role: str
         )
         for c in clients
     }
-    return RunView(run_id=run_id, rounds=rounds, n=np.array([k["n_samples"] for k in keys], float),
-                   layers=layers, cohorts=[by_round[int(r)] for r in rounds], labels=labels,
+    return RunView(run_id=run_id, rounds=rounds, session=session,
+                   n=np.array([k["n_samples"] for k in keys], float), layers=layers,
+                   cohorts=[by_key[(int(r), int(e))] for r, e in zip(rounds, session)],
+                   labels=labels,
                    speakers={int(c["client_id"]): c["speaker_id"] for c in clients})  # fmt: skip
 
 
@@ -289,14 +295,14 @@ def run_secagg_attack(config: SecAggAttackConfig, store: Store) -> list[dict]:
     k = max(sizes)  # adversarial_differencing also aggregates k - 1
     rng = np.random.default_rng([config.seed, 7])
     rows, preds = [], []
-    group = np.concatenate([np.full(len(r.rounds), i) for i, r in enumerate(shadow)])
-    y_shadow = np.concatenate([r.fraction() for r in shadow])
-    y_target = target.fraction()  # scoring only
+    group = np.concatenate([np.full(r.main.sum(), i) for i, r in enumerate(shadow)])
+    y_shadow = np.concatenate([r.fraction()[r.main] for r in shadow])
+    y_target = target.fraction()[target.main]  # scoring only
     baseline = float(np.nanmean(y_shadow))
     for layer in config.layers:
-        model = fit_ridge(np.concatenate([r.layers[layer] for r in shadow]), y_shadow, group,
-                          np.concatenate([r.rounds for r in shadow]))  # fmt: skip
-        pred = model.predict(target.layers[layer], target.rounds)
+        model = fit_ridge(np.concatenate([r.layers[layer][r.main] for r in shadow]), y_shadow,
+                          group, np.concatenate([r.rounds[r.main] for r in shadow]))  # fmt: skip
+        pred = model.predict(target.layers[layer][target.main], target.rounds[target.main])
         m = composition_metrics(y_target, pred, baseline, n_boot=config.bootstrap,
                                 n_perm=config.permutations, rng=rng)  # fmt: skip
         rows.append({"layer": layer, "protocol": "cohort_composition", "n_avg": 1,

@@ -29,7 +29,7 @@ from sergrad.fl.metrics import accuracy, uar
 from sergrad.fl.model import PARAM_NAMES, init_params, param_shapes, predict
 from sergrad.fl.partition import Partition, partition
 from sergrad.fl.schedule import generator, sample_clients, share_kind
-from sergrad.fl.secagg import aggregate_update, cohort_ids, cohort_row, secagg_of
+from sergrad.fl.secagg import cohort_ids, secagg_of, server_views
 from sergrad.fl.server import aggregate, check_finite, server_step
 from sergrad.fl.update import ClientContext, ClientUpdate, Defense, LocalTraining
 
@@ -185,11 +185,11 @@ def train(
             losses.append((res.loss, c.n_train))
         mean = aggregate(updates, algo=algo)
         if secagg is not None:  # the server's whole view of the round
-            seen = aggregate_update(mean, updates, round=r, algo=algo)
-            if hw.wants_round(r):
-                hw.add(seen)
-            trace.cohorts.append(cohort_row(r, ids.tolist(), isolated=isolated,
-                                            n_samples=seen.n_samples))  # fmt: skip
+            for seen, cohort in server_views(secagg.spec, mean, updates, round=r,
+                                             isolated=isolated, algo=algo):  # fmt: skip
+                if hw.wants_round(r):
+                    hw.add(seen)
+                trace.cohorts.append(cohort)
         for i, d in reversed(list(enumerate(defenses))):
             g = generator(config.seed, "server", r, i)
             mean = d.server_update(mean, n_clients=len(updates), generator=g)

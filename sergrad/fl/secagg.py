@@ -10,7 +10,8 @@ i.e. the sample-weighted mean in server space (`server.aggregate`: FedSGD gradie
 model deltas, pseudo-gradients converted with -lr x local steps) together with N_r (each
 client masks n_k s_k and n_k). The harvest stores A_r as ONE `updates` row per round
 (`AGGREGATE_CLIENT` as client id, `AGGREGATE_SPEAKER` as speaker id, n_samples = N_r, kind
-"gradient" or "delta"); individual updates are never written. Who was in the cohort (client
+"gradient" or "delta"); individual updates are never written. With `adversarial_same_round`
+the server also obtains a second aggregate of the round (client id `SECOND_SESSION_CLIENT`). Who was in the cohort (client
 ids, hence its composition) goes to the `cohorts` side table (schema.COHORTS), which only
 shadow labelling and scoring read.
 
@@ -25,6 +26,10 @@ Sampling (`SecAggSpec.sampling`):
   so the difference is approximate (exact only with a fixed model, e.g. FedSGD with
   server_lr 0, full-batch gradients and no dropout). With k = 1 each round holds one client
   and its aggregate is that client's update.
+- `adversarial_same_round`: every round's cohort is S_r + {i_r} and the server runs a second
+  secure-aggregation session over S_r in the same round (e.g. by declaring i_r dropped), on
+  the updates the clients computed once for that round: the difference is client i_r's
+  update exactly (float rounding aside), whatever the algorithm. One client per round.
 
 >>> spec = SecAggSpec(cohort=3, sampling="adversarial_differencing")
 >>> [cohort_ids(spec, n_clients=6, k=3, seed=0, round=r)[1] for r in (1, 2)]
@@ -46,8 +51,10 @@ from sergrad.errors import ConfigError
 from sergrad.fl.schedule import clients_per_round, generator
 
 NAME = "secure_aggregation"
-SAMPLINGS: tuple[str, ...] = ("uniform", "adversarial_differencing")
+SAMPLINGS: tuple[str, ...] = ("uniform", "adversarial_differencing", "adversarial_same_round")
+ADVERSARIAL: tuple[str, ...] = SAMPLINGS[1:]
 AGGREGATE_CLIENT = -1  # client_id of an aggregate row in `updates`
+SECOND_SESSION_CLIENT = -2  # client_id of adversarial_same_round's second aggregate (S only)
 AGGREGATE_SPEAKER = "aggregate"  # speaker_id of an aggregate row in `updates`
 # What each attack under secure aggregation assumes (the attacks table's threat_model):
 THREAT_INDIVIDUAL = "individual_updates"  # server sees every client's update (METHOD.md 4)
@@ -58,7 +65,7 @@ THREAT_CONTROLLED = "secagg_controlled_sampling"  # malicious server chooses the
 @dataclass(frozen=True)
 class SecAggSpec:
     """cohort: clients per round (0 = from algo.client_fraction); min_cohort: the smallest
-    cohort the clients accept (0 = none); sampling: uniform | adversarial_differencing."""
+    cohort the clients accept (0 = none); sampling: one of SAMPLINGS."""
 
     cohort: int = 0
     min_cohort: int = 0
@@ -97,11 +104,11 @@ class SecAggSpec:
         return k
 
     def check_min_cohort(self, k: int) -> None:
-        smallest = k - 1 if self.sampling == "adversarial_differencing" and k > 1 else k
+        smallest = k - 1 if self.sampling in ADVERSARIAL and k > 1 else k
         if smallest < self.min_cohort:
             how = f"{k} clients per round"
             if smallest != k:
-                how += f" (adversarial_differencing also aggregates cohorts of {smallest})"
+                how += f" ({self.sampling} also aggregates cohorts of {smallest})"
             raise ConfigError(
                 f"defense {NAME!r}: min_cohort {self.min_cohort} refuses {how}; "
                 f"raise the cohort / client_fraction or lower min_cohort"
@@ -119,38 +126,65 @@ def cohort_ids(
     if k == 1:
         target = int(order[(round - 1) % n_clients])
         return torch.tensor([target]), target
-    pair = (round - 1) // 2
+    same = spec.sampling == "adversarial_same_round"
+    pair = round - 1 if same else (round - 1) // 2
     target = int(order[pair % n_clients])
     others = torch.tensor([c for c in range(n_clients) if c != target])
     perm = torch.randperm(len(others), generator=generator(seed, "secagg", "rest", pair))
     rest = others[perm[: k - 1]]
-    if round % 2 == 1:  # first round of the pair: S + {i}
+    if same or round % 2 == 1:  # the round (or first of the pair) aggregating S + {i}
         return torch.cat([rest, torch.tensor([target])]).sort().values, target
     return rest.sort().values, -1
 
 
 def differencing_pairs(cohorts: Sequence[dict]) -> list[tuple[int, int | None, int]]:
-    """(round with client i, round without it or None, client i) from `cohorts` rows
-    (schema.COHORTS: round, isolated, client_ids): the server's own schedule."""
-    by_round = {int(c["round"]): c for c in cohorts}
+    """(row with client i, row without it or None, client i) as indices into `cohorts`
+    (schema.COHORTS rows, in harvest order): the server's own schedule. A cohort of one
+    client is its own pair (None)."""
+    at = {(int(c["round"]), int(c.get("session") or 0)): j for j, c in enumerate(cohorts)}
     out = []
-    for r, c in sorted(by_round.items()):
+    for j, c in enumerate(cohorts):
         i = int(c["isolated"])
-        if i < 0:
+        if i < 0 or int(c.get("session") or 0) != 0:
             continue
         if len(c["client_ids"]) == 1:
-            out.append((r, None, i))
+            out.append((j, None, i))
             continue
-        nxt = by_round.get(r + 1)
-        if nxt is not None and set(c["client_ids"]) - set(nxt["client_ids"]) == {i}:
-            out.append((r, r + 1, i))
+        r = int(c["round"])
+        for key in ((r, 1), (r + 1, 0)):  # the same round's second session, else next round
+            b = at.get(key)
+            if b is not None and set(c["client_ids"]) - set(cohorts[b]["client_ids"]) == {i}:
+                out.append((j, b, i))
+                break
     return out
 
 
-def cohort_row(round: int, ids: Sequence[int], *, isolated: int, n_samples: int) -> dict:
+def server_views(spec: SecAggSpec, mean, updates: Sequence, *, round: int, isolated: int, algo):
+    """What the server obtains in a round: [(harvestable aggregate, schema.COHORTS row)], the
+    cohort's aggregate `mean` first; with adversarial_same_round also the aggregate of the
+    cohort without the isolated client (computed from the same updates)."""
+    from sergrad.fl.server import aggregate
+
+    ids = sorted(int(u.client_id) for u in updates)
+    first = aggregate_update(mean, updates, round=round, algo=algo)
+    out = [(first, cohort_row(round, ids, isolated=isolated, n_samples=first.n_samples))]
+    if spec.sampling == "adversarial_same_round" and len(updates) > 1:
+        rest = [u for u in updates if int(u.client_id) != isolated]
+        second = aggregate_update(aggregate(rest, algo=algo), rest, round=round, algo=algo)
+        second = second.replace(client_id=SECOND_SESSION_CLIENT)
+        row = cohort_row(round, [i for i in ids if i != isolated], isolated=-1,
+                         n_samples=second.n_samples, session=1)  # fmt: skip
+        out.append((second, row))
+    return out
+
+
+def cohort_row(
+    round: int, ids: Sequence[int], *, isolated: int, n_samples: int, session: int = 0
+) -> dict:
     """One schema.COHORTS row."""
-    return {"round": int(round), "cohort_size": len(ids), "isolated": int(isolated),
-            "n_samples": int(n_samples), "client_ids": [int(i) for i in ids]}  # fmt: skip
+    return {"round": int(round), "session": int(session), "cohort_size": len(ids),
+            "isolated": int(isolated), "n_samples": int(n_samples),
+            "client_ids": [int(i) for i in ids]}  # fmt: skip
 
 
 def aggregate_update(mean: dict[str, torch.Tensor], updates: Sequence, *, round: int, algo):
