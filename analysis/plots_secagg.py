@@ -70,6 +70,7 @@ def cohort_table(store_uri: str | os.PathLike, *, where: str | None = None) -> p
                     "statistic": "spearman", "value": float(np.mean(rho)) if rho else None,
                     "ci_low": lo, "ci_high": hi, "p_value": max(ps) if ps else None,
                     "mae": g["mae"].mean(), "mae_baseline": g["mae_baseline"].mean(),
+                    "uar": g["uar"].mean(),
                     "n_runs": g.height, "n_scored": int(g["n_scored"].sum())})  # fmt: skip
     if rows.filter(pl.col("threat_model") == CONTROLLED).height:
         v = V.verdicts(store_uri, where=_and(where, "threat_model", CONTROLLED),
@@ -81,8 +82,37 @@ def cohort_table(store_uri: str | os.PathLike, *, where: str | None = None) -> p
                         "statistic": "per-client UAR", "value": r["uar"],
                         "ci_low": r["uar_ci_low"], "ci_high": r["uar_ci_high"],
                         "p_value": r["p_value"], "mae": None, "mae_baseline": None,
+                        "uar": r["uar"],
                         "n_runs": r["n_runs"], "n_scored": r["n_clients"]})  # fmt: skip
     return pl.DataFrame(out, infer_schema_length=None).sort(["threat_model", *keys])
+
+
+def cohort_one_check(store_uri: str | os.PathLike, *, where: str | None = None) -> pl.DataFrame:
+    """With one client per round the aggregate is the client's update and the composition
+    regression is a per-client classifier: its UAR (threshold 0.5) beside the per-update
+    attack on the undefended runs of the same sweep (individual_updates, shadow calibration,
+    the best attack model), per algorithm and layer. Empty when either side is missing."""
+    rows = _rows(store_uri, where)
+    one = rows.filter((pl.col("threat_model") == AGGREGATE) & (pl.col("cohort_size") == 1))
+    if one.is_empty():
+        return pl.DataFrame()
+    direct = apply_where(load.results(store_uri).filter(pl.col("status") == "ok"), where)
+    direct = direct.filter(
+        (pl.col("threat_model") == "individual_updates") & (pl.col("defense_name") == "none")
+        & (pl.col("protocol") == "per_update") & (pl.col("calibration") == "shadow")
+    ).collect()  # fmt: skip
+    if direct.is_empty():
+        return pl.DataFrame()
+    keys = ["algorithm", "layer"]
+    best = (direct.sort("uar", descending=True, nulls_last=True)
+            .unique(subset=keys, keep="first", maintain_order=True)
+            .select(*keys, pl.col("attack").alias("per_update_attack"),
+                    pl.col("uar").alias("per_update_uar"), pl.col("uar_ci_low").alias("per_update_ci_low"),
+                    pl.col("uar_ci_high").alias("per_update_ci_high"),
+                    pl.col("n_scored").alias("per_update_n")))  # fmt: skip
+    mine = one.group_by(keys).agg(pl.col("uar").mean().alias("cohort1_uar"),
+                                  pl.col("n_scored").sum().alias("cohort1_n"))  # fmt: skip
+    return mine.join(best, on=keys, how="inner").sort(keys)
 
 
 def _and(where: str | None, column: str, value: str) -> str:

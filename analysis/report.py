@@ -242,7 +242,23 @@ def _secagg(ctx: Context) -> str:
         f"{head}<figure><a href='secagg.png'><img alt='secure aggregation'{size} "
         f"src='data:image/png;base64,{base64.b64encode(raw).decode()}'></a>"
         f"<figcaption>{html.escape(caption)} File: <a href='secagg.png'>secagg.png</a>"
-        f"</figcaption></figure>" + H.table_html(frame, name="secagg", out_dir=ctx.out_dir)
+        f"</figcaption></figure>"
+        + H.table_html(frame, name="secagg", out_dir=ctx.out_dir)
+        + _cohort_one(ctx)
+    )
+
+
+def _cohort_one(ctx: Context) -> str:
+    frame = SA.cohort_one_check(ctx.store_uri, where=ctx.where)
+    if frame.is_empty():
+        return ""
+    return (
+        "<h3>Cohort of one against the attack on individual updates</h3><p>With one client "
+        "per round the aggregate is that client's update: the composition regression, "
+        "thresholded at 0.5, is a per-client classifier (cohort1_uar over cohort1_n rounds). "
+        "Beside it, the best per-update attack on the undefended runs of this store "
+        "(95% speaker bootstrap, per_update_n updates).</p>"
+        + H.table_html(frame, name="secagg_cohort1", out_dir=ctx.out_dir)
     )
 
 

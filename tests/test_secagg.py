@@ -43,17 +43,22 @@ def rows_of(store: Store, rid: str) -> tuple[list[dict], dict[str, np.ndarray]]:
 
 
 @pytest.mark.parametrize(
-    "algo",
+    "algo, cohort",
     [
-        AlgoConfig(name="fedsgd", rounds=3, client_fraction=0.5, server_lr=0.5),
-        AlgoConfig(name="fedavg", rounds=3, client_fraction=0.5, lr=5e-3),
+        (AlgoConfig(name="fedsgd", rounds=3, client_fraction=0.5, server_lr=0.5), 0),
+        (AlgoConfig(name="fedavg", rounds=3, client_fraction=0.5, lr=5e-3), 0),
+        # one client per round: the aggregate is that client's own update (in server space)
+        (AlgoConfig(name="fedavg", rounds=3, client_fraction=0.1, lr=5e-3), 1),
     ],
 )
-def test_aggregate_harvest_is_the_weighted_mean_of_the_individual_updates(tmp_path, algo):
+def test_aggregate_harvest_is_the_weighted_mean_of_the_individual_updates(tmp_path, algo, cohort):
+    """The same seed without secure aggregation samples the same cohorts (cohort 0: from
+    client_fraction; 1 = round(0.1 x clients)) and stores every individual update."""
     base = RunConfig(model=MODEL, algo=algo, eval=EvalConfig(select_after=0))
     store = Store(tmp_path)
     run_fl(base, store, dataset=DS)
-    sa = RunConfig(model=MODEL, algo=algo, eval=EvalConfig(select_after=0), defenses=secagg())
+    sa = RunConfig(model=MODEL, algo=algo, eval=EvalConfig(select_after=0),
+                   defenses=secagg(cohort=cohort))  # fmt: skip
     row = run_fl(sa, store, dataset=DS)
     keys, arrays = rows_of(store, rid_of(base))
     akeys, agg = rows_of(store, rid_of(sa))
@@ -63,7 +68,8 @@ def test_aggregate_harvest_is_the_weighted_mean_of_the_individual_updates(tmp_pa
     assert {k["kind"] for k in akeys} == {"gradient" if algo.name == "fedsgd" else "delta"}
     cohorts = read_cohorts(store, rid_of(sa))
     k = cohorts[0]["cohort_size"]
-    assert row["defense"] == "secure_aggregation" and row["defense_level"] == float(k) > 1
+    assert row["defense"] == "secure_aggregation" and row["defense_level"] == float(k)
+    assert k == (cohort or 3)
     for i, r in enumerate([1, 2, 3]):
         mine = [j for j, k in enumerate(keys) if k["round"] == r]
         assert sorted(keys[j]["client_id"] for j in mine) == cohorts[i]["client_ids"]
