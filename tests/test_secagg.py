@@ -212,7 +212,7 @@ def test_attacks_beat_their_baselines_on_a_known_answer(tmp_path, sampling):
 
     store = Store(tmp_path)
     target = run_fl(cfg(0), store, dataset=target_ds)["run_id"]
-    shadows = tuple(run_fl(cfg(f), store, dataset=shadow_ds)["run_id"] for f in range(4))
+    shadows = tuple(run_fl(cfg(f), store, dataset=shadow_ds)["run_id"] for f in range(1, 5))
     rows = run_secagg_attack(SecAggAttackConfig(target_run=target, shadow_runs=shadows,
                                                 bootstrap=100, permutations=100), store)  # fmt: skip
     comp = next(r for r in rows if r["protocol"] == "cohort_composition")
@@ -300,10 +300,31 @@ def test_cohort_figure_and_report_section_come_from_the_stored_rows(tmp_path):
                              defenses=secagg(cohort=k))  # fmt: skip
 
         target = run_fl(cfg(0), store, dataset=target_ds, extra={"role": "target"})["run_id"]
-        shadows = tuple(run_fl(cfg(f), store, dataset=shadow_ds)["run_id"] for f in range(3))
+        shadows = tuple(run_fl(cfg(f), store, dataset=shadow_ds)["run_id"] for f in range(1, 4))
         rows = run_secagg_attack(SecAggAttackConfig(target_run=target, shadow_runs=shadows,
                                                     bootstrap=50, permutations=50), store)  # fmt: skip
         stored[k] = rows[0]
+    # the same FL setting without secure aggregation, attacked per update (the comparison)
+    from sergrad.analysis.plots_secagg import cohort_one_check
+    from sergrad.attack.config import AttackConfig, AttackModelConfig
+    from sergrad.attack.run import run_attack
+
+    def plain(fold: int) -> RunConfig:
+        return RunConfig(model=MODEL, algo=AlgoConfig(name="fedsgd", rounds=20, server_lr=0.5,
+                                                      client_fraction=0.2),
+                         eval=EvalConfig(select_after=0, every=10), data=DataConfig(fold=fold))  # fmt: skip
+
+    target = run_fl(plain(0), store, dataset=target_ds, extra={"role": "target"})["run_id"]
+    shadows = tuple(run_fl(plain(f), store, dataset=shadow_ds)["run_id"] for f in range(1, 4))
+    direct = run_attack(AttackConfig(target_run=target, shadow_runs=shadows, bootstrap=20,
+                                     model=AttackModelConfig(name="logreg_stats", epochs=5),
+                                     protocols=("per_update",)), store)  # fmt: skip
+    check = cohort_one_check(store.uri).row(0, named=True)
+    per_update = next(r for r in direct if r["protocol"] == "per_update"
+                      and r["calibration"] == "shadow" and r["layer"] == "fc1")  # fmt: skip
+    assert check["per_update_uar"] == pytest.approx(per_update["uar"])
+    assert check["cohort1_uar"] == pytest.approx(stored[1]["uar"]) and check["cohort1_n"] == 20
+    assert stored[4]["uar"] is None  # only a cohort of one is a per-client classifier
     frame = plot_cohort(store.uri, tmp_path / "secagg.png")
     assert (tmp_path / "secagg.png").stat().st_size > 0
     assert frame["cohort_size"].to_list() == [1, 4]
@@ -314,3 +335,4 @@ def test_cohort_figure_and_report_section_come_from_the_stored_rows(tmp_path):
             (s["spearman_ci_low"], s["spearman_ci_high"], s["p_value"]))  # fmt: skip
     page = write_report(store.uri, tmp_path / "report").read_text()
     assert "Secure aggregation: leakage against the cohort size" in page
+    assert "Cohort of one against the attack on individual updates" in page

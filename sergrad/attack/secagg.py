@@ -164,6 +164,8 @@ def run_secagg_attack(config: SecAggAttackConfig, store: Store) -> list[dict]:
     one target run; writes `attacks` (and `predictions` for differencing); returns the rows."""
     if not config.target_run or not config.shadow_runs:
         raise ConfigError("secure-aggregation attack: target_run and shadow_runs are required")
+    if config.target_run in config.shadow_runs:
+        raise ConfigError(f"shadow_runs: contains the target run {config.target_run!r}")
     eid = secagg_eval_id(config)
     target_row = read_run_row(store, config.target_run)
     if target_row is None:

@@ -136,7 +136,7 @@ def composition_metrics(y, pred, baseline: float, *, n_boot: int, n_perm: int, r
         "mae_baseline": float(np.mean(np.abs(baseline - y))) if len(y) else np.nan,
         "spearman": rho, "spearman_ci_low": float(lo), "spearman_ci_high": float(hi),
         "p_value": (1 + hits) / (1 + n_perm) if rho == rho and n_perm else None,
-        "n_scored": int(len(y)),
+        "n_scored": int(len(y)), "uar": None,
     }  # fmt: skip
     if len(y) and set(np.unique(y)) <= {0.0, 1.0}:  # cohorts of one: a per-client classifier
         hit = (pred >= 0.5) == (y == 1)
