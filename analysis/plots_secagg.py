@@ -8,7 +8,7 @@ algorithm:
   a 95% Student-t interval over runs (n >= 3) and the largest p (conservative).
 - differencing (`secagg_controlled_sampling`, the server chooses the cohorts): the verdict
   machinery's pooled per-client UAR (95% cluster bootstrap over runs and speakers,
-  permutation p) of the per-client attack on (S + {i}) - S aggregate differences, per way
+  permutation p adjusted for the thresholds that competed) of the per-client attack on (S + {i}) - S aggregate differences, per way
   the server formed them (two rounds: approximate; two sessions of one round: exact).
 Hollow markers: p >= 0.05 (no leak detected at this sample size, not proof of privacy).
 """
@@ -81,7 +81,7 @@ def cohort_table(store_uri: str | os.PathLike, *, where: str | None = None) -> p
             out.append({"threat_model": CONTROLLED, **{k: r[k] for k in keys},
                         "statistic": "per-client UAR", "value": r["uar"],
                         "ci_low": r["uar_ci_low"], "ci_high": r["uar_ci_high"],
-                        "p_value": r["p_value"], "mae": None, "mae_baseline": None,
+                        "p_value": r["p_value_adjusted"], "mae": None, "mae_baseline": None,
                         "uar": r["uar"],
                         "n_runs": r["n_runs"], "n_scored": r["n_clients"]})  # fmt: skip
     return pl.DataFrame(out, infer_schema_length=None).sort(["threat_model", *keys])
@@ -133,6 +133,9 @@ def plot_cohort(
     algos = list(series.iter_rows())
     for ax, tm in zip(axes, (AGGREGATE, CONTROLLED)):
         sub = data.filter(pl.col("threat_model") == tm)
+        ns: set[int] = set()
+        if tm == AGGREGATE:  # honest sampling only (the table keeps every sampling)
+            sub = sub.filter(pl.col("defense_name") == "secure_aggregation")
         for i, (algo, dname) in enumerate(algos):
             s = sub.filter((pl.col("algorithm") == algo) & (pl.col("defense_name") == dname))
             s = s.sort("cohort_size")
@@ -150,15 +153,16 @@ def plot_cohort(
             sig = s["p_value"].fill_null(1.0).to_numpy() < 0.05
             ax.scatter(x[sig], y[sig], color=c, zorder=3, s=25)
             ax.scatter(x[~sig], y[~sig], facecolor="white", edgecolor=c, zorder=3, s=25)
-            for xi, n in zip(x, s["n_scored"].to_list()):
-                ax.annotate(f"n={n}", (xi, ax.get_ylim()[0]), fontsize=6, color=c,
-                            xytext=(0, 2 + 7 * i), textcoords="offset points", ha="center")  # fmt: skip
+            ns.update(s["n_scored"].to_list())
         ax.axhline(0.0 if tm == AGGREGATE else 0.5, color="grey", lw=0.8, ls=":")
         ax.set_xscale("log")
         ticks = sorted(data["cohort_size"].unique().to_list())
         ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.minorticks_off()
-        ax.set_xlabel("clients per round (cohort size)")
+        unit = "aggregates" if tm == AGGREGATE else "speakers"
+        span = f"{min(ns)}" if len(ns) == 1 else f"{min(ns)}-{max(ns)}" if ns else "0"
+        shown = f"n = {span} {unit} per point"
+        ax.set_xlabel(f"clients per round (cohort size); {shown}")
         ax.set_ylabel(ylabels[tm])
         ax.set_title(titles[tm], fontsize=9)
         ax.grid(alpha=0.3)

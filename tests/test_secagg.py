@@ -333,6 +333,17 @@ def test_cohort_figure_and_report_section_come_from_the_stored_rows(tmp_path):
         assert r["value"] == pytest.approx(s["spearman"]) and r["n_scored"] == s["n_scored"] == 20
         assert (r["ci_low"], r["ci_high"], r["p_value"]) == pytest.approx(
             (s["spearman_ci_low"], s["spearman_ci_high"], s["p_value"]))  # fmt: skip
+    from sergrad.cli import main
+
+    assert main(["plot", "cohort", str(store.uri), "-o", str(tmp_path / "c.png")]) == 0
+    assert main(["table", "cohort", str(store.uri), "-o", str(tmp_path / "c.csv")]) == 0
+    assert pl_read_csv(tmp_path / "c.csv")["cohort_size"].to_list() == [1, 4]
     page = write_report(store.uri, tmp_path / "report").read_text()
     assert "Secure aggregation: leakage against the cohort size" in page
     assert "Cohort of one against the attack on individual updates" in page
+
+
+def pl_read_csv(path):
+    import polars as pl
+
+    return pl.read_csv(path)
