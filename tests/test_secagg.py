@@ -347,3 +347,12 @@ def pl_read_csv(path):
     import polars as pl
 
     return pl.read_csv(path)
+
+
+def test_planning_and_the_secagg_attack_modules_import_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, sergrad.sweep.expand, sergrad.sweep.count, sergrad.fl.secagg, "
+            "sergrad.attack.secagg_model; assert 'torch' not in sys.modules")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True)

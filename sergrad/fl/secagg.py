@@ -44,11 +44,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from sergrad.errors import ConfigError
-from sergrad.fl.schedule import clients_per_round, generator
+
+if TYPE_CHECKING:
+    import torch
 
 NAME = "secure_aggregation"
 SAMPLINGS: tuple[str, ...] = ("uniform", "adversarial_differencing", "adversarial_same_round")
@@ -95,6 +96,8 @@ class SecAggSpec:
     def clients_per_round(self, n_clients: int, fraction: float) -> int:
         """k: `cohort` if set, else schedule.clients_per_round; refused (ConfigError naming
         min_cohort) when a cohort the server forms would be smaller than min_cohort."""
+        from sergrad.fl.schedule import clients_per_round
+
         k = self.cohort or clients_per_round(n_clients, fraction)
         if self.cohort > n_clients:
             raise ConfigError(
@@ -119,6 +122,10 @@ def cohort_ids(
     spec: SecAggSpec, *, n_clients: int, k: int, seed: int, round: int
 ) -> tuple[torch.Tensor, int]:
     """(sorted client ids [m] int64, isolated client or -1) of a 1-based round."""
+    import torch
+
+    from sergrad.fl.schedule import generator
+
     if spec.sampling == "uniform":
         perm = torch.randperm(n_clients, generator=generator(seed, "clients", round))
         return perm[:k].sort().values, -1
