@@ -69,7 +69,7 @@ def cohort_table(store_uri: str | os.PathLike, *, where: str | None = None) -> p
         out.append({"threat_model": AGGREGATE, **dict(zip(keys, key)),
                     "statistic": "spearman", "value": float(np.mean(rho)) if rho else None,
                     "ci_low": lo, "ci_high": hi, "p_value": max(ps) if ps else None,
-                    "mae": g["mae"].mean(), "mae_baseline": g["mae_baseline"].mean(),
+                    "mae": g["mae"].mean(), "baseline_mae": g["baseline_mae"].mean(),
                     "uar": g["uar"].mean(),
                     "n_runs": g.height, "n_scored": int(g["n_scored"].sum())})  # fmt: skip
     if rows.filter(pl.col("threat_model") == CONTROLLED).height:
@@ -81,7 +81,7 @@ def cohort_table(store_uri: str | os.PathLike, *, where: str | None = None) -> p
             out.append({"threat_model": CONTROLLED, **{k: r[k] for k in keys},
                         "statistic": "per-client UAR", "value": r["uar"],
                         "ci_low": r["uar_ci_low"], "ci_high": r["uar_ci_high"],
-                        "p_value": r["p_value_adjusted"], "mae": None, "mae_baseline": None,
+                        "p_value": r["p_value_adjusted"], "mae": None, "baseline_mae": None,
                         "uar": r["uar"],
                         "n_runs": r["n_runs"], "n_scored": r["n_clients"]})  # fmt: skip
     return pl.DataFrame(out, infer_schema_length=None).sort(["threat_model", *keys])

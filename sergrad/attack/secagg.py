@@ -44,8 +44,8 @@ from sergrad.fl.records import now_iso, read_clients, read_cohorts, read_run_row
 from sergrad.store import Store
 
 # the attacks columns only these attacks fill (null in the per-update attack's rows)
-NO_REGRESSION_COLUMNS = {c: None for c in ("cohort_size", "mae", "mae_baseline", "spearman",
-                                           "spearman_ci_low", "spearman_ci_high", "p_value")}  # fmt: skip
+NO_REGRESSION_COLUMNS = {c: None for c in ("cohort_size", "spearman_ci_low", "spearman_ci_high",
+                                           "p_value")}  # fmt: skip
 CALIBRATIONS = ("shadow", "prior")  # legitimate thresholds of the differencing attack
 
 
@@ -79,6 +79,7 @@ class RunView:
     cohorts: list[dict]  # [A] schema.COHORTS rows
     labels: dict[int, float]  # client id -> 1.0 (positive) | 0.0 | nan (unknown)
     speakers: dict[int, str]
+    values: dict[int, object]  # client id -> the attribute's value (None: unknown)
 
     @property
     def main(self) -> np.ndarray:
@@ -154,7 +155,8 @@ def load_run(store: Store, run_id: str, config: SecAggAttackConfig, *, role: str
     return RunView(run_id=run_id, rounds=rounds, session=session,
                    n=np.array([k["n_samples"] for k in keys], float), layers=layers,
                    cohorts=[by_key[(int(r), int(e))] for r, e in zip(rounds, session)],
-                   labels=labels,
+                   labels=labels, values={int(c["client_id"]): c[config.attribute]
+                                          for c in clients},
                    speakers={int(c["client_id"]): c["speaker_id"] for c in clients})  # fmt: skip
 
 
@@ -178,6 +180,7 @@ def run_secagg_attack(config: SecAggAttackConfig, store: Store) -> list[dict]:
     k = max(sizes)  # adversarial_differencing also aggregates k - 1
     rng = np.random.default_rng([config.seed, 7])
     rows, preds = [], []
+    classes = _classes(config, shadow)
     group = np.concatenate([np.full(r.main.sum(), i) for i, r in enumerate(shadow)])
     y_shadow = np.concatenate([r.fraction()[r.main] for r in shadow])
     y_target = target.fraction()[target.main]  # scoring only
@@ -195,8 +198,10 @@ def run_secagg_attack(config: SecAggAttackConfig, store: Store) -> list[dict]:
                      "note": f"regress fraction {config.attribute}={config.positive} of the "
                              f"cohort; ridge alpha {model.alpha:g}, {model.centering} centering; shadow mean {baseline:.3f}",
                      **m})  # fmt: skip
-        rows += _differencing(config, shadow, target, layer, rng=rng, preds=preds)
+        rows += _differencing(config, shadow, target, layer, rng=rng, preds=preds,
+                              classes=classes)  # fmt: skip
     common = {"eval_id": eid, "status": "ok", "error": None, "attack": "ridge",
+              "attribute": config.attribute, "attribute_kind": "binary",
               "adaptive": True, "target_run": config.target_run,
               "shadow_runs": json.dumps(list(config.shadow_runs)),
               "feature_set": target_row.get("feature_set"),
@@ -213,9 +218,22 @@ def run_secagg_attack(config: SecAggAttackConfig, store: Store) -> list[dict]:
     return [{**r, "target_corpus": corpus} for r in rows]
 
 
-def _differencing(config, shadow, target, layer, *, rng, preds: list) -> list[dict]:
+def _classes(config: SecAggAttackConfig, shadow: list[RunView]) -> tuple[str, str]:
+    """(positive, the other value) of a binary attribute, in the order the binary attack
+    scores (classes[1] = 1: M for gender), from the shadow clients' values."""
+    seen = {v for run in shadow for v in run.values.values() if v is not None}
+    other = sorted(str(v) for v in seen - {config.positive})
+    if len(other) != 1 or config.positive not in seen:
+        raise DataError(
+            f"attribute {config.attribute!r}: the shadow clients hold {sorted(map(str, seen))}; "
+            f"the secure-aggregation attacks need {config.positive!r} and one other value"
+        )
+    return config.positive, other[0]
+
+
+def _differencing(config, shadow, target, layer, *, rng, preds: list, classes) -> list[dict]:
     """The per-client attack on (S + {i}) - S differences, when the target server chose the
-    cohorts; [] otherwise. Predictions are P(not positive) = P(male) for gender."""
+    cohorts; [] otherwise. Predictions: p_male = P(classes[1]) (the other value: M)."""
     t_diff, t_round, t_client = target.differences()
     if not t_client:
         return []
@@ -245,12 +263,13 @@ def _differencing(config, shadow, target, layer, *, rng, preds: list) -> list[di
             f"differences of aggregates (S+{{i}}, S); ridge alpha {model.alpha:g}, "
             f"{model.centering} centering", m["note"]]))  # fmt: skip
         out.append({"layer": layer, "protocol": "per_client", "n_avg": 1, "calibration": cal,
-                    "threat_model": S.THREAT_CONTROLLED, **m})  # fmt: skip
-    if config.attribute == "gender":
-        for r, c, p, spk in zip(t_round, t_client, p_pos, speakers):
-            lab = target.labels.get(c, np.nan)
-            preds.append({"layer": layer, "protocol": "per_client", "n_avg": 1, "trial": 0,
-                          "round": int(r), "client_id": int(c), "speaker_id": spk,
-                          "gender": None if lab != lab else ("F" if lab == 1 else "M"),
-                          "p_male": float(1 - p)})  # fmt: skip
+                    "threat_model": S.THREAT_CONTROLLED, "n_classes": 2, "chance": 0.5,
+                    "classes": json.dumps(list(classes)), **m})  # fmt: skip
+    for r, c, p, spk in zip(t_round, t_client, p_pos, speakers):
+        lab = target.labels.get(c, np.nan)
+        label = None if lab != lab else classes[0] if lab == 1 else classes[1]
+        preds.append({"layer": layer, "protocol": "per_client", "n_avg": 1, "trial": 0,
+                      "round": int(r), "client_id": int(c), "speaker_id": spk,
+                      "attribute": config.attribute, "label": label, "p_male": float(1 - p),
+                      "gender": label if config.attribute == "gender" else None})  # fmt: skip
     return out

@@ -133,7 +133,8 @@ def composition_metrics(y, pred, baseline: float, *, n_boot: int, n_perm: int, r
     hits = sum(spearman(rng.permutation(y), pred) >= rho - 1e-12 for _ in range(n_perm))
     out = {
         "mae": float(np.mean(np.abs(pred - y))) if len(y) else np.nan,
-        "mae_baseline": float(np.mean(np.abs(baseline - y))) if len(y) else np.nan,
+        "baseline_mae": float(np.mean(np.abs(baseline - y))) if len(y) else np.nan,
+        "baseline_value": float(baseline),
         "spearman": rho, "spearman_ci_low": float(lo), "spearman_ci_high": float(hi),
         "p_value": (1 + hits) / (1 + n_perm) if rho == rho and n_perm else None,
         "n_scored": int(len(y)), "uar": None,
