@@ -141,23 +141,26 @@ def load_run(store: Store, run_id: str, config: SecAggAttackConfig, *, role: str
         for layer, ps in params.items()
     }
     clients = read_clients(store, run_id) or []
-    if clients and config.attribute not in clients[0]:
-        raise ConfigError(
-            f"attribute: {config.attribute!r} is not a column of the clients table of "
-            f"{role} run {run_id!r}; columns: {', '.join(clients[0])}"
-        )
-    labels = {
-        int(c["client_id"]): (
-            np.nan if c[config.attribute] is None else float(c[config.attribute] == config.positive)
-        )
-        for c in clients
-    }
+    values = _client_values(store, run_id, config.attribute) if clients else {}
+    labels = {c: np.nan if v is None else float(v == config.positive) for c, v in values.items()}
     return RunView(run_id=run_id, rounds=rounds, session=session,
                    n=np.array([k["n_samples"] for k in keys], float), layers=layers,
                    cohorts=[by_key[(int(r), int(e))] for r, e in zip(rounds, session)],
-                   labels=labels, values={int(c["client_id"]): c[config.attribute]
-                                          for c in clients},
+                   labels=labels, values=values,
                    speakers={int(c["client_id"]): c["speaker_id"] for c in clients})  # fmt: skip
+
+
+def _client_values(store: Store, run_id: str, name: str) -> dict[int, object]:
+    """{client id: the attribute's value} of a run: its clients side table, else the
+    speakers' utterance-table columns (`attack.labels`, the one owner of that join)."""
+    from sergrad.attack.labels import client_values
+    from sergrad.attributes import resolve_attribute
+
+    try:
+        attribute = resolve_attribute(name)
+    except ConfigError:  # a speaker column that is not a declared attribute
+        attribute = resolve_attribute(name, columns=(name,))
+    return client_values(store, run_id, attribute)[0]
 
 
 # --- one evaluation ----------------------------------------------------------------------------
