@@ -1,7 +1,7 @@
 """Leakage against the cohort size under secure aggregation (sergrad.attack.secagg rows).
 
-Two threat models, two panels, x = clients per round (the cohort size k), one line per
-algorithm:
+Two threat models, two panels per attacked attribute (a row each), x = clients per round
+(the cohort size k), one line per algorithm and sampling:
 - composition (`secagg_aggregate`, honest sampling): Spearman correlation between the
   predicted and the true fraction of the attribute in each round's cohort. One target run:
   its 95% bootstrap interval over rounds and its permutation p; several runs: the mean with
@@ -16,6 +16,7 @@ Hollow markers: p >= 0.05 (no leak detected at this sample size, not proof of pr
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import polars as pl
@@ -41,7 +42,7 @@ def _rows(store_uri, where) -> pl.DataFrame:
     if "threat_model" not in lf.collect_schema().names():
         return pl.DataFrame()
     lf = lf.filter(pl.col("threat_model").is_in([AGGREGATE, CONTROLLED]))
-    return apply_where(lf, where).collect()
+    return apply_where(lf, where).collect().with_columns(pl.col("attribute").fill_null("gender"))
 
 
 def has_secagg_rows(store_uri: str | os.PathLike) -> bool:
@@ -52,12 +53,12 @@ def has_secagg_rows(store_uri: str | os.PathLike) -> bool:
 
 
 def cohort_table(store_uri: str | os.PathLike, *, where: str | None = None) -> pl.DataFrame:
-    """One row per (threat model, algorithm, defense, cohort size, layer): the leakage
-    statistic, its interval, p-value and n (runs, and aggregates or clients scored)."""
+    """One row per (threat model, attribute, algorithm, defense, cohort size, layer): the
+    leakage statistic, its interval, p-value and n (runs, and aggregates or clients scored)."""
     rows = _rows(store_uri, where)
     if rows.is_empty():
         raise DataError("no secure-aggregation attack rows (threat_model secagg_*)")
-    keys = ["algorithm", "defense_name", "cohort_size", "layer"]
+    keys = ["attribute", "algorithm", "defense_name", "cohort_size", "layer"]
     out = []
     comp = rows.filter(pl.col("threat_model") == AGGREGATE)
     for key, g in comp.group_by(keys, maintain_order=True):
@@ -67,7 +68,8 @@ def cohort_table(store_uri: str | os.PathLike, *, where: str | None = None) -> p
                   else t_interval(rho, bounds=(-1.0, 1.0)))  # fmt: skip
         ps = [p for p in g["p_value"].to_list() if p is not None]
         out.append({"threat_model": AGGREGATE, **dict(zip(keys, key)),
-                    "statistic": "spearman", "value": float(np.mean(rho)) if rho else None,
+                    "statistic": "spearman", "regressed": _regressed(g["note"].to_list()),
+                    "value": float(np.mean(rho)) if rho else None,
                     "ci_low": lo, "ci_high": hi, "p_value": max(ps) if ps else None,
                     "mae": g["mae"].mean(), "baseline_mae": g["baseline_mae"].mean(),
                     "uar": g["uar"].mean(),
@@ -75,11 +77,12 @@ def cohort_table(store_uri: str | os.PathLike, *, where: str | None = None) -> p
     if rows.filter(pl.col("threat_model") == CONTROLLED).height:
         v = V.verdicts(store_uri, where=_and(where, "threat_model", CONTROLLED),
                        protocols=("per_client",), n_boot=1000, n_perm=1000)  # fmt: skip
-        sizes = rows.filter(pl.col("threat_model") == CONTROLLED).group_by(
-            ["algorithm", "defense_name", "level"]).agg(pl.col("cohort_size").first())  # fmt: skip
-        for r in v.join(sizes, on=["algorithm", "defense_name", "level"]).iter_rows(named=True):
+        on = ["attribute", "algorithm", "defense_name", "level"]
+        sizes = rows.filter(pl.col("threat_model") == CONTROLLED).group_by(on).agg(
+            pl.col("cohort_size").first())  # fmt: skip
+        for r in v.join(sizes, on=on).iter_rows(named=True):
             out.append({"threat_model": CONTROLLED, **{k: r[k] for k in keys},
-                        "statistic": "per-client UAR", "value": r["uar"],
+                        "statistic": "per-client UAR", "regressed": None, "value": r["uar"],
                         "ci_low": r["uar_ci_low"], "ci_high": r["uar_ci_high"],
                         "p_value": r["p_value_adjusted"], "mae": None, "baseline_mae": None,
                         "uar": r["uar"],
@@ -115,6 +118,15 @@ def cohort_one_check(store_uri: str | os.PathLike, *, where: str | None = None) 
     return mine.join(best, on=keys, how="inner").sort(keys)
 
 
+def _regressed(notes: list) -> str | None:
+    """The regressed class as its rows' note states it ("regress fraction gender=F of ...")."""
+    for note in notes:
+        m = re.search(r"regress fraction (\S+)", note or "")
+        if m:
+            return m.group(1)
+    return None
+
+
 def _and(where: str | None, column: str, value: str) -> str:
     clause = f"{column} = '{value}'"
     return clause if not where else f"({where}) AND {clause}"
@@ -125,14 +137,16 @@ def plot_cohort(
 ) -> pl.DataFrame:
     F.check_output(out)
     data = cohort_table(store_uri, where=where)
-    fig, axes = F.panels(2, width=4.8, height=3.6)
+    attributes = sorted(data["attribute"].unique().to_list())
+    fig, axes = F.panels(2 * len(attributes), width=4.8, height=3.6, max_cols=2)
     titles = {AGGREGATE: "Cohort composition from the aggregate\n(honest sampling)",
               CONTROLLED: "Per-client by differencing\n(server controls sampling)"}  # fmt: skip
-    ylabels = {AGGREGATE: "Spearman(predicted, true fraction F)", CONTROLLED: "per-client UAR"}
     series = data.select("algorithm", "defense_name").unique().sort(["defense_name", "algorithm"])
     algos = list(series.iter_rows())
-    for ax, tm in zip(axes, (AGGREGATE, CONTROLLED)):
-        sub = data.filter(pl.col("threat_model") == tm)
+    ticks = sorted(data["cohort_size"].unique().to_list())
+    panels = [(a, tm) for a in attributes for tm in (AGGREGATE, CONTROLLED)]
+    for ax, (attribute, tm) in zip(axes, panels):
+        sub = data.filter((pl.col("threat_model") == tm) & (pl.col("attribute") == attribute))
         ns: set[int] = set()
         if tm == AGGREGATE:  # honest sampling only (the table keeps every sampling)
             sub = sub.filter(pl.col("defense_name") == "secure_aggregation")
@@ -156,15 +170,16 @@ def plot_cohort(
             ns.update(s["n_scored"].to_list())
         ax.axhline(0.0 if tm == AGGREGATE else 0.5, color="grey", lw=0.8, ls=":")
         ax.set_xscale("log")
-        ticks = sorted(data["cohort_size"].unique().to_list())
         ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.minorticks_off()
         unit = "aggregates" if tm == AGGREGATE else "speakers"
         span = f"{min(ns)}" if len(ns) == 1 else f"{min(ns)}-{max(ns)}" if ns else "0"
         shown = f"n = {span} {unit} per point"
         ax.set_xlabel(f"clients per round (cohort size); {shown}")
-        ax.set_ylabel(ylabels[tm])
-        ax.set_title(titles[tm], fontsize=9)
+        what = next((r for r in sub["regressed"].to_list() if r), attribute)
+        ax.set_ylabel(f"Spearman(predicted, true share {what})"
+                      if tm == AGGREGATE else f"per-client UAR, {attribute}")  # fmt: skip
+        ax.set_title(f"{attribute}: {titles[tm]}", fontsize=9)
         ax.grid(alpha=0.3)
         if sub.is_empty():
             ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", color="grey")

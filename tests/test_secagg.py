@@ -328,6 +328,8 @@ def test_cohort_figure_and_report_section_come_from_the_stored_rows(tmp_path):
     frame = plot_cohort(store.uri, tmp_path / "secagg.png")
     assert (tmp_path / "secagg.png").stat().st_size > 0
     assert frame["cohort_size"].to_list() == [1, 4]
+    # one row per attribute: a store attacking two attributes never pools them into a point
+    assert set(frame["attribute"]) == {"gender"} and set(frame["regressed"]) == {"gender=F"}
     for r in frame.iter_rows(named=True):
         s = stored[r["cohort_size"]]
         assert r["value"] == pytest.approx(s["spearman"]) and r["n_scored"] == s["n_scored"] == 20
