@@ -40,7 +40,7 @@ from sergrad.store import Store
 
 TABLE = "attack_inputs"
 PARTITION = "key"
-VERSION = 1
+VERSION = 2  # 2: logreg_colcorr cosines by batched matmul (float rounding differs from 1)
 # model params that do not change the fixed input transform
 TRAINING_ONLY = ("lr", "batch_size", "max_seconds", "amp", "dropout", "hidden")
 KEY_FIELDS = ("round", "client_id", "speaker_id", "gender", "n_samples")

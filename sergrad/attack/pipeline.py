@@ -225,10 +225,13 @@ def score_layer(
     selections: dict[int, list[Selection]],
     device: str,
 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """P(male) per target update, and per selection for each n (rows averaged first)."""
+    """P(male) per target update, and per selection for each n (rows averaged first). A
+    target set up to `dataset.IN_MEMORY_BYTES` is read once and indexed in memory (the
+    per-client draws pick scattered rows: one read per row otherwise)."""
+    take = rows.reader()
     per_update = []
     for s in range(0, rows.n_rows, PREDICT_ROWS):
-        x = rows.read(np.arange(s, min(s + PREDICT_ROWS, rows.n_rows)))  # [b, D]
+        x = take(np.arange(s, min(s + PREDICT_ROWS, rows.n_rows)))  # [b, D]
         per_update.append(
             predict_features(
                 model, model.transform(_split_params(x, params, shapes)), device=device
@@ -238,9 +241,7 @@ def score_layer(
     for n, sels in selections.items():
         out = []
         for s in range(0, len(sels), PREDICT_ROWS):
-            avg = np.stack(
-                [average_rows(rows.read(sel.rows)) for sel in sels[s : s + PREDICT_ROWS]]
-            )
+            avg = np.stack([average_rows(take(sel.rows)) for sel in sels[s : s + PREDICT_ROWS]])
             feats = model.transform(_split_params(avg, params, shapes))
             out.append(predict_features(model, feats, device=device))
         per_client[n] = np.concatenate(out) if out else np.zeros(0)

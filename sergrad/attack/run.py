@@ -40,7 +40,8 @@ from sergrad.attack.protocols import (
     fuse,
     majority_baseline,
     metadata_features,
-    no_updates_baseline,
+    no_updates_model,
+    selection_note,
     vote,
 )
 from sergrad.attack.train import split_by_speaker
@@ -264,7 +265,8 @@ def _score(ctx, layer, probs, target, sels, scored, *, note, wall, attack) -> li
             keep = np.array([target.labels[s.rows[0]] >= 0 for s in sel], dtype=bool)
             y = _client_labels(target, sel)[keep]
             kept = [s for s, k in zip(sel, keep) if k]
-            _, sel_note = client_selections(by_client, n=n, trials=config.trials, seed=config.seed)
+            sel_note = selection_note([len(r) for r in by_client.values()], n=n,
+                                      trials=config.trials)  # fmt: skip
             for m in _calibrated(ctx, y, p_sel[keep],
                                  groups=np.array([speakers[s.rows[0]] for s in kept]),
                                  clients=np.array([s.client for s in kept]),
@@ -284,12 +286,13 @@ def _baselines(ctx, shadow, target, sels, scored) -> list[dict]:
     sx = metadata_features(shadow.keys.n_samples, shadow.keys.round)
     tx = metadata_features(target.keys.n_samples, target.keys.round)
     maj_u = majority_baseline(shadow.labels, n_t)
-    meta_u = no_updates_baseline(sx, shadow.labels, tx)
+    meta = no_updates_model(sx, shadow.labels)  # fitted once, scores every protocol
+    meta_u = meta.predict_proba(tx)[:, 1]
     maj_c, meta_c = {}, {}
     for n, sel in sels.items():
         maj_c[n] = majority_baseline(shadow.labels, len(sel))
         avg = np.stack([tx[s.rows].mean(axis=0) for s in sel]) if sel else np.zeros((0, 2))
-        meta_c[n] = no_updates_baseline(sx, shadow.labels, avg) if sel else np.zeros(0)
+        meta_c[n] = meta.predict_proba(avg)[:, 1] if sel else np.zeros(0)
     rows = []
     for name, pu, pc in (("majority", maj_u, maj_c), ("no_updates", meta_u, meta_c)):
         for r in _score(ctx, "none", (pu, pc), target, sels, scored, note="",
