@@ -44,6 +44,7 @@ class EngineOptions:
     per_trial: int = 0  # jobs per trial, 0 = automatic
     max_retries: int = 2
     trial_restarts: int = 3
+    attack_inputs_max_gb: float | None = None  # cache cap after evaluations; None: default
 
 
 # --- Ray session ----------------------------------------------------------------------------
@@ -388,12 +389,30 @@ def run_jobs(
             wall["evals"] = time.monotonic() - t0
         finally:
             shutdown()
+        if pending_evals:
+            _cap_attack_inputs(store, options)
     progress.in_flight.clear()
     progress.close()
     result = summarise(store, runs, only_evals, outcomes=outcomes, lost=lost, audits=audits)
     result.wall_s = wall
     result.job_s = {k: float(v) for k, v in progress.seconds.items()}
     return result
+
+
+def _cap_attack_inputs(store: Store, options: EngineOptions) -> None:
+    """Evict least recently used `attack_inputs/` keys above the cap (sergrad.attack.inputs):
+    after the evaluations, so a sweep never rebuilds inputs it is still using."""
+    from sergrad.attack import inputs
+
+    cap = options.attack_inputs_max_gb
+    cap = inputs.DEFAULT_MAX_GB if cap is None else cap
+    try:
+        gone = inputs.evict(store, cap * 2**30)
+    except OSError as exc:  # a cache: never fail a finished sweep over it
+        log.warning("attack_inputs not capped at %g GB: %s", cap, exc)
+        return
+    if gone:
+        log.info("attack_inputs: evicted %d key(s) above %g GB", len(gone), cap)
 
 
 def _prepare_phase(
