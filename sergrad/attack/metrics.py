@@ -169,7 +169,7 @@ def bootstrap_uar_ci(
     correct = np.zeros_like(count)
     np.add.at(count, (inv, y_index), 1.0)
     np.add.at(correct, (inv, y_index), (y_pred == y_true).astype(np.float64))
-    picks = np.stack([rng.integers(0, n_groups, size=n_groups) for _ in range(n_boot)])
+    picks = rng.integers(0, n_groups, size=(n_boot, n_groups))  # = n_boot draws of n_groups
     flat = (picks + np.arange(n_boot)[:, None] * n_groups).ravel()
     mult = np.bincount(flat, minlength=n_boot * n_groups).reshape(n_boot, n_groups)
     n = mult.astype(np.float64) @ count  # [n_boot, classes] exact small integers
