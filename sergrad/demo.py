@@ -115,6 +115,8 @@ def main(args: argparse.Namespace) -> int:
         f"canary audits {result.oks.get('audits', 0)}/{result.totals.get('audits', 0)} ok, "
         f"not ok {len(result.problems)}, {(time.time() - start) / 60:.1f} min"
     )
+    if result.timing_line():
+        print(f"[demo] time: {result.timing_line()}")
     for line in result.problem_lines():
         print(line)
     print(f"[demo] results store: {store_uri}")

@@ -77,15 +77,16 @@ def test_two_evaluations_sharing_a_shadow_set_read_and_featurize_it_once(tmp_pat
     count = Counting(monkeypatch)
     first = run_attack(_config(targets[0], shadows), store)
     after_first = dict(count.reads)
-    # one pass for the moments, one for both layers' features: 2 reads per shadow run
-    assert all(after_first[r] == 2 for r in shadows), after_first
+    # one pass for the moments; its batches (small enough to keep) give both layers'
+    # features: 1 read per shadow run
+    assert all(after_first[r] == 1 for r in shadows), after_first
     rows_per_shadow_set = sum(source.run_meta(store, r, role="shadow").n_rows for r in shadows)
     assert count.featurized == 2 * rows_per_shadow_set  # two layers, each row once
     # a second evaluation on another target (and another post-hoc defense on the target):
     # no shadow harvest read, nothing featurized again; the target is read once
     noise = (PostHocConfig("layer_perturbation", {"std": 0.5}),)
     second = run_attack(_config(targets[1], shadows, posthoc=noise), store)
-    assert all(count.reads[r] == 2 for r in shadows), dict(count.reads)
+    assert all(count.reads[r] == 1 for r in shadows), dict(count.reads)
     assert count.reads[targets[1]] == 1 and count.featurized == 2 * rows_per_shadow_set
     # the cache changes nothing: the same evaluations on a store without attack_inputs
     fresh_store = Store(fresh)
@@ -101,14 +102,14 @@ def test_other_featurizers_and_mimicked_defenses_get_their_own_inputs(tmp_path, 
     run_attack(_config(targets[0], shadows), store)
     # training-only params share the featurizer: nothing new
     run_attack(_config(targets[0], shadows, params={"lr": 3e-3}), store)
-    assert all(count.reads[r] == 2 for r in shadows)
+    assert all(count.reads[r] == 1 for r in shadows)
     # another featurizer: one more shadow pass for both layers, moments reused
     run_attack(_config(targets[0], shadows, name="logreg_stats"), store)
-    assert all(count.reads[r] == 3 for r in shadows)
+    assert all(count.reads[r] == 2 for r in shadows)
     # an adaptive attacker mimicking a defense has other moments and features
     noise = (PostHocConfig("layer_perturbation", {"std": 0.5}),)
     run_attack(_config(targets[0], shadows, posthoc=noise, adaptive=True), store)
-    assert all(count.reads[r] == 3 + 1 + 2 for r in shadows)  # moments + one pass per layer
+    assert all(count.reads[r] == 2 + 1 + 2 for r in shadows)  # moments + one pass per layer
     keys = {r["key"] for r in inputs.describe(store)}
     assert len(keys) == 2 + 2 * 3  # 2 moments, 2 layers x 3 (featurizer, moments) pairs
 
@@ -140,7 +141,7 @@ def test_feature_rows_round_trip(tmp_path, dtype):
     assert inputs.load_features(store, "missing", str(tmp_path / "x.bin")) is None
 
 
-def test_prepared_group_reads_each_shadow_run_twice_for_all_featurizers(tmp_path, monkeypatch):
+def test_prepared_group_reads_each_shadow_run_once_for_all_featurizers(tmp_path, monkeypatch):
     from sergrad.attack.group import prepare_attack_inputs
 
     store = Store(tmp_path)
@@ -153,11 +154,72 @@ def test_prepared_group_reads_each_shadow_run_twice_for_all_featurizers(tmp_path
     count = Counting(monkeypatch)
     passes = prepare_attack_inputs(store, configs)
     assert list(passes.values()) == [1]  # one featurizing pass for 3 featurizers x 2 layers
-    assert all(count.reads[r] == 2 for r in shadows), dict(count.reads)
+    assert all(count.reads[r] == 1 for r in shadows), dict(count.reads)  # from memory
     n_rows = sum(source.run_meta(store, r, role="shadow").n_rows for r in shadows)
     assert count.featurized == 3 * 2 * n_rows
     for c in configs:
         run_attack(c, store)
-    assert all(count.reads[r] == 2 for r in shadows)  # the evaluations read no shadow harvest
+    assert all(count.reads[r] == 1 for r in shadows)  # the evaluations read no shadow harvest
     assert all(count.reads[t] == 3 for t in targets)  # each evaluation reads its target once
     assert prepare_attack_inputs(store, configs) == {next(iter(passes)): 0}
+
+
+def test_cache_cap_evicts_least_recently_used_keys_and_rebuilds_them(tmp_path, monkeypatch):
+    import os
+    import time
+
+    store = Store(tmp_path)
+    shadows, targets = _world(store)
+    stats = _config(targets[0], shadows, name="logreg_stats")
+    first = run_attack(stats, store)
+    run_attack(_config(targets[0], shadows), store)  # logreg_colcorr: same moments
+    rows = {r["key"]: r for r in inputs.usage(store)}
+    assert len(rows) == 1 + 2 * 2  # moments + 2 layers x 2 featurizers
+    by_file = collections.Counter()
+    for r in inputs.describe(store):
+        by_file[r["key"]] += r["bytes"]
+    assert {k: r["bytes"] for k, r in rows.items()} == dict(by_file)
+    # every file an hour old; then an evaluation with colcorr uses its moments and features
+    old = time.time() - 3600
+    for path in store.files(inputs.TABLE):
+        os.utime(path, (old, old))
+    count = Counting(monkeypatch)
+    run_attack(_config(targets[1], shadows), store)
+    assert not any(count.reads[r] for r in shadows)  # all from the cache
+    recent = {r["key"] for r in inputs.usage(store) if r["last_used"] > old + 1800}
+    assert len(recent) == 3  # the moments and colcorr's two layers, marked used
+    # cap = what the recently used keys hold: exactly the two stats keys go, oldest first
+    keep_bytes = sum(rows[k]["bytes"] for k in recent)
+    assert set(inputs.evict(store, keep_bytes)) == set(rows) - recent
+    assert {r["key"] for r in inputs.usage(store)} == recent
+    assert inputs.evict(store, keep_bytes) == []  # under the cap: nothing more
+    # an evicted featurizer is rebuilt from the harvest (one pass), with the same results
+    for table in ("attacks", "predictions"):
+        shutil.rmtree(store.path(table))
+    again = run_attack(stats, store)
+    assert all(count.reads[r] == 1 for r in shadows), dict(count.reads)
+    assert _metrics(again) == _metrics(first)
+    assert len(inputs.evict(store, 0)) == 5 and inputs.usage(store) == []
+
+
+def test_cache_cap_setting_is_validated():
+    from sergrad.errors import ConfigError
+    from sergrad.sweep.schema import ResourcesSpec
+
+    assert ResourcesSpec().attack_inputs_max_gb == inputs.DEFAULT_MAX_GB
+    with pytest.raises(ConfigError, match="attack_inputs_max_gb"):
+        ResourcesSpec(attack_inputs_max_gb=-1.0)
+
+
+def test_shadow_set_too_big_to_keep_is_streamed_twice_with_the_same_results(tmp_path, monkeypatch):
+    from sergrad.attack import pipeline
+
+    store = Store(tmp_path / "kept")
+    shadows, targets = _world(store)
+    shutil.copytree(tmp_path / "kept", tmp_path / "streamed")
+    kept = run_attack(_config(targets[0], shadows), store)
+    monkeypatch.setattr(pipeline, "RAW_IN_MEMORY_BYTES", 0)  # nothing fits: read again
+    count = Counting(monkeypatch)
+    streamed = run_attack(_config(targets[0], shadows), Store(tmp_path / "streamed"))
+    assert all(count.reads[r] == 2 for r in shadows), dict(count.reads)
+    assert _metrics(streamed) == _metrics(kept)

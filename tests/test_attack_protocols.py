@@ -13,7 +13,7 @@ from sergrad.attack.protocols import (
     fuse,
     majority_baseline,
     metadata_features,
-    no_updates_baseline,
+    no_updates_model,
 )
 
 
@@ -85,9 +85,9 @@ def test_majority_and_no_updates_baselines():
     y = rng.integers(0, 2, 400)
     n = np.where(y == 1, 50, 20) + rng.integers(0, 5, 400)
     x = metadata_features(n, rng.integers(1, 100, 400))
-    p = no_updates_baseline(x[:300], y[:300], x[300:])
+    p = no_updates_model(x[:300], y[:300]).predict_proba(x[300:])[:, 1]
     assert np.mean((p >= 0.5) == y[300:]) > 0.95
     # metadata that does not: about chance
     xr = metadata_features(rng.integers(20, 60, 400), rng.integers(1, 100, 400))
-    pr = no_updates_baseline(xr[:300], y[:300], xr[300:])
+    pr = no_updates_model(xr[:300], y[:300]).predict_proba(xr[300:])[:, 1]
     assert np.mean((pr >= 0.5) == y[300:]) == pytest.approx(0.5, abs=0.15)

@@ -93,17 +93,17 @@ def test_shared_shadow_set_is_read_once_through_the_runner(tmp_path, monkeypatch
                       options=EngineOptions(max_retries=0))  # fmt: skip
     assert result.all_ok, result.problems
     assert hooks.phases == [["shadow inputs"], ["fast eval", "fast eval"]]
-    # one moments pass + one featurizing pass for both featurizers, then none per evaluation
-    assert {r: hooks.reads[r] for r in SHADOWS} == {r: 2 for r in SHADOWS}
+    # one moments pass whose batches feed both featurizers, then none per evaluation
+    assert {r: hooks.reads[r] for r in SHADOWS} == {r: 1 for r in SHADOWS}
     assert {r: hooks.reads[r] for r in TARGETS} == {r: 1 for r in TARGETS}
     grouped = dict(hooks.reads)
 
-    # control: the same sweep without the grouping costs one more shadow pass per run
+    # control: without the grouping the second featurizer costs one more shadow pass
     hooks.reads.clear()
     monkeypatch.setattr(runner, "prepare_jobs", lambda evals: [])
     result = run_jobs(_runs(), _evals(), store_uri=str(tmp_path / "control"),
                       options=EngineOptions(max_retries=0))  # fmt: skip
-    assert result.all_ok and {r: hooks.reads[r] for r in SHADOWS} == {r: 3 for r in SHADOWS}
+    assert result.all_ok and {r: hooks.reads[r] for r in SHADOWS} == {r: 2 for r in SHADOWS}
     assert sum(hooks.reads.values()) > sum(grouped.values())
     # grouping changes nothing in the results
     assert _metrics(Store(tmp_path / "grouped")) == _metrics(Store(tmp_path / "control"))
@@ -141,3 +141,16 @@ def test_a_failed_preparation_is_a_warning_and_evaluations_still_run(tmp_path, m
     assert hooks.phases[0] == ["shadow inputs"]
     assert "not prepared (OSError: disk gone)" in caplog.text
     assert Store(tmp_path).files("attacks")  # the evaluations recorded their own rows
+
+
+def test_runner_caps_attack_inputs_after_the_evaluations(tmp_path, monkeypatch):
+    from sergrad.attack import inputs
+
+    InProcess(monkeypatch)
+    for name, cap, kept in (("default", None, True), ("zero", 0.0, False)):
+        store = _world(tmp_path / name)
+        result = run_jobs(_runs(), _evals(), store_uri=str(tmp_path / name),
+                          options=EngineOptions(max_retries=0, attack_inputs_max_gb=cap))  # fmt: skip
+        assert result.all_ok, result.problems
+        assert bool(inputs.usage(store)) is kept  # evicted only after both evaluations ran
+        assert set(result.wall_s) == {"runs", "evals"} and "FL runs" in result.timing_line()

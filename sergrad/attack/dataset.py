@@ -31,6 +31,7 @@ from sergrad.schema import GENDER_INDEX, LEGACY_LABEL
 from sergrad.store import Store
 
 PostHoc = Callable[..., dict[str, np.ndarray]]
+IN_MEMORY_BYTES = 256 * 2**20  # RowFile.reader: files up to this are read once into memory
 
 
 @dataclass
@@ -132,16 +133,22 @@ class RowFile:
         """Rows `idx` as float32 [len(idx), width]; contiguous runs are read in one call."""
         idx = np.asarray(idx, dtype=np.int64)
         out = np.empty((len(idx), self.width), dtype=self.dtype)
+        ends = np.r_[np.flatnonzero(np.diff(idx) != 1) + 1, len(idx)].tolist()
         start = 0
-        while start < len(idx):
-            stop = start + 1
-            while stop < len(idx) and idx[stop] == idx[stop - 1] + 1:
-                stop += 1
+        for stop in ends if len(idx) else []:  # one pread per contiguous run
             nbytes = (stop - start) * self.row_bytes
             buf = os.pread(self._fd, nbytes, int(idx[start]) * self.row_bytes)
             out[start:stop] = np.frombuffer(buf, dtype=self.dtype).reshape(stop - start, -1)
             start = stop
         return out.astype(np.float32, copy=False)
+
+    def reader(self, max_bytes: int = IN_MEMORY_BYTES) -> Callable[[np.ndarray], np.ndarray]:
+        """A `read` for repeated scattered reads: with the file at most `max_bytes` it is read
+        once and rows are indexed in memory (same float32 rows), else `read` itself."""
+        if self.n_rows * self.row_bytes > max_bytes:
+            return self.read
+        whole = self.read(np.arange(self.n_rows))  # [N, width] float32
+        return lambda idx: whole[np.asarray(idx, dtype=np.int64)]
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -4,12 +4,14 @@ The API a sweep's job runner calls for a group of evaluations (e.g. all evaluati
 target, or of one shadow set) before running them:
 
     from sergrad.attack.group import prepare_attack_inputs
-    prepare_attack_inputs(store, configs)          # moments + all featurizers, shadow read 2x
+    prepare_attack_inputs(store, configs)          # moments + all featurizers, shadow read 1x
     rows = [run_attack(c, store) for c in configs]  # each reads only its target harvest
 
 `prepare_attack_inputs` groups the configs by shadow set (their moments key), computes the
 moments once per set, then every (layer, featurizer) the set's evaluations need in ONE more
-pass over its harvest (one per layer when the attacker mimics a post-hoc defense), and
+pass over its updates (from the moments pass's batches, kept in memory up to
+`pipeline.RAW_IN_MEMORY_BYTES`, else a second read; one read per layer when the attacker
+mimics a post-hoc defense), and
 stores them in `attack_inputs/` (sergrad.attack.inputs). `run_attack` then finds them there.
 Without this call the cache still works, but each new featurizer costs one more pass.
 """

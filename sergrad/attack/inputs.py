@@ -25,6 +25,7 @@ Files are written atomically; two processes computing the same key write identic
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,7 +41,7 @@ from sergrad.store import Store
 
 TABLE = "attack_inputs"
 PARTITION = "key"
-VERSION = 1
+VERSION = 2  # 2: logreg_colcorr cosines by batched matmul (float rounding differs from 1)
 # model params that do not change the fixed input transform
 TRAINING_ONLY = ("lr", "batch_size", "max_seconds", "amp", "dropout", "hidden")
 KEY_FIELDS = ("round", "client_id", "speaker_id", "gender", "n_samples")
@@ -120,6 +121,7 @@ def load_moments(store: Store, key: str) -> tuple[D.UpdateKeys, dict] | None:
             m = pq.read_table(f).to_pydict()
     except (OSError, pa.ArrowException) as exc:
         raise StoreError(f"{TABLE}/key={key}: unreadable ({exc})") from exc
+    touch(store, key, "keys", "moments")
     keys = D.UpdateKeys(run=k["run"], **{f: k[f] for f in KEY_FIELDS})
     stats = {
         p: (np.frombuffer(mu, "<f8").copy(), np.frombuffer(sd, "<f8").copy())
@@ -169,6 +171,7 @@ def load_features(store: Store, key: str, path: str) -> D.RowFile | None:
         dtype, width = md[b"sergrad.dtype"].decode(), int(md[b"sergrad.width"])
     except (OSError, pa.ArrowException, KeyError, ValueError) as exc:
         raise StoreError(f"{TABLE}/key={key}/features: unreadable ({exc})") from exc
+    touch(store, key, "features")
     rows = D.RowFile(path, width=width, dtype=dtype)
     for rb in pf.iter_batches(batch_size=ROWS_PER_GROUP, columns=["x"]):
         out = np.empty((rb.num_rows, width), np.float32)
@@ -180,6 +183,55 @@ def load_features(store: Store, key: str, path: str) -> D.RowFile | None:
         fmt.decode_planes_into(data.reshape(len(col), item, width), dtype, out)
         rows.append(out)
     return rows
+
+
+# --- size cap ---------------------------------------------------------------------------
+DEFAULT_MAX_GB = 4.0  # sweep `resources.attack_inputs_max_gb`; the cnn's arrays dominate
+
+
+def touch(store: Store, key: str, *names: str) -> None:
+    """Mark files of a key used now (their mtime; local stores only: on an object store a
+    key's age is its write time), so `evict` removes the least recently USED keys."""
+    if store.is_local:
+        for name in names:
+            try:
+                os.utime(_path(store, key, name))
+            except OSError:
+                pass  # evicted meanwhile: the reader already holds it open
+
+
+def usage(store: Store) -> list[dict]:
+    """One row per stored key: key, bytes, last_used (the newest file mtime, seconds)."""
+    keys: dict[str, dict] = {}
+    for path in store.files(TABLE):
+        info = store.fs.get_file_info(path)
+        key = path.rsplit("/", 2)[-2].split("=", 1)[-1]
+        row = keys.setdefault(key, {"key": key, "bytes": 0, "last_used": 0.0})
+        row["bytes"] += info.size or 0
+        mtime = info.mtime.timestamp() if info.mtime is not None else 0.0
+        row["last_used"] = max(row["last_used"], mtime)
+    return list(keys.values())
+
+
+def evict(store: Store, max_bytes: float) -> list[str]:
+    """Delete whole keys, least recently used first, until `attack_inputs/` holds at most
+    `max_bytes`; returns the deleted keys. A deleted key is rebuilt from the harvest when an
+    evaluation needs it again (a cache, never a result)."""
+    rows = sorted(usage(store), key=lambda r: (r["last_used"], r["key"]))
+    total = sum(r["bytes"] for r in rows)
+    gone = []
+    for row in rows:
+        if total <= max_bytes:
+            break
+        store.fs.delete_dir_contents(store.table_dir(TABLE, (PARTITION, row["key"])),
+                                     missing_dir_ok=True)  # fmt: skip
+        try:
+            store.fs.delete_dir(store.table_dir(TABLE, (PARTITION, row["key"])))
+        except OSError:
+            pass  # an object store has no directories to remove
+        total -= row["bytes"]
+        gone.append(row["key"])
+    return gone
 
 
 def describe(store: Store) -> list[dict]:

@@ -160,17 +160,28 @@ def bootstrap_uar_ci(
         return float("nan"), float("nan"), ""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     uniq, inv = np.unique(np.asarray(groups), return_inverse=True)
-    members = [np.flatnonzero(inv == g) for g in range(len(uniq))]
-    stats, skipped = [], 0
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(uniq), size=len(uniq))
-        idx = np.concatenate([members[g] for g in pick])
-        if len(np.unique(y_true[idx])) < 2:
-            skipped += 1
-            continue
-        stats.append(uar(y_true[idx], y_pred[idx]))
+    n_groups = len(uniq)
+    classes, y_index = np.unique(y_true, return_inverse=True)
+    # per group and class: rows and correct predictions; a resample's counts are the
+    # multiplicity-weighted sums, so its UAR needs no concatenated index (same numbers as
+    # uar(y_true[idx], y_pred[idx]) over the picked groups' rows)
+    count = np.zeros((n_groups, len(classes)), np.float64)
+    correct = np.zeros_like(count)
+    np.add.at(count, (inv, y_index), 1.0)
+    np.add.at(correct, (inv, y_index), (y_pred == y_true).astype(np.float64))
+    picks = rng.integers(0, n_groups, size=(n_boot, n_groups))  # = n_boot draws of n_groups
+    flat = (picks + np.arange(n_boot)[:, None] * n_groups).ravel()
+    mult = np.bincount(flat, minlength=n_boot * n_groups).reshape(n_boot, n_groups)
+    n = mult.astype(np.float64) @ count  # [n_boot, classes] exact small integers
+    k = mult.astype(np.float64) @ correct
+    present = n > 0
+    n_present = present.sum(axis=1)
+    keep = n_present >= 2
+    skipped = int((~keep).sum())
+    recall = np.where(present, k / np.maximum(n, 1.0), 0.0)
+    stats = recall[keep].sum(axis=1) / n_present[keep]
     note = f"ci: {skipped}/{n_boot} single-class resamples skipped" if skipped else ""
-    if not stats:
+    if not len(stats):
         return float("nan"), float("nan"), note or "ci: no resample"
     a = (1 - level) / 2
     lo, hi = np.quantile(stats, [a, 1 - a])

@@ -2,7 +2,8 @@
 
 `ShadowSet` (keys, labels, per-element statistics: one streaming pass, or read from the
 `attack_inputs` cache) -> `featurize_shadow` (one second pass computing every layer's and
-featurizer's feature rows still missing from the cache) -> `TargetSet` (keys and each layer's
+featurizer's feature rows still missing from the cache, over the first pass's batches when
+they fit in RAW_IN_MEMORY_BYTES, else over the harvest again) -> `TargetSet` (keys and each layer's
 normalised rows: one streaming pass, post-hoc defenses applied first) -> `fit_layer` (cached
 feature rows, then training) -> `score_layer` (P(male) per target update and per
 client-trial selection). An evaluation whose shadow set was seen before reads no shadow
@@ -29,6 +30,7 @@ from sergrad.attack.train import TrainResult, predict_features, train_attack
 from sergrad.errors import DataError
 from sergrad.store import Store
 
+RAW_IN_MEMORY_BYTES = 256 * 2**20  # a shadow set's decoded updates kept between its passes
 BATCH_ROWS = 32  # updates per streamed batch: 32 x 1 MB (fc1 at 988-d) plus float64 temporaries
 PREDICT_ROWS = 20  # cnn activations at 256x988: ~0.3 GB per 20 rows in conv1
 
@@ -41,6 +43,9 @@ class ShadowSet:
     stats: dict[str, tuple[np.ndarray, np.ndarray]]  # param -> (mean, std) float64 [numel]
     key: str = ""  # attack_inputs key of the moments (and of the features derived from them)
     target: Target = GENDER  # what the labels are
+    # the moments pass's batches [(run, keys, {param: rows})], kept when they fit in
+    # RAW_IN_MEMORY_BYTES so the featurizing pass needs no second read (non-adaptive only)
+    raw: list | None = None
 
 
 @dataclass
@@ -65,6 +70,7 @@ def load_shadow(
     runs = list(config.shadow_runs)
     mkey = inputs.moments_key(config, params, batch_rows=BATCH_ROWS)
     cached = inputs.load_moments(store, mkey)
+    raw = None
     if cached is not None:
         keys, stats = cached
     else:
@@ -74,17 +80,23 @@ def load_shadow(
         stream = D.stream_raw(store, runs, params, batch_rows=BATCH_ROWS, posthoc=use,
                               param_shapes=shapes, seed=config.seed, role=0)  # fmt: skip
         genders = {r: source.client_genders(store, r) for r in runs}
+        raw, held = ([] if use is None else None), 0
         for run_id, k, arrays in stream:
             keys.extend(run_id, k, genders[run_id])
             for p in params:
                 moments.setdefault(p, D.Moments.zeros(arrays[p].shape[1])).update(arrays[p])
+            held += sum(arrays[p].nbytes for p in params)
+            if raw is not None and held <= RAW_IN_MEMORY_BYTES:
+                raw.append((run_id, k, {p: np.array(arrays[p]) for p in params}))
+            else:
+                raw = None  # too big: the featurizing pass streams the harvest again
         stats = {p: (m.mean, m.std()) for p, m in moments.items()}
     if attribute is not None and attribute.target.attribute != "gender":
         labels = attribute.encode(keys.run, keys.client_id)  # checked by AttributeLabels.of
         if cached is None:  # the moments and keys do not depend on the attacked attribute
             inputs.save_moments(store, mkey, keys, stats)
         return ShadowSet(runs=runs, keys=keys, labels=labels, stats=stats, key=mkey,
-                         target=attribute.target)  # fmt: skip
+                         target=attribute.target, raw=raw)  # fmt: skip
     labels = keys.labels()
     if (labels < 0).any():
         bad = sorted({r for r, y in zip(keys.run, labels) if y < 0})
@@ -97,7 +109,7 @@ def load_shadow(
         )
     if cached is None:
         inputs.save_moments(store, mkey, keys, stats)
-    return ShadowSet(runs=runs, keys=keys, labels=labels, stats=stats, key=mkey)
+    return ShadowSet(runs=runs, keys=keys, labels=labels, stats=stats, key=mkey, raw=raw)
 
 
 def featurize_shadow(
@@ -123,6 +135,7 @@ def featurize_shadow(
     passes = [list(todo)] if use is None else [[ps] for ps in todo]
     for group in passes if todo else []:
         _featurize_pass(store, config, shadow, {ps: todo[ps] for ps in group}, shapes, use)
+    shadow.raw = None  # every feature row is built: free the kept batches
     return len(passes) if todo else 0
 
 
@@ -137,8 +150,12 @@ def _featurize_pass(store, config, shadow, todo, shapes, use) -> None:
                 models.append((list(ps), model))
                 writers.append(inputs.FeatureWriter(store, fkey, width=model.n_features,
                                                     dtype=model.storage_dtype))  # fmt: skip
-        stream = D.stream_raw(store, shadow.runs, params, batch_rows=BATCH_ROWS, posthoc=use,
-                              param_shapes=shapes, seed=config.seed, role=0)  # fmt: skip
+        if use is None and shadow.raw is not None:
+            stream = iter(shadow.raw)  # the moments pass's batches: no second harvest read
+        else:
+            stream = D.stream_raw(store, shadow.runs, params, batch_rows=BATCH_ROWS,
+                                  posthoc=use, param_shapes=shapes, seed=config.seed,
+                                  role=0)  # fmt: skip
         for _, _, arrays in stream:
             normed = D.normalise_arrays(arrays, {p: shadow.stats[p] for p in params})
             for (ps, model), w in zip(models, writers):
@@ -247,10 +264,12 @@ def score_layer(
     device: str,
 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """The model's outputs (gender: P(male)) per target update, and per selection for each n
-    (rows averaged first)."""
+    (rows averaged first). A target set up to `dataset.IN_MEMORY_BYTES` is read once and
+    indexed in memory (the per-client draws pick scattered rows: one read per row otherwise)."""
+    take = rows.reader()
     per_update = []
     for s in range(0, rows.n_rows, PREDICT_ROWS):
-        x = rows.read(np.arange(s, min(s + PREDICT_ROWS, rows.n_rows)))  # [b, D]
+        x = take(np.arange(s, min(s + PREDICT_ROWS, rows.n_rows)))  # [b, D]
         per_update.append(
             predict_features(
                 model, model.transform(_split_params(x, params, shapes)), device=device
@@ -260,9 +279,7 @@ def score_layer(
     for n, sels in selections.items():
         out = []
         for s in range(0, len(sels), PREDICT_ROWS):
-            avg = np.stack(
-                [average_rows(rows.read(sel.rows)) for sel in sels[s : s + PREDICT_ROWS]]
-            )
+            avg = np.stack([average_rows(take(sel.rows)) for sel in sels[s : s + PREDICT_ROWS]])
             feats = model.transform(_split_params(avg, params, shapes))
             out.append(predict_features(model, feats, device=device))
         per_client[n] = np.concatenate(out) if out else model.target.empty()

@@ -46,7 +46,6 @@ def client_selections(
     counts = [len(r) for r in rows_by_client.values()]
     everything = n <= 0 or n >= max(counts)
     n_trials = 1 if everything else trials
-    short = sum(1 for c in counts if 0 < n and c < n)
     out = []
     for t in range(n_trials):
         for client, rows in sorted(rows_by_client.items()):
@@ -56,10 +55,16 @@ def client_selections(
                 rng = np.random.default_rng([seed, n, t, client])
                 pick = np.sort(rng.choice(rows, size=n, replace=False))
             out.append(Selection(client=client, trial=t, rows=pick))
+    return out, selection_note(counts, n=n, trials=trials)
+
+
+def selection_note(counts: list[int], *, n: int, trials: int) -> str:
+    """The note of `client_selections` from the clients' update counts alone (no draws)."""
+    short = sum(1 for c in counts if 0 < n and c < n)
     note = f"{short}/{len(counts)} clients had fewer than {n} updates (all used)" if short else ""
-    if everything and trials > 1 and n > 0:
+    if (n <= 0 or n >= max(counts)) and trials > 1 and n > 0:
         note = "; ".join(filter(None, [note, "every client fully averaged: 1 trial"]))
-    return out, note
+    return note
 
 
 def average_rows(x: np.ndarray) -> np.ndarray:
@@ -91,17 +96,16 @@ def metadata_features(n_samples: np.ndarray, rounds: np.ndarray) -> np.ndarray:
     return np.column_stack([np.log1p(np.asarray(n_samples, np.float64)), np.asarray(rounds, float)])
 
 
-def no_updates_baseline(
-    shadow_x: np.ndarray, shadow_y: np.ndarray, target_x: np.ndarray
-) -> np.ndarray:
-    """P(male) from a standardised logistic regression on metadata features only."""
+def no_updates_model(shadow_x: np.ndarray, shadow_y: np.ndarray):
+    """The metadata-only attacker: a standardised logistic regression fitted on the shadow
+    keys once; its `predict_proba(x)[:, 1]` is P(male) for any metadata rows x."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    clf.fit(shadow_x, shadow_y)
-    return clf.predict_proba(target_x)[:, 1]
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(
+        shadow_x, shadow_y
+    )
 
 
 def baseline_outputs(target, shadow_x: np.ndarray, shadow_y: np.ndarray):

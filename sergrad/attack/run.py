@@ -46,7 +46,8 @@ from sergrad.attack.protocols import (
     fuse,
     majority_baseline,
     metadata_features,
-    no_updates_baseline,
+    no_updates_model,
+    selection_note,
     vote,
 )
 from sergrad.attack.secagg import NO_REGRESSION_COLUMNS
@@ -328,7 +329,8 @@ def _score(ctx, layer, probs, target, sels, scored, *, note, wall, attack) -> li
                             dtype=bool)  # fmt: skip
             y = _client_labels(target, sel)[keep]
             kept = [s for s, k in zip(sel, keep) if k]
-            _, sel_note = client_selections(by_client, n=n, trials=config.trials, seed=config.seed)
+            sel_note = selection_note([len(r) for r in by_client.values()], n=n,
+                                      trials=config.trials)  # fmt: skip
             for m in _calibrated(ctx, y, p_sel[keep],
                                  groups=np.array([speakers[s.rows[0]] for s in kept]),
                                  clients=np.array([s.client for s in kept]),
@@ -358,12 +360,13 @@ def _baselines(ctx, shadow, target, sels, scored) -> list[dict]:
     ok = known(ctx.target, shadow.labels)  # every row for gender
     sx, sy = sx[ok], shadow.labels[ok]
     maj_u = majority_baseline(sy, n_t)
-    meta_u = no_updates_baseline(sx, sy, tx)
+    meta = no_updates_model(sx, sy)  # fitted once, scores every protocol
+    meta_u = meta.predict_proba(tx)[:, 1]
     maj_c, meta_c = {}, {}
     for n, sel in sels.items():
         maj_c[n] = majority_baseline(sy, len(sel))
         avg = np.stack([tx[s.rows].mean(axis=0) for s in sel]) if sel else np.zeros((0, 2))
-        meta_c[n] = no_updates_baseline(sx, sy, avg) if sel else np.zeros(0)
+        meta_c[n] = meta.predict_proba(avg)[:, 1] if sel else np.zeros(0)
     return _baseline_rows(ctx, target, sels, scored, maj_u, meta_u, maj_c, meta_c)
 
 

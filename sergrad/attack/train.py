@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,15 +90,23 @@ def _to_device(rows: np.ndarray, device: str) -> torch.Tensor:
 
 
 def predict_proba(
-    model: AttackModel, rows: RowFile, idx: np.ndarray, *, device: str, batch_size: int = 20
+    model: AttackModel,
+    rows: RowFile,
+    idx: np.ndarray,
+    *,
+    device: str,
+    batch_size: int = 20,
+    read: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """`model.target.outputs` for rows `idx` (gender: P(male) [N]), eval mode (dropout off,
-    batch-norm running stats)."""
+    batch-norm running stats); `read` (default `rows.read`) fetches rows, e.g.
+    `rows.reader()` when they fit in memory."""
+    read = read or rows.read
     model.module.eval()
     out = []
     with torch.no_grad(), _autocast(model, device):
         for s in range(0, len(idx), batch_size):
-            x = _to_device(rows.read(idx[s : s + batch_size]), device)  # [b, F]
+            x = _to_device(read(idx[s : s + batch_size]), device)  # [b, F]
             out.append(model.target.outputs(model.module(x)))
     return np.concatenate(out) if out else model.target.empty()
 
@@ -146,6 +155,7 @@ def _train(model, rows, labels, train_idx, val_idx, config, lr, batch_size, devi
     budget = None if budget is None else float(budget)
     stopped = "epochs"
     y_all = model.target.y_tensor(labels)  # [N] class index, or [N, 1] standardised value
+    read = rows.reader()  # fast attacks' rows fit in memory: no read per mini-batch
     best, best_epoch, best_state, stale, history = -np.inf, 0, None, 0, []
     t0, seen, step_s = time.perf_counter(), 0, 0.0
     bar = None
@@ -163,7 +173,7 @@ def _train(model, rows, labels, train_idx, val_idx, config, lr, batch_size, devi
             if len(idx) < 2 and len(perm) > 1:
                 continue  # batch-norm needs 2 rows
             ts = time.perf_counter()
-            x = _to_device(rows.read(idx), device)  # [b, F]
+            x = _to_device(read(idx), device)  # [b, F]
             y = y_all[idx].to(device)  # [b]
             with _autocast(model, device):
                 loss = loss_fn(module(x).float(), y)
@@ -176,7 +186,8 @@ def _train(model, rows, labels, train_idx, val_idx, config, lr, batch_size, devi
             seen += len(idx)
         val = np.nan
         if len(val_idx):
-            p = predict_proba(model, rows, val_idx, device=device, batch_size=batch_size)
+            p = predict_proba(model, rows, val_idx, device=device, batch_size=batch_size,
+                              read=read)  # fmt: skip
             val = model.target.val_score(labels[val_idx], p)  # UAR; numeric: -MAE
         score = val if len(val_idx) else -total  # no validation: keep the last/lowest loss
         history.append(

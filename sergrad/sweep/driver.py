@@ -123,6 +123,7 @@ def options_for(
         per_trial=res.runs_per_trial,
         max_retries=res.max_retries,
         trial_restarts=res.trial_restarts,
+        attack_inputs_max_gb=res.attack_inputs_max_gb,
     )
 
 

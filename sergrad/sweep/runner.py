@@ -23,6 +23,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 
 from sergrad.store import Store, absolute_uri
@@ -43,6 +44,7 @@ class EngineOptions:
     per_trial: int = 0  # jobs per trial, 0 = automatic
     max_retries: int = 2
     trial_restarts: int = 3
+    attack_inputs_max_gb: float | None = None  # cache cap after evaluations; None: default
 
 
 # --- Ray session ----------------------------------------------------------------------------
@@ -291,6 +293,27 @@ class Result:
     problems: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (state, why)
     totals: dict[str, int] = field(default_factory=dict)  # "runs"/"evals"/"audits" -> jobs
     oks: dict[str, int] = field(default_factory=dict)  # "runs"/"evals"/"audits" -> ok
+    # wall seconds of this call's phases: "runs" (FL runs) and "evals" (shadow inputs,
+    # evaluations and audits), and job seconds per job kind (summed over parallel slots)
+    wall_s: dict[str, float] = field(default_factory=dict)
+    job_s: dict[str, float] = field(default_factory=dict)
+
+    def timing_line(self) -> str:
+        """'FL runs 1.1 min wall (136 job-s); evaluations 0.9 min wall (fast eval 80 job-s,
+        ...)': where this call's time went (empty when nothing ran)."""
+        if not self.wall_s:
+            return ""
+        runs = {k: v for k, v in self.job_s.items() if k == "fl run"}
+        rest = {k: v for k, v in self.job_s.items() if k != "fl run"}
+
+        def jobs(d: dict) -> str:
+            return ", ".join(f"{k} {v:.0f} job-s" for k, v in d.items()) or "none run"
+
+        return (
+            f"FL runs {self.wall_s.get('runs', 0) / 60:.1f} min wall ({jobs(runs)}); "
+            f"evaluations and audits {self.wall_s.get('evals', 0) / 60:.1f} min wall "
+            f"({jobs(rest)})"
+        )
 
     @property
     def all_ok(self) -> bool:
@@ -345,12 +368,15 @@ def run_jobs(
     for job in runs + evals:
         progress.add_total(job.eta_kind, 1, already_done=job.id in ok)
     progress.show(force=True)
+    wall: dict[str, float] = {}
     if pending or pending_evals:
         shutdown = ray_session(options)
         try:
+            t0 = time.monotonic()
             if pending:
                 _tune_phase(pending, store_uri=store_uri, options=options, progress=progress,
                             outcomes=outcomes, lost=lost)  # fmt: skip
+            wall["runs"], t0 = time.monotonic() - t0, time.monotonic()
             ok_runs, _ = _done(store, runs)
             ready = [j for j in pending_evals if all(r in ok_runs for r in _needs(j))]
             prepare = prepare_jobs(ready)
@@ -360,11 +386,33 @@ def run_jobs(
             if ready:
                 _tune_phase(ready, store_uri=store_uri, options=eval_options or options,
                             progress=progress, outcomes=outcomes, lost=lost)  # fmt: skip
+            wall["evals"] = time.monotonic() - t0
         finally:
             shutdown()
+        if pending_evals:
+            _cap_attack_inputs(store, options)
     progress.in_flight.clear()
     progress.close()
-    return summarise(store, runs, only_evals, outcomes=outcomes, lost=lost, audits=audits)
+    result = summarise(store, runs, only_evals, outcomes=outcomes, lost=lost, audits=audits)
+    result.wall_s = wall
+    result.job_s = {k: float(v) for k, v in progress.seconds.items()}
+    return result
+
+
+def _cap_attack_inputs(store: Store, options: EngineOptions) -> None:
+    """Evict least recently used `attack_inputs/` keys above the cap (sergrad.attack.inputs):
+    after the evaluations, so a sweep never rebuilds inputs it is still using."""
+    from sergrad.attack import inputs
+
+    cap = options.attack_inputs_max_gb
+    cap = inputs.DEFAULT_MAX_GB if cap is None else cap
+    try:
+        gone = inputs.evict(store, cap * 2**30)
+    except OSError as exc:  # a cache: never fail a finished sweep over it
+        log.warning("attack_inputs not capped at %g GB: %s", cap, exc)
+        return
+    if gone:
+        log.info("attack_inputs: evicted %d key(s) above %g GB", len(gone), cap)
 
 
 def _prepare_phase(

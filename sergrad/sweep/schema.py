@@ -103,10 +103,15 @@ class ResourcesSpec:
     max_retries: int = 2  # a job that raises is retried this often, then recorded failed
     trial_restarts: int = 3  # Tune restarts of a trial whose worker process died
     max_concurrent: int = 0  # concurrent trials; 0 = as many as the cluster's CPUs allow
+    attack_inputs_max_gb: float = 4.0  # attack_inputs/ cache cap, least recently used evicted
 
     def __post_init__(self) -> None:
         if self.cpus_per_run <= 0 or self.gpus_per_run < 0:
             raise ConfigError("cpus_per_run must be > 0 and gpus_per_run >= 0")
+        if not self.attack_inputs_max_gb >= 0:
+            raise ConfigError(
+                f"resources.attack_inputs_max_gb: {self.attack_inputs_max_gb!r}, must be >= 0"
+            )
         if min(self.runs_per_trial, self.evals_per_trial, self.max_retries) < 0:
             raise ConfigError("runs_per_trial, evals_per_trial, max_retries must be >= 0")
 
