@@ -52,25 +52,27 @@ def dp_sgd_grads_(
     acts[l] [A, B, I_l], deltas[l] [A, B, O_l] (per sample), out[l] = (weight [A, O_l, I_l],
     bias [A, O_l]); expected_batch_sizes [A]; client a's noise N(0, noise_std^2) is drawn from
     generators[a] (CPU) per parameter in layer order (weight, then bias) as Opacus'
-    DPOptimizer draws it. out = (clipped sum + noise) / expected batch size, computed as
-    noise / ebs drawn into `out`, then the clipped sum of the deltas scaled by c_i / ebs
-    accumulated onto it by the matmul itself: no pass over the gradients besides the draw.
+    DPOptimizer draws it. out = (clipped sum + noise) / expected batch size, computed client
+    by client as noise / ebs drawn into `out`, then the sum of the deltas scaled by c_i / ebs
+    accumulated onto it by the matmul (addmm_) while it is in cache: besides the draw, no
+    pass over the gradients.
     """
     factors = clip_factors(per_sample_norms(acts, deltas), max_norm)  # [A, B]
     inv = 1.0 / expected_batch_sizes.to(factors)  # [A]
     factors = factors * inv.unsqueeze(1)  # [A, B] c_i / ebs
+    scaled = [d * factors.unsqueeze(2) for d in deltas]  # [A, B, O] clipped, scaled deltas
+    if noise_std <= 0:
+        for a, dc, (w, b) in zip(acts, scaled, out):
+            torch.bmm(dc.transpose(1, 2), a, out=w)  # [A, O, I]
+            torch.sum(dc, dim=1, out=b)  # [A, O]
+        return
     stds = (noise_std * inv).tolist()
-    for a, (d, (w, b)) in enumerate(zip(deltas, out)):
-        dc = d * factors.unsqueeze(2)  # [A, B, O] clipped, scaled deltas
-        if noise_std > 0:
-            for i, g in enumerate(generators):
-                for t in (w[i], b[i]):
-                    draw_normal_(t, stds[i], generator=g)
-            w.baddbmm_(dc.transpose(1, 2), acts[a])  # [A, O, I] noise + sum_i c_i d_i a_i^T
-            b.add_(dc.sum(1))
-        else:
-            torch.bmm(dc.transpose(1, 2), acts[a], out=w)
-            torch.sum(dc, dim=1, out=b)
+    for i, g in enumerate(generators):  # per client: its gradient is still in cache after the draw
+        for a, dc, (w, b) in zip(acts, scaled, out):
+            draw_normal_(w[i], stds[i], generator=g)
+            w[i].addmm_(dc[i].T, a[i])  # [O, I] noise + sum_i c_i d_i a_i^T
+            draw_normal_(b[i], stds[i], generator=g)
+            b[i].add_(dc[i].sum(0))
 
 
 def draw_normal_(t: torch.Tensor, std: float, *, generator: torch.Generator | None) -> None:
