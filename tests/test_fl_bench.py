@@ -13,6 +13,8 @@ def test_measure_smoke(monkeypatch):
     for engine in ("reference", "fast"):
         out = measure(Setup("tiny", "fedsgd", engine), seconds=0.0)
         assert out["updates_per_s"] > 0 and out["gflops"] > 0
+        # one thread, so CPU time <= wall time (up to clock granularity)
+        assert out["updates_per_cpu_s"] >= 0.9 * out["updates_per_s"]
     out = measure(Setup("tiny", "fedavg", "fast"), seconds=0.0, harvest="float16")
     assert out["bytes_per_update"] > 0
 

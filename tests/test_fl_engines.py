@@ -62,16 +62,42 @@ def test_fast_equals_reference_one_round(algo, local, dropout):
         pytest.skip("full-batch FedSGD has no Poisson sampling")
     ref = _round("reference", ALGOS[algo], LOCALS[local], dropout)
     fast = _round("fast", ALGOS[algo], LOCALS[local], dropout)
+    _assert_same_results(ref, fast, ALGOS[algo])
+
+
+def _assert_same_results(ref, fast, algo: AlgoConfig) -> None:
     assert [r.client.client_id for r in ref] == [f.client.client_id for f in fast]
     for r, f in zip(ref, fast):
         assert (r.steps, r.sample_rate) == (f.steps, f.sample_rate)
         assert abs(r.loss - f.loss) < 1e-5
         # compare in model space: a pseudo-gradient is a delta divided by lr * steps
-        scale = ALGOS[algo].lr * r.steps if ALGOS[algo].name == "fedavg" else 1.0
+        scale = algo.lr * r.steps if algo.name == "fedavg" else 1.0
         for k in PARAM_NAMES:
             torch.testing.assert_close(
                 f.tensors[k] * scale, r.tensors[k] * scale, rtol=1e-4, atol=1e-6
             )
+
+
+# every client takes ONE local step (batch >= its data): the fast engine's closed form
+ONE_STEP = {
+    "adam": AlgoConfig(name="fedavg", batch_size=64, eps=1e-6),
+    "adam_delta_no_decay": AlgoConfig(
+        name="fedavg", batch_size=64, weight_decay=0.0, share="delta", eps=1e-6
+    ),
+    "sgd_momentum": AlgoConfig(
+        name="fedavg", optimizer="sgd", momentum=0.9, batch_size=64, lr=0.05
+    ),
+    "sgd_delta": AlgoConfig(name="fedavg", optimizer="sgd", batch_size=64, lr=0.05, share="delta"),
+}
+
+
+@pytest.mark.parametrize("algo", list(ONE_STEP))
+@pytest.mark.parametrize("local", ["plain", "batch_clip", "dp_sgd", "dp_sgd_poisson"])
+def test_fast_one_local_step_closed_form_equals_reference(algo, local):
+    ref = _round("reference", ONE_STEP[algo], LOCALS[local], 0.3)
+    fast = _round("fast", ONE_STEP[algo], LOCALS[local], 0.3)
+    assert {r.steps for r in ref} == {1}  # the closed form is what is tested
+    _assert_same_results(ref, fast, ONE_STEP[algo])
 
 
 def _config(engine: str, algo: AlgoConfig, **kw) -> RunConfig:

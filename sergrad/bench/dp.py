@@ -1,17 +1,20 @@
 """`sergrad bench dp`: DP-SGD step time, fast path vs Opacus, relative to a non-private step.
 
 One local SGD step of the SER MLP (D-H1-H2-4, ReLU, cross-entropy) on one mini-batch, timed
-as the median over repeats after warm-up, single-threaded by default. Rows:
+as the median over repeats after warm-up, the rows in turn (round-robin, so a changing load
+slows all rows alike), single-threaded by default. Rows:
 
 - non-private (nn.Module): forward, loss.backward(), SGD step; the baseline (ratio 1.00);
 - non-private (manual): the same step with a hand-written backward, as the fast engine runs it;
-- fast DP-SGD, clip only / clip + noise: the manual step with per-sample clipping from
-  closed-form per-sample norms (sergrad.fl.dp_clip: no per-sample gradient tensors), then
-  Opacus-style Gaussian noise (sigma C) on every parameter;
+- fast DP-SGD, clip only / clip + noise: the manual step with the fast engine's DP-SGD
+  (sergrad.fl.dp_clip.dp_sgd_grads_: per-sample clipping from closed-form per-sample norms, no
+  per-sample gradient tensors; Opacus-style Gaussian noise (sigma C) on every parameter drawn
+  into the gradient buffer, the clipped sum accumulated onto it);
 - Opacus hooks: GradSampleModule + DPOptimizer (per-sample gradients materialised);
 - Opacus ghost clipping: PrivacyEngine.make_private(grad_sample_mode="ghost");
-- Gaussian noise draw alone: torch.normal for every parameter's shape from the same kind of
-  generator (what DP-SGD must pay on top of a non-private step whatever the clipping).
+- Gaussian noise draw alone: N(0, (sigma C)^2) for every parameter, drawn into preallocated
+  buffers from the same kind of generator (what DP-SGD must pay on top of a non-private step
+  whatever the clipping).
 
 Targets: fast DP-SGD <= 2x the non-private step, and fast DP-SGD with noise within 10% of
 (non-private manual step + the noise draw): printed per batch as "clip + noise / (manual +
@@ -46,17 +49,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
 
 
-def _time(step: Callable[[], None], *, repeats: int, warmup: int, sync: Callable[[], None]):
-    for _ in range(warmup):
-        step()
+def _time(
+    steps: dict[str, Callable[[], None]], *, repeats: int, warmup: int, sync: Callable[[], None]
+) -> dict[str, float]:
+    """Median seconds per step of each closure, timed round-robin (one step of each in turn)
+    so that a machine whose load changes slows every row alike."""
+    for name, step in steps.items():
+        print(f"  warm-up: {name} ...", file=sys.stderr)
+        for _ in range(warmup):
+            step()
     sync()
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            sync()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _steps(args, batch: int) -> dict[str, Callable[[], None]]:
@@ -65,7 +75,7 @@ def _steps(args, batch: int) -> dict[str, Callable[[], None]]:
     import torch.nn.functional as F
     from torch import nn
 
-    from sergrad.fl.dp_clip import clip_factors, per_sample_norms
+    from sergrad.fl.dp_clip import dp_sgd_grads_, draw_normal_
 
     dev = torch.device(args.device)
     sizes = [args.dim, *args.hidden, 4]
@@ -92,11 +102,18 @@ def _steps(args, batch: int) -> dict[str, Callable[[], None]]:
 
     plain = model()
     params = [p.detach().clone() for p in model().parameters()]  # W1 b1 W2 b2 W3 b3
-    noise_g = torch.Generator(device=dev).manual_seed(1)
+    noise_g = torch.Generator().manual_seed(1)  # CPU draws, as the engines make them
+
+    grads = [torch.empty_like(p) for p in params]  # preallocated, as in the fast engine
+    pairs = [
+        (grads[0][None], grads[1][None]),
+        (grads[2][None], grads[3][None]),
+        (grads[4][None], grads[5][None]),
+    ]  # fmt: skip  (a cohort of one client)
+    ebs = torch.tensor([float(batch)])
 
     def manual(dp: bool, noise: float) -> Callable[[], None]:
-        lr = LR
-        noise_bufs: dict[tuple[int, int], torch.Tensor] = {}
+        """One step as the fast engine runs it (sergrad.fl.dp_clip.dp_sgd_grads_ when dp)."""
 
         def step():
             w1, b1, w2, b2, w3, b3 = params
@@ -110,24 +127,24 @@ def _steps(args, batch: int) -> dict[str, Callable[[], None]]:
             d1 = (d2 @ w2) * (z1 > 0)  # [B, H1]
             acts, deltas = [x, h1, h2], [d1, d2, d3]
             if dp:
-                c = clip_factors(per_sample_norms(acts, deltas), args.clip)  # [B]
-                deltas = [d * c.unsqueeze(1) for d in deltas]
-            for i, (a, d) in enumerate(zip(acts, deltas)):
-                for p, grad in ((params[2 * i], d.T @ a), (params[2 * i + 1], d.sum(0))):
-                    if noise > 0:
-                        std = noise * args.clip
-                        # drawn into a reused buffer, as the fast engine does
-                        buf = noise_bufs.get((i, grad.dim()))
-                        if buf is None:
-                            buf = noise_bufs[(i, grad.dim())] = torch.empty_like(grad)
-                        grad += buf.normal_(0.0, std, generator=noise_g)
-                    p.add_(grad, alpha=-lr / batch)
+                dp_sgd_grads_([a[None] for a in acts], [d[None] for d in deltas], pairs,
+                              max_norm=args.clip, noise_std=noise * args.clip,
+                              expected_batch_sizes=ebs, generators=[noise_g])  # fmt: skip
+            else:
+                d3.div_(batch)  # the batch mean
+                for a, d, (w, b) in zip(acts, deltas, pairs):
+                    torch.mm(d.T, a, out=w[0])  # [O, I]
+                    torch.sum(d, dim=0, out=b[0])  # [O]
+            for p, grad in zip(params, grads):
+                p.add_(grad, alpha=-LR)
 
         return step
 
-    def noise_draw() -> None:
-        for p in params:
-            torch.normal(0.0, args.noise * args.clip, p.shape, generator=noise_g, device=dev)
+    noise_bufs = [torch.empty_like(p) for p in params]
+
+    def noise_draw() -> None:  # the cheapest draw: into preallocated buffers
+        for buf in noise_bufs:
+            draw_normal_(buf, args.noise * args.clip, generator=noise_g)
 
     steps = {
         "non-private (nn.Module)": module_step(plain, torch.optim.SGD(plain.parameters(), lr=LR)),
@@ -195,10 +212,8 @@ def run(args) -> list[tuple[int, str, float, float, float]]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Opacus warns about secure RNG and hooks
             steps = _steps(args, batch)
-            times = {}
-            for name, step in steps.items():
-                print(f"  batch {batch}: {name} ...", file=sys.stderr)
-                times[name] = _time(step, repeats=args.repeats, warmup=args.warmup, sync=sync)
+            print(f"  batch {batch}: timing {len(steps)} rows round-robin ...", file=sys.stderr)
+            times = _time(steps, repeats=args.repeats, warmup=args.warmup, sync=sync)
         base, manual = times["non-private (nn.Module)"], times["non-private (manual)"]
         out += [(batch, name, t * 1e3, t / base, t / manual) for name, t in times.items()]
         floor = manual + times["Gaussian noise draw alone"]

@@ -37,15 +37,51 @@ def clip_factors(norms: torch.Tensor, max_norm: float) -> torch.Tensor:
     return (max_norm / (norms + 1e-6)).clamp(max=1.0)
 
 
-def clipped_sums(
-    acts: Sequence[torch.Tensor], deltas: Sequence[torch.Tensor], factors: torch.Tensor
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per layer (sum_i c_i delta_i a_i^T [..., O, I], sum_i c_i delta_i [..., O])."""
-    out = []
-    for a, d in zip(acts, deltas):
-        dc = d * factors.unsqueeze(-1)  # [..., B, O]
-        out.append((dc.transpose(-1, -2) @ a, dc.sum(-2)))
-    return out
+def dp_sgd_grads_(
+    acts: Sequence[torch.Tensor],
+    deltas: Sequence[torch.Tensor],
+    out: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    max_norm: float,
+    noise_std: float,
+    expected_batch_sizes: torch.Tensor,
+    generators: Sequence[torch.Generator | None],
+) -> None:
+    """DP-SGD gradients of A clients at once, written into `out` (no per-sample gradients).
+
+    acts[l] [A, B, I_l], deltas[l] [A, B, O_l] (per sample), out[l] = (weight [A, O_l, I_l],
+    bias [A, O_l]); expected_batch_sizes [A]; client a's noise N(0, noise_std^2) is drawn from
+    generators[a] (CPU) per parameter in layer order (weight, then bias) as Opacus'
+    DPOptimizer draws it. out = (clipped sum + noise) / expected batch size, computed client
+    by client as noise / ebs drawn into `out`, then the sum of the deltas scaled by c_i / ebs
+    accumulated onto it by the matmul (addmm_) while it is in cache: besides the draw, no
+    pass over the gradients.
+    """
+    factors = clip_factors(per_sample_norms(acts, deltas), max_norm)  # [A, B]
+    inv = 1.0 / expected_batch_sizes.to(factors)  # [A]
+    factors = factors * inv.unsqueeze(1)  # [A, B] c_i / ebs
+    scaled = [d * factors.unsqueeze(2) for d in deltas]  # [A, B, O] clipped, scaled deltas
+    if noise_std <= 0:
+        for a, dc, (w, b) in zip(acts, scaled, out):
+            torch.bmm(dc.transpose(1, 2), a, out=w)  # [A, O, I]
+            torch.sum(dc, dim=1, out=b)  # [A, O]
+        return
+    stds = (noise_std * inv).tolist()
+    for i, g in enumerate(generators):  # per client: its gradient is still in cache after the draw
+        for a, dc, (w, b) in zip(acts, scaled, out):
+            draw_normal_(w[i], stds[i], generator=g)
+            w[i].addmm_(dc[i].T, a[i])  # [O, I] noise + sum_i c_i d_i a_i^T
+            draw_normal_(b[i], stds[i], generator=g)
+            b[i].add_(dc[i].sum(0))
+
+
+def draw_normal_(t: torch.Tensor, std: float, *, generator: torch.Generator | None) -> None:
+    """t <- N(0, std^2) draws of a float32 CPU generator (as torch.normal(0, std, t.shape));
+    drawn on the CPU and copied when t lives elsewhere or is not float32."""
+    if t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous():
+        t.normal_(0.0, std, generator=generator)
+    else:
+        t.copy_(torch.empty(t.shape).normal_(0.0, std, generator=generator))
 
 
 def dp_sgd_grads(
@@ -57,21 +93,15 @@ def dp_sgd_grads(
     expected_batch_size: float,
     generator: torch.Generator | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """One DP-SGD gradient of one client (acts [B, I], deltas [B, O] per layer).
-
-    Noise is drawn per parameter in layer order (weight, then bias), on CPU from
-    `generator`, as Opacus' DPOptimizer draws it for parameters in that order.
-    """
-    sums = clipped_sums(acts, deltas, clip_factors(per_sample_norms(acts, deltas), max_norm))
-    std = noise_multiplier * max_norm
-    out = []
-    for gw, gb in sums:
-        pair = []
-        for g in (gw, gb):
-            if std > 0:
-                g = g + torch.normal(0.0, std, size=tuple(g.shape), generator=generator).to(
-                    g.device
-                )
-            pair.append(g / expected_batch_size)
-        out.append((pair[0], pair[1]))
-    return out
+    """One DP-SGD gradient of one client (acts [B, I], deltas [B, O] per layer): dp_sgd_grads_
+    on a cohort of one, returned as new (weight [O, I], bias [O]) tensors per layer."""
+    acts = [a.unsqueeze(0) for a in acts]  # [1, B, I]
+    deltas = [d.unsqueeze(0) for d in deltas]  # [1, B, O]
+    out = [
+        (d.new_empty(1, d.shape[2], a.shape[2]), d.new_empty(1, d.shape[2]))
+        for a, d in zip(acts, deltas)
+    ]
+    dp_sgd_grads_(acts, deltas, out, max_norm=max_norm, noise_std=noise_multiplier * max_norm,
+                  expected_batch_sizes=torch.tensor([float(expected_batch_size)]),
+                  generators=[generator])  # fmt: skip
+    return [(w[0], b[0]) for w, b in out]

@@ -8,9 +8,18 @@ each step works on contiguous views. Each step gathers the active clients' batch
 bmm over the client dimension, then a manual Adam/SGD step with torch.optim's exact update
 rules (Adam: L2 weight decay added to the gradient). DP-SGD per-example clipping uses the
 closed-form per-sample norms of `sergrad.fl.dp_clip` (no per-sample gradient tensors).
+When every client of a cohort takes one local step (FedSGD; FedAvg with no more data than a
+batch), what it shares is a function of that step's gradient alone: computed straight into
+the output slots, no parameter or optimiser-state copies (`_one_step_update`).
 
-Batches, dropout masks and DP noise come from the same per-client generators, in the same
-order, as in the reference engine, so both produce the same numbers.
+Batches, dropout masks (drawn up front by `sergrad.fl.fast_plan`) and DP noise come from the
+same per-client generators, in the same order, as in the reference engine, so both produce
+the same numbers.
+
+Where a paper-shape FedAvg round's time goes (2 local steps per client): the per-client
+weight-sized passes (fused Adam, bounded by float32 sqrt at ~0.4 ns per element on the
+project's CPU; the weight-gradient matmuls; copying the global weights in; zeroing the Adam
+state; the pseudo-gradient), not per-client Python. See docs/benchmarks.md.
 
 Shapes: C cohort, A active clients, B padded batch, D input, H1/H2 hidden, K classes.
 """
@@ -23,17 +32,12 @@ from collections.abc import Sequence
 import torch
 
 from sergrad.fl.config import AlgoConfig, ModelConfig
-from sergrad.fl.dp_clip import clip_factors, per_sample_norms
+from sergrad.fl.dp_clip import dp_sgd_grads_
 from sergrad.fl.engine import LocalResult
-from sergrad.fl.model import PARAM_NAMES, dropout_mask
+from sergrad.fl.fast_plan import Step, plan_cohort
+from sergrad.fl.model import PARAM_NAMES
 from sergrad.fl.partition import Client, Partition
-from sergrad.fl.schedule import (
-    batch_schedule,
-    expected_batch_size,
-    generator,
-    sample_rate,
-    share_kind,
-)
+from sergrad.fl.schedule import expected_batch_size, generator, sample_rate, share_kind
 from sergrad.fl.update import LocalTraining
 
 LAYERS = (("fc1.weight", "fc1.bias"), ("fc2.weight", "fc2.bias"), ("fc3.weight", "fc3.bias"))
@@ -65,17 +69,25 @@ class FastEngine:
         # torch's fused Adam kernel (one pass; same rule as torch.optim.Adam up to rounding)
         self.fused_adam = hasattr(torch, "_fused_adam_") and self.device.type in ("cpu", "cuda")
         self._cap = 0
+        self._xbuf = torch.empty(0, part.x.shape[1], device=self.device)
+        self._minus_one = torch.full((1, 1, 1), -1.0, device=self.device)
+        self._scratch_buf = torch.empty(0, device=self.device)
 
     # --- buffers -------------------------------------------------------------------------
     def _stacked(
-        self, params: dict[str, torch.Tensor], c: int, per_client: dict | None = None
+        self,
+        params: dict[str, torch.Tensor],
+        c: int,
+        per_client: dict | None = None,
+        *,
+        grads: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, dict[str, torch.Tensor]]:
         """Views [c, ...] of the preallocated param / grad / optimiser-state buffers.
 
         FedAvg: params (or each client's own `per_client` [c, ...] start) copied in, optimiser
-        state zeroed. FedSGD needs only gradients.
+        state zeroed. FedSGD needs only gradients (`grads`: [c, ...] tensors to write them to).
         """
-        roles = "g" if self.algo.name == "fedsgd" else "pgmvt"
+        roles = "" if grads is not None else "g" if self.algo.name == "fedsgd" else "pgmvt"
         if c > self._cap:
             self._cap = max(c, min(self.max_cohort, 2 * self._cap))
             self._buffers = {
@@ -84,6 +96,8 @@ class FastEngine:
                 for k, v in params.items()
             }
         views = {r: {k: self._buffers[f"{r}:{k}"][:c] for k in params} for r in roles}
+        if grads is not None:
+            views["g"] = grads
         if "p" in views:
             for k, v in params.items():
                 start = v.unsqueeze(0).expand_as(views["p"][k]) if per_client is None else None
@@ -115,53 +129,37 @@ class FastEngine:
         self, params: dict[str, torch.Tensor], clients: Sequence[Client], *, round: int, slots
     ) -> list[LocalResult]:
         a = self.algo
-        scheds = [
-            batch_schedule(
-                c.n_train,
-                algo=a,
-                local=self.local,
-                generator=generator(self._seed(c), "batches", round, c.client_id),
-            )
-            for c in clients
-        ]
-        order = sorted(range(len(clients)), key=lambda i: -len(scheds[i]))
-        clients = [clients[i] for i in order]
-        scheds = [scheds[i] for i in order]
-        drop_g = [generator(self._seed(c), "dropout", round, c.client_id) for c in clients]
+        plan = plan_cohort(clients, seeds=[self._seed(c) for c in clients], round=round,
+                           algo=a, local=self.local, model=self.model, device=self.device)  # fmt: skip
+        clients, n_steps = plan.clients, plan.n_steps
         noise_g = [generator(self._seed(c), "dpsgd", round, c.client_id) for c in clients]
-        n_steps = [len(s) for s in scheds]
         own = self._client_params(clients)  # None: every client starts from `params`
-        views = self._stacked(params, len(clients), own)
+        # one local step each (FedSGD, or FedAvg's small clients): what is shared is a function
+        # of the step's gradient alone, computed straight into the output slots
+        one_step = a.name == "fedsgd" or n_steps[0] == 1
+        views = self._stacked(params, len(clients), own, grads=slots if one_step else None)
         P, G = views.get("p"), views["g"]
         loss_sum = torch.zeros(len(clients), dtype=torch.float64)
         loss_n = torch.zeros(len(clients), dtype=torch.float64)
-        for t in range(n_steps[0]):
-            act = sum(1 for s in n_steps if s > t)
-            batches = [clients[i].train_idx[scheds[i][t].numpy()] for i in range(act)]
-            sizes = [len(b) for b in batches]
-            bmax = max(max(sizes), 1)
-            idx = torch.zeros(act, bmax, dtype=torch.long)  # [A, B]
-            valid = torch.zeros(act, bmax)  # [A, B]
-            for i, b in enumerate(batches):
-                idx[i, : len(b)] = torch.from_numpy(b)
-                valid[i, : len(b)] = 1.0
-            masks = self._dropout_masks(drop_g[:act], sizes, bmax)
-            idx, valid = idx.to(self.device), valid.to(self.device)
+        ebs = torch.tensor([expected_batch_size(c.n_train, a) for c in clients])  # [C]
+        for t, st in enumerate(plan.steps):
+            act = st.active
             # step 0: every client still holds the global model -> unstacked [out, in] weights
             if t > 0:
                 pa = {k: P[k][:act] for k in PARAM_NAMES}
             else:
                 pa = params if own is None else {k: own[k][:act] for k in PARAM_NAMES}
             ga = {k: G[k][:act] for k in PARAM_NAMES}
-            losses = self._grad(
-                pa, ga, idx, valid, masks, sizes=sizes, clients=clients[:act], noise_g=noise_g[:act]
-            )
-            nonempty = torch.tensor([s > 0 for s in sizes], dtype=torch.float64)
-            loss_sum[:act] += losses.double().cpu() * nonempty
-            loss_n[:act] += nonempty
-            if a.name == "fedavg":
+            losses = self._grad(pa, ga, st, noise_g=noise_g[:act], ebs=ebs[:act])
+            loss_sum[:act] += losses.double().cpu() * st.nonempty
+            loss_n[:act] += st.nonempty
+            if not one_step:
                 self._optimizer_step(views, act, step=t + 1)
-        shared = self._shared(params if own is None else own, views, n_steps, out=slots)
+        start = params if own is None else own
+        if one_step:
+            shared = G if a.name == "fedsgd" else self._one_step_update(start, G)
+        else:
+            shared = self._shared(start, views, n_steps, out=slots)
         return [
             LocalResult(
                 client=c,
@@ -182,10 +180,8 @@ class FastEngine:
         return None
 
     def _shared(self, params, views, n_steps: list[int], *, out) -> dict[str, torch.Tensor]:
-        """What each client shares, stacked [C, ...] into `out` (see engine.shared_tensors);
-        `params` are the global parameters, shared or [C, ...] per client."""
-        if self.kind == "gradient":
-            return {k: out[k].copy_(g) for k, g in views["g"].items()}
+        """What each FedAvg client shares after its local steps, stacked [C, ...] into `out`
+        (see engine.shared_tensors); `params`: the global parameters, shared or [C, ...]."""
         if self.kind == "delta":
             return {k: torch.sub(p, params[k], out=out[k]) for k, p in views["p"].items()}
         scale = 1.0 / (self.algo.lr * torch.tensor(n_steps, dtype=torch.float64))
@@ -194,80 +190,73 @@ class FastEngine:
             torch.sub(params[k], p, out=out[k]).mul_(s)
         return out
 
-    def _dropout_masks(
-        self, gens: list[torch.Generator], sizes: list[int], bmax: int
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Per-client masks in the reference order (layer 1 then 2), padded to [A, B, H]."""
-        out = []
-        per_client = [
-            (
-                dropout_mask((b, self.model.hidden[0]), self.model.dropout1, generator=g),
-                dropout_mask((b, self.model.hidden[1]), self.model.dropout2, generator=g),
-            )
-            for g, b in zip(gens, sizes)
-        ]
-        for layer, (h, p) in enumerate(
-            zip(self.model.hidden, (self.model.dropout1, self.model.dropout2))
-        ):
-            if p <= 0:
-                out.append(None)
-                continue
-            mask = torch.zeros(len(gens), bmax, h)  # [A, B, H]
-            for i, pair in enumerate(per_client):
-                mask[i, : sizes[i]] = pair[layer]
-            out.append(mask.to(self.device))
-        return out[0], out[1]
+    def _one_step_update(self, params, grads) -> dict[str, torch.Tensor]:
+        """What FedAvg clients share after ONE local step from a fresh optimiser, in closed
+        form, computed in place of their gradients g [C, ...] (`params`: shared or [C, ...]).
+
+        With g' = g + weight_decay * p: torch's Adam takes the step lr * g' / (|g'| + eps)
+        (m = (1-b1) g', v = (1-b2) g'^2, both bias-corrected), SGD lr * g' (the momentum buffer
+        starts as g'). The pseudo-gradient is that step / lr, the delta minus the step.
+        """
+        a = self.algo
+        for k, g in grads.items():
+            if a.weight_decay != 0:
+                g.add_(params[k], alpha=a.weight_decay)
+            if a.optimizer == "adam":
+                denom = self._scratch(g)
+                g.div_(torch.abs(g, out=denom).add_(a.eps))
+            if self.kind == "delta":
+                g.mul_(-a.lr)
+        return grads
+
+    def _scratch(self, like: torch.Tensor) -> torch.Tensor:
+        """A reused scratch tensor shaped like `like`."""
+        if self._scratch_buf.numel() < like.numel():
+            self._scratch_buf = torch.empty(like.numel(), device=self.device)
+        return self._scratch_buf[: like.numel()].view(like.shape)
 
     # --- forward / backward ------------------------------------------------------------------
-    def _grad(self, pa, ga, idx, valid, masks, *, sizes, clients, noise_g) -> torch.Tensor:
+    def _grad(self, pa, ga, st: Step, *, noise_g, ebs) -> torch.Tensor:
         """Fill ga with each active client's step gradient; return its mean losses [A]."""
-        x = self.x[idx]  # [A, B, D]
-        y = self.y[idx]  # [A, B]
-        m1, m2 = masks
+        A, B = st.valid.shape
+        rows = A * B
+        if rows > len(self._xbuf):  # gathered inputs, reused across steps and rounds
+            self._xbuf = torch.empty(rows, self.x.shape[1], device=self.device)
+        x = torch.index_select(self.x, 0, st.rows, out=self._xbuf[:rows]).view(A, B, -1)
+        y = self.y.index_select(0, st.rows).view(A, B, 1)  # [A, B, 1]
+        m1, m2, valid = st.mask1, st.mask2, st.valid
         z1 = _linear(x, pa["fc1.weight"], pa["fc1.bias"])  # [A, B, H1]
-        h1 = torch.relu(z1) if m1 is None else torch.relu(z1) * m1
+        h1 = torch.relu(z1) if m1 is None else torch.relu(z1).mul_(m1)
         z2 = _linear(h1, pa["fc2.weight"], pa["fc2.bias"])  # [A, B, H2]
-        h2 = torch.relu(z2) if m2 is None else torch.relu(z2) * m2
+        h2 = torch.relu(z2) if m2 is None else torch.relu(z2).mul_(m2)
         logits = _linear(h2, pa["fc3.weight"], pa["fc3.bias"])  # [A, B, K]
         logp = torch.log_softmax(logits, dim=2)
-        nll = -logp.gather(2, y.unsqueeze(2)).squeeze(2) * valid  # [A, B]
-        count = torch.tensor([max(s, 1) for s in sizes], dtype=x.dtype, device=x.device)  # [A]
-        losses = nll.sum(1) / count
+        nll = logp.gather(2, y).squeeze(2).mul_(valid)  # [A, B] minus the per-sample loss
+        losses = nll.sum(1).div_(st.count).neg_()  # [A]
         d3 = logp.exp_()
-        d3.scatter_add_(2, y.unsqueeze(2), torch.full_like(d3[..., :1], -1.0))
+        d3.scatter_add_(2, y, self._minus_one.expand(A, B, 1))
         d3.mul_(valid.unsqueeze(2))  # [A, B, K] per-sample dloss_i/dlogits
         if not self.dp:
-            d3.div_(count.view(-1, 1, 1))  # mean over the batch
-        d2 = _backprop(d3, pa["fc3.weight"]) * (z2 > 0)  # [A, B, H2]
+            d3.div_(st.count.view(-1, 1, 1))  # mean over the batch
+        d2 = _backprop(d3, pa["fc3.weight"]).mul_(z2 > 0)  # [A, B, H2]
         if m2 is not None:
             d2.mul_(m2)
-        d1 = _backprop(d2, pa["fc2.weight"]) * (z1 > 0)  # [A, B, H1]
+        d1 = _backprop(d2, pa["fc2.weight"]).mul_(z1 > 0)  # [A, B, H1]
         if m1 is not None:
             d1.mul_(m1)
         acts, deltas = [x, h1, h2], [d1, d2, d3]
         if self.dp:
-            factors = clip_factors(per_sample_norms(acts, deltas), self.local.per_example_clip)
-            deltas = [d * factors.unsqueeze(2) for d in deltas]  # [A, B, H] clipped
+            std = self.local.noise_multiplier * self.local.per_example_clip
+            dp_sgd_grads_(acts, deltas, [(ga[w], ga[b]) for w, b in LAYERS],
+                          max_norm=self.local.per_example_clip, noise_std=std,
+                          expected_batch_sizes=ebs, generators=noise_g)  # fmt: skip
+            return losses
         for (wn, bn), act, delta in zip(LAYERS, acts, deltas):
             torch.bmm(delta.transpose(1, 2), act, out=ga[wn])  # [A, out, in]
             torch.sum(delta, dim=1, out=ga[bn])  # [A, out]
-        if self.dp:
-            self._add_noise(ga, clients=clients, noise_g=noise_g)
-        elif self.batch_clip is not None:
+        if self.batch_clip is not None:
             self._clip_batch(ga, self.batch_clip)
         return losses
-
-    def _add_noise(self, ga, *, clients, noise_g) -> None:
-        """Opacus order: per client, N(0, (sigma C)^2) per parameter in PARAM_NAMES order."""
-        std = self.local.noise_multiplier * self.local.per_example_clip
-        if not hasattr(self, "_noise"):  # one reused CPU buffer per parameter
-            self._noise = {k: torch.empty(ga[k].shape[1:]) for k in PARAM_NAMES}
-        for i, (c, g) in enumerate(zip(clients, noise_g)):
-            for k in PARAM_NAMES:
-                if std > 0:  # = torch.normal(0, std, size, generator=g), without allocating
-                    noise = self._noise[k].normal_(0.0, std, generator=g)
-                    ga[k][i].add_(noise.to(self.device, non_blocking=True))
-                ga[k][i].div_(expected_batch_size(c.n_train, self.algo))
 
     @staticmethod
     def _clip_batch(ga, max_norm: float) -> None:
