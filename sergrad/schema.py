@@ -281,8 +281,9 @@ CLIENTS = pa.schema(
         ("speaker_id", pa.string()),
         ("gender", pa.string()),
         ("corpus", pa.string()),
-        # speaker attributes where known (else the attack joins them from the run's
-        # utterance tables; sergrad.attack.labels); absent in older stores
+        # speaker attributes: FL runs copy them from their utterance tables (null where the
+        # corpus does not record one); older stores lack them and the attack joins them from
+        # the run's utterance tables (sergrad.attack.labels)
         ("age", pa.float32()),
         ("race", pa.string()),
         ("ethnicity", pa.string()),

@@ -8,6 +8,7 @@ ignored (a feature cache may cover more than one table).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import pyarrow.parquet as pq
 
 from sergrad.errors import ConfigError, DataError
 from sergrad.fl.config import DataConfig
-from sergrad.schema import EMOTION_INDEX, FEATURE_ID, FEATURE_VECTOR, GENDERS
+from sergrad.schema import EMOTION_INDEX, FEATURE_ID, FEATURE_VECTOR, GENDERS, SPEAKER_COLUMNS
 
 FEATURE_SET_META_KEY = b"sergrad.features.feature_set"  # JSON string (sergrad.features.table)
 
@@ -35,6 +36,9 @@ class Dataset:
     gender: np.ndarray  # [N] str, F | M
     corpus: np.ndarray  # [N] str
     feature_set: str = "unknown"
+    # (corpus, speaker_id) -> the speaker columns the utterance table records (age, language,
+    # ...; schema.SPEAKER_COLUMNS); ground truth for the clients side table, never a feature
+    speakers: dict = dataclasses.field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -70,6 +74,7 @@ def load_dataset(data: DataConfig) -> Dataset:
         gender=np.concatenate([p.gender for p in parts]),
         corpus=np.concatenate([p.corpus for p in parts]),
         feature_set="+".join(names),
+        speakers={k: v for p in parts for k, v in p.speakers.items()},
     )
 
 
@@ -146,4 +151,21 @@ def _load_pair(utt_uri: str, feat_uri: str) -> Dataset:
         gender=gender,
         corpus=np.asarray(utts.column("corpus").to_pylist(), dtype=object),
         feature_set=name or Path(feat_uri.rsplit("/", 1)[-1]).stem,
+        speakers=_speaker_columns(utts),
     )
+
+
+def _speaker_columns(utts) -> dict:
+    """(corpus, speaker_id) -> {column: the speaker's first non-null value} for the
+    schema.SPEAKER_COLUMNS the table has (a speaker's rows agree; corpora.table checks)."""
+    cols = [c for c in SPEAKER_COLUMNS if c in utts.column_names]
+    if not cols:
+        return {}
+    data = utts.select(["corpus", "speaker_id", *cols]).to_pydict()
+    out: dict = {}
+    for i, key in enumerate(zip(data["corpus"], data["speaker_id"])):
+        row = out.setdefault(key, dict.fromkeys(cols))
+        for c in cols:
+            if row[c] is None and data[c][i] is not None:
+                row[c] = data[c][i]
+    return out

@@ -87,7 +87,7 @@ def run_fl(
     rows = run_row(config, rid, ds, trace, defenses, test=(test_uar, test_acc), hw=hw)
     rows.update({"wall_s": time.perf_counter() - start, **(extra or {})})
     write_rounds(store, rid, trace.rounds)
-    write_clients(store, rid, [context_of(c) for c in part.clients])
+    write_clients(store, rid, [context_of(c, ds.speakers) for c in part.clients])
     if trace.cohorts:
         from sergrad.fl.records import write_cohorts
 
@@ -106,11 +106,16 @@ def inputs_in(data: DataConfig, store) -> DataConfig:
     )
 
 
-def context_of(client) -> ClientContext:
-    """What the simulation knows about a client and the server does not."""
-    return ClientContext(
-        client.client_id, client.speaker_id, client.gender, {"corpus": client.corpus}
+def context_of(client, speakers: dict | None = None) -> ClientContext:
+    """What the simulation knows about a client and the server does not: its speaker's
+    gender, corpus and every speaker column of `Dataset.speakers` (age, language, ...)."""
+    prefix = f"{client.corpus}/"  # a run on several corpora: "corpus/speaker_id" (partition)
+    sid = client.speaker_id
+    known = (speakers or {}).get(
+        (client.corpus, sid[len(prefix) :] if sid.startswith(prefix) else sid)
     )
+    return ClientContext(client.client_id, sid, client.gender,
+                         {"corpus": client.corpus, **(known or {})})  # fmt: skip
 
 
 def write_clients(store, rid: str, contexts: list[ClientContext]) -> None:
@@ -122,8 +127,11 @@ def write_clients(store, rid: str, contexts: list[ClientContext]) -> None:
 
 def client_row(context: ClientContext) -> dict:
     """One schema.CLIENTS row of a client's context."""
+    from sergrad.schema import SPEAKER_COLUMNS
+
     return {"client_id": context.client_id, "speaker_id": context.speaker_id,
-            "gender": context.gender, "corpus": context.attributes.get("corpus")}  # fmt: skip
+            "gender": context.gender, "corpus": context.attributes.get("corpus"),
+            **{c: context.attributes.get(c) for c in SPEAKER_COLUMNS}}  # fmt: skip
 
 
 @dataclass
