@@ -80,11 +80,13 @@ def write_synthetic_run(
     role: str = "shadow",
     write_run: bool = True,
     shuffle_labels: bool = False,
+    harvest=None,
 ) -> int:
     """Harvest a synthetic run (updates + runs row) into `store`; returns the update count.
 
     shuffle_labels: the leak follows a random coin per update, not the recorded gender (a
-    control: an attack trained on such shadow runs must score at chance).
+    control: an attack trained on such shadow runs must score at chance). harvest: the
+    HarvestConfig (default: every parameter, float32).
     """
     import torch
 
@@ -101,7 +103,7 @@ def write_synthetic_run(
     cfg = {"synthetic": True, "seed": seed, "corpus": corpus}
     with HarvestWriter(
         store, run_id=run_id, param_names=list(shapes), param_shapes=shapes, config=cfg,
-        harvest=HarvestConfig(),
+        harvest=harvest or HarvestConfig(),
     ) as writer:  # fmt: skip
         for r in range(1, rounds + 1):
             picked = np.sort(rng.choice(len(clients), size=per_round, replace=False))

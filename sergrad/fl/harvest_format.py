@@ -34,6 +34,20 @@ previous format (fixed-size list columns, no `sergrad.encoding`) are still read.
 Schema metadata holds the harvested parameter names and shapes, the dtype, the encoding, the
 canonical JSON of the run config and package versions (`schema.META_*`, `META_ENCODING`).
 
+Reductions (`HarvestConfig`, checked at plan time by `check_harvest`): `params` (names or
+globs, `sergrad.fl.param_names`), `rounds` (`all`, `{every: k}` or a list), `dtype`, and
+`sketch: true`, which stores per update only what the fast statistics attack reads (format
+"rowcol1", schema metadata `sergrad.sketch`; the full shapes in `sergrad.sketch_of`):
+
+    2-D parameter [out, in] -> float vector [3 * (out + in)]:
+        row mean [out], row std [out], row L2 norm [out]        (over the `in` axis)
+        column mean [in], column std [in], column L2 norm [in]  (over the `out` axis)
+        (population std; computed in float64, then stored in `dtype`)
+    other parameters (biases) -> stored in full
+
+A sketch column is an ordinary parameter column (same bss1 values) whose stored shape
+(`sergrad.param_shapes`) is the vector's; `sketch_rowcol` is the reference computation.
+
 This module needs numpy and pyarrow only: readers never import torch.
 
 >>> select_params(["fc1.weight", "fc1.bias", "fc2.weight"], ("fc1.*",))
@@ -42,6 +56,8 @@ This module needs numpy and pyarrow only: readers never import torch.
 (True, False)
 >>> decode(encode_numpy(np.array([[1.0, -2.5]], np.float32), "bfloat16"), "bfloat16")
 array([[ 1. , -2.5]], dtype=float32)
+>>> sketch_rowcol(np.array([[[3.0, 4.0], [0.0, 0.0]]]), (2, 2)).tolist()
+[[3.5, 0.0, 0.5, 0.0, 5.0, 0.0, 1.5, 2.0, 1.5, 2.0, 3.0, 4.0]]
 >>> blobs = to_blobs(np.array([[1.0, -2.5], [3.0, 0.5]], np.float16))
 >>> blobs[0].as_py().hex(), decode_value(blobs[1].as_py(), "float16")
 ('00003cc1', array([3. , 0.5], dtype=float32))
@@ -73,6 +89,9 @@ STORAGE: dict[str, np.dtype] = {
 }
 ENCODING = "bss1"  # one byte-stream-split binary value per tensor (see the module doc)
 META_ENCODING = b"sergrad.encoding"
+SKETCH = "rowcol1"  # harvest.sketch: per-row and per-column statistics of each 2-D update
+META_SKETCH = b"sergrad.sketch"  # SKETCH when the file holds sketches (absent: full tensors)
+META_SKETCH_OF = b"sergrad.sketch_of"  # JSON {name: full shape} of a sketch file's params
 TABLE = "updates"
 PARTITION = "run_id"
 FILE_NAME = "updates"
@@ -103,6 +122,47 @@ def check_dtype(dtype: str) -> str:
 
 def numel(shape: Sequence[int]) -> int:
     return math.prod(int(s) for s in shape)
+
+
+def check_harvest(harvest, param_names: Sequence[str]) -> list[str]:
+    """Validate every option of a HarvestConfig (ConfigError naming the key and value);
+    returns the selected parameter names. Called at plan time and by the writer."""
+    check_dtype(harvest.dtype)
+    RoundSelection.parse(
+        list(harvest.rounds) if isinstance(harvest.rounds, tuple) else harvest.rounds
+    )
+    rows = harvest.rows_per_group
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        raise ConfigError(f"harvest.rows_per_group: {rows!r} must be an integer >= 1")
+    sketch = getattr(harvest, "sketch", False)
+    if not isinstance(sketch, bool):
+        raise ConfigError(f"harvest.sketch: {sketch!r} must be true or false")
+    return select_params(param_names, harvest.params)
+
+
+def sketch_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    """The stored shape of a parameter under `harvest.sketch` (see the module doc)."""
+    shape = tuple(int(s) for s in shape)
+    return (3 * (shape[0] + shape[1]),) if len(shape) == 2 else shape
+
+
+def sketch_rowcol(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Full updates [R, numel] (or [R, *shape]) -> their sketches float64 [R, sketch numel]."""
+    x = np.asarray(x)
+    n_rows = x.shape[0]
+    if len(shape) != 2:
+        return x.reshape(n_rows, -1).astype(np.float64)
+    out = np.empty((n_rows, 3 * (shape[0] + shape[1])), np.float64)
+    for r in range(n_rows):  # one row at a time: float64 temporaries of one update only
+        w = x[r].reshape(shape).astype(np.float64)  # [out, in]
+        feats = []
+        for axis in (1, 0):  # rows (over in), then columns (over out)
+            mean = w.mean(axis=axis)
+            dev = w - np.expand_dims(mean, axis)
+            feats += [mean, np.sqrt(np.square(dev).mean(axis=axis)),
+                      np.sqrt(np.square(w).sum(axis=axis))]  # fmt: skip
+        out[r] = np.concatenate(feats)
+    return out  # [R, 3 * (out + in)]
 
 
 def select_params(param_names: Sequence[str], patterns: Sequence[str]) -> list[str]:

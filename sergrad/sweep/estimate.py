@@ -120,18 +120,20 @@ def updates_per_run(config: RunConfig, sweep: Sweep, known: dict[str, int] | Non
 
 def harvest_bytes(config: RunConfig, sweep: Sweep, *, known: dict[str, int] | None = None) -> int:
     """Estimated bytes of one run's harvested updates (0 when harvesting is off)."""
-    from sergrad.fl.harvest_format import RoundSelection, select_params, update_bytes_per_row
+    from sergrad.fl import harvest_format as fmt
     from sergrad.fl.model import PARAM_NAMES, param_shapes
 
     h = config.harvest
     if not h.enabled:
         return 0
+    chosen = fmt.check_harvest(h, PARAM_NAMES)  # every option checked at plan time
     per_round = updates_per_run(config, sweep, known) // config.algo.rounds
-    sel = RoundSelection.parse(h.rounds if not isinstance(h.rounds, tuple) else list(h.rounds))
+    sel = fmt.RoundSelection.parse(h.rounds if not isinstance(h.rounds, tuple) else list(h.rounds))
     rounds = sum(sel.wants(r) for r in range(1, config.algo.rounds + 1))
     shapes = param_shapes(input_dim(sweep, config.data.features[0]), config.model)
-    chosen = select_params(PARAM_NAMES, h.params)
-    row = update_bytes_per_row({p: shapes[p] for p in chosen}, h.dtype)
+    if h.sketch:
+        shapes = {p: fmt.sketch_shape(s) for p, s in shapes.items()}
+    row = fmt.update_bytes_per_row({p: shapes[p] for p in chosen}, h.dtype)
     return rounds * per_round * row
 
 
