@@ -49,9 +49,7 @@ def write(store, run_id, rows, *, cls=HarvestWriter, **harvest):
 
 def tensors(n: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
     gen = torch.Generator().manual_seed(seed)
-    return [
-        {p: torch.randn(s, generator=gen) * 3 + 1 for p, s in SHAPES.items()} for _ in range(n)
-    ]
+    return [{p: torch.randn(s, generator=gen) * 3 + 1 for p, s in SHAPES.items()} for _ in range(n)]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
@@ -162,7 +160,7 @@ def test_previous_layout_still_reads_and_equals_the_current_one(tmp_path):
             next(iter_update_batches(store, f"{k}-{dtype}", params=["all"], batch_rows=9)).arrays
             for k in ("old", "new")
         )
-        for p, s in SHAPES.items():
+        for p in SHAPES:
             want = np.stack([t[p].to(getattr(torch, dtype)).float().reshape(-1) for t in rows])
             np.testing.assert_array_equal(old[p], want)
             np.testing.assert_array_equal(new[p], want)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import queue as _queue
 import resource
 import shutil
 import tempfile
@@ -229,7 +230,18 @@ def in_processes(
     ]
     for w in workers:
         w.start()
-    results = [queue.get() for _ in workers]
+    results = []
+    while len(results) < len(workers):  # a child that dies is an error, not a hang
+        try:
+            results.append(queue.get(timeout=1.0))
+        except _queue.Empty:
+            dead = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
+            if dead:
+                for w in workers:
+                    w.terminate()
+                raise RuntimeError(
+                    f"bench fl: a measuring process failed (exit {dead[0]})"
+                ) from None
     for w in workers:
         w.join()
     return results

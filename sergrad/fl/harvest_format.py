@@ -19,9 +19,13 @@ Stored element dtype (schema metadata `sergrad.dtype`):
 Why binary values, not Parquet floats: pyarrow's Parquet writer spends ~2-3 ms per 1 MB
 tensor on a list<float> column (repetition levels per element, plus per-value float16 and
 byte-stream-split work), more than the fast engine needs to compute the update; a binary
-value is one memcpy. The byte-stream split, done here in numpy, keeps zstd's ratio of the old
-Parquet BYTE_STREAM_SPLIT columns (bytes per update unchanged), and every Parquet reader
-opens the file: DuckDB could not read BYTE_STREAM_SPLIT float16 columns at all. Any reader
+value is one memcpy. The byte-stream split, done here in numpy, keeps most of zstd's gain
+on the old Parquet BYTE_STREAM_SPLIT columns (those split a whole page, several updates, per
+byte plane; a value splits one tensor, so zstd's 128 KB blocks mix planes of small tensors:
+`sergrad bench fl` measures +0.5-3% bytes against that layout, `bench.harvest_reference`),
+and every Parquet reader opens the file: DuckDB could not read BYTE_STREAM_SPLIT float16
+columns at all. Most of the harvest's CPU is zstd (about 1 ms per MB of stored dtype at
+level 1); the writer runs it in a background thread. Any reader
 gets the floats back in two lines of numpy (`decode_value`):
 
     planes = np.frombuffer(value, np.uint8).reshape(item_bytes, numel)
@@ -42,7 +46,7 @@ globs, `sergrad.fl.param_names`), `rounds` (`all`, `{every: k}` or a list), `dty
     2-D parameter [out, in] -> float vector [3 * (out + in)]:
         row mean [out], row std [out], row L2 norm [out]        (over the `in` axis)
         column mean [in], column std [in], column L2 norm [in]  (over the `out` axis)
-        (population std; computed in float64, then stored in `dtype`)
+        (population std; two-pass float32, then stored in `dtype`)
     other parameters (biases) -> stored in full
 
 A sketch column is an ordinary parameter column (same bss1 values) whose stored shape
@@ -147,20 +151,23 @@ def sketch_shape(shape: Sequence[int]) -> tuple[int, ...]:
 
 
 def sketch_rowcol(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """Full updates [R, numel] (or [R, *shape]) -> their sketches float64 [R, sketch numel]."""
+    """Full updates [R, numel] (or [R, *shape]) -> their sketches float32 [R, sketch numel].
+
+    Two-pass statistics in float32 (numpy's pairwise sums; relative error ~1e-6)."""
     x = np.asarray(x)
     n_rows = x.shape[0]
     if len(shape) != 2:
-        return x.reshape(n_rows, -1).astype(np.float64)
-    out = np.empty((n_rows, 3 * (shape[0] + shape[1])), np.float64)
-    for r in range(n_rows):  # one row at a time: float64 temporaries of one update only
-        w = x[r].reshape(shape).astype(np.float64)  # [out, in]
+        return x.reshape(n_rows, -1).astype(np.float32)
+    out = np.empty((n_rows, 3 * (shape[0] + shape[1])), np.float32)
+    for r in range(n_rows):  # one row at a time: temporaries of one update only
+        w = np.asarray(x[r], np.float32).reshape(shape)  # [out, in]
+        sq = np.square(w)
         feats = []
         for axis in (1, 0):  # rows (over in), then columns (over out)
             mean = w.mean(axis=axis)
             dev = w - np.expand_dims(mean, axis)
-            feats += [mean, np.sqrt(np.square(dev).mean(axis=axis)),
-                      np.sqrt(np.square(w).sum(axis=axis))]  # fmt: skip
+            np.square(dev, out=dev)
+            feats += [mean, np.sqrt(dev.mean(axis=axis)), np.sqrt(sq.sum(axis=axis))]
         out[r] = np.concatenate(feats)
     return out  # [R, 3 * (out + in)]
 

@@ -294,7 +294,7 @@ class HarvestWriter:
                 f"update of round {keys[0][bad].as_py()} client {keys[1][bad].as_py()}: the sketch of {name!r} "
                 f"overflows float16 (|x| > 65504); use harvest.dtype float32 or bfloat16"
             )
-        return fmt.encode_numpy(sk.astype(np.float32), self.dtype)
+        return fmt.encode_numpy(sk, self.dtype)
 
     def _clear(self) -> None:
         for v in self._keys.values():
