@@ -273,9 +273,14 @@ def to_blobs(rows: np.ndarray) -> pa.BinaryArray:
     n_rows, n = rows.shape
     item = rows.dtype.itemsize
     planes = np.empty((n_rows, item, n), np.uint8)
-    as_bytes = rows.view(np.uint8).reshape(n_rows, n, item)
-    for k in range(item):  # one strided copy per byte plane (numpy releases the GIL)
-        planes[:, k, :] = as_bytes[:, :, k]
+    if item == 2:  # 16-bit: low byte by truncation, high byte by a shift (no strided reads)
+        bits = rows.view("<u2")
+        np.copyto(planes[:, 0, :], bits, casting="unsafe")
+        np.copyto(planes[:, 1, :], bits >> np.uint16(8), casting="unsafe")
+    else:
+        as_bytes = rows.view(np.uint8).reshape(n_rows, n, item)
+        for k in range(item):  # one strided copy per byte plane (numpy releases the GIL)
+            planes[:, k, :] = as_bytes[:, :, k]
     offsets = np.arange(n_rows + 1, dtype=np.int64) * (item * n)
     if offsets[-1] >= 2**31:
         raise ValueError(f"{n_rows} rows of {item * n} bytes exceed a binary array's 2 GiB")
