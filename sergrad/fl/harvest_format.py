@@ -46,7 +46,7 @@ globs, `sergrad.fl.param_names`), `rounds` (`all`, `{every: k}` or a list), `dty
     2-D parameter [out, in] -> float vector [3 * (out + in)]:
         row mean [out], row std [out], row L2 norm [out]        (over the `in` axis)
         column mean [in], column std [in], column L2 norm [in]  (over the `out` axis)
-        (population std; two-pass float32, then stored in `dtype`)
+        (population std; see `sketch_rowcol` for the arithmetic; stored in `dtype`)
     other parameters (biases) -> stored in full
 
 A sketch column is an ordinary parameter column (same bss1 values) whose stored shape
@@ -153,21 +153,30 @@ def sketch_shape(shape: Sequence[int]) -> tuple[int, ...]:
 def sketch_rowcol(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """Full updates [R, numel] (or [R, *shape]) -> their sketches float32 [R, sketch numel].
 
-    Two-pass statistics in float32 (numpy's pairwise sums; relative error ~1e-6)."""
+    One pass of sums: each update is shifted by its overall mean g (so an offset common to
+    the tensor does not cancel), then row and column sums of (x - g) and (x - g)^2 by float32
+    matrix-vector products, combined in float64: mean = g + s1/n, var = s2/n - (s1/n)^2,
+    norm^2 = s2 + 2 g s1 + n g^2 (relative error ~1e-6 unless a row's mean is far from g
+    in units of its std)."""
     x = np.asarray(x)
     n_rows = x.shape[0]
     if len(shape) != 2:
         return x.reshape(n_rows, -1).astype(np.float32)
-    out = np.empty((n_rows, 3 * (shape[0] + shape[1])), np.float32)
-    for r in range(n_rows):  # one row at a time: temporaries of one update only
-        w = np.asarray(x[r], np.float32).reshape(shape)  # [out, in]
-        sq = np.square(w)
+    n_out, n_in = (int(s) for s in shape)
+    ones_in, ones_out = np.ones(n_in, np.float32), np.ones(n_out, np.float32)
+    out = np.empty((n_rows, 3 * (n_out + n_in)), np.float32)
+    for r in range(n_rows):  # 2-D BLAS matrix-vector products, one update at a time
+        w = np.asarray(x[r], np.float32).reshape(n_out, n_in)
+        g = np.float32(w.mean())  # the shift, exactly as subtracted
+        d = w - g  # [out, in]
+        sq = np.square(d)
         feats = []
-        for axis in (1, 0):  # rows (over in), then columns (over out)
-            mean = w.mean(axis=axis)
-            dev = w - np.expand_dims(mean, axis)
-            np.square(dev, out=dev)
-            feats += [mean, np.sqrt(dev.mean(axis=axis)), np.sqrt(sq.sum(axis=axis))]
+        for s1, s2, n in ((d @ ones_in, sq @ ones_in, n_in), (ones_out @ d, ones_out @ sq, n_out)):
+            s1, s2, gg = s1.astype(np.float64), s2.astype(np.float64), np.float64(g)
+            m = s1 / n
+            var = np.maximum(s2 / n - np.square(m), 0.0)
+            norm2 = np.maximum(s2 + 2 * gg * s1 + n * gg * gg, 0.0)
+            feats += [gg + m, np.sqrt(var), np.sqrt(norm2)]
         out[r] = np.concatenate(feats)
     return out  # [R, 3 * (out + in)]
 
