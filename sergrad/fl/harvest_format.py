@@ -165,11 +165,12 @@ def sketch_rowcol(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     n_out, n_in = (int(s) for s in shape)
     ones_in, ones_out = np.ones(n_in, np.float32), np.ones(n_out, np.float32)
     out = np.empty((n_rows, 3 * (n_out + n_in)), np.float32)
+    d, sq = np.empty((n_out, n_in), np.float32), np.empty((n_out, n_in), np.float32)
     for r in range(n_rows):  # 2-D BLAS matrix-vector products, one update at a time
         w = np.asarray(x[r], np.float32).reshape(n_out, n_in)
         g = np.float32(w.mean())  # the shift, exactly as subtracted
-        d = w - g  # [out, in]
-        sq = np.square(d)
+        np.subtract(w, g, out=d)  # [out, in]
+        np.square(d, out=sq)
         feats = []
         for s1, s2, n in ((d @ ones_in, sq @ ones_in, n_in), (ones_out @ d, ones_out @ sq, n_out)):
             s1, s2, gg = s1.astype(np.float64), s2.astype(np.float64), np.float64(g)
