@@ -3,7 +3,8 @@
 bytes(run) = harvested rounds x clients per round x bytes per update row, where clients per
 round = max(1, round(client_fraction x training clients)), training clients = speakers in
 the training folds x clients per speaker, and bytes per row come from
-`sergrad.fl.harvest_format.update_bytes_per_row` over the harvested parameters' shapes. Speaker
+`sergrad.fl.harvest_format.update_bytes_per_row` over the harvested parameters' shapes (their
+sketch shapes under `harvest.sketch`; every harvest option is checked here, at plan time). Speaker
 counts come from the sweep's corpus declarations (synth profile defaults, or the published
 counts of the real corpora, or the distinct speakers of a `kind: table` listing; unknown when
 it cannot be read: then UNKNOWN_SPEAKERS is assumed and `sweep plan` says so) or, better, from the corpora already indexed in the store
