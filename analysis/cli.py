@@ -3,7 +3,7 @@
 sergrad query STORE "SELECT ... FROM results ..." [-o out.csv|out.parquet] [--format ...]
 sergrad query STORE --schema
 sergrad table ser|layers|updates|tradeoff|verdicts|eps STORE [-o out.csv|out.parquet] [--where ...]
-sergrad plot tradeoff|layers|updates|epsilon|eps_lb|roc STORE -o FILE.png|svg|pdf [--where ...]
+sergrad plot tradeoff|layers|updates|epsilon|eps_lb|roc|attributes STORE -o FILE.png|svg|pdf [--where ...]
 sergrad report STORE -o DIR [--where ...]
 """
 
@@ -48,6 +48,7 @@ def add_commands(sub) -> None:
         ("epsilon", "epsilon against rounds"),
         ("eps_lb", "the attack's empirical epsilon lower bound beside the accountant's"),
         ("roc", "ROC curves on log-log axes"),
+        ("attributes", "per-attribute leakage: verdict minus chance per layer x attribute"),
     ):
         k = kinds.add_parser(name, help=help_)
         k.add_argument("store")
@@ -58,16 +59,16 @@ def add_commands(sub) -> None:
                            help="uar | acc | auc | tpr_at_1fpr | tpr_at_10fpr (default uar)")  # fmt: skip
         if name in ("tradeoff", "updates", "roc", "eps_lb"):
             k.add_argument("--layer", help="attacked layer (default fc1, else the first)")
-        if name not in ("epsilon", "eps_lb"):
+        if name not in ("epsilon", "eps_lb", "attributes"):
             default = {"layers": "per_update", "roc": "per_update", "tradeoff": None}.get(
                 name, "per_client"
             )
             help_ = "default: the verdict's (per_client or per_client_vote, the stronger)"
             k.add_argument("--protocol", default=default,
                            help=help_ if default is None else f"default {default}")  # fmt: skip
-        if name in ("tradeoff", "layers", "roc"):
+        if name in ("tradeoff", "layers", "roc", "attributes"):
             k.add_argument("--n-avg", type=int, default=1, help="updates averaged (0 = all)")
-        if name == "layers":
+        if name in ("layers", "attributes"):
             k.add_argument("--defense", default="none", help="defense of the targets ('all': any)")
         if name == "roc":
             k.add_argument("--by", help="comma-separated columns, one curve per group")
@@ -144,17 +145,17 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from sergrad.analysis import plots, plots_runs
+    from sergrad.analysis import plots, plots_attributes, plots_runs
 
     fn = {"tradeoff": plots.plot_tradeoff, "updates": plots.plot_updates,
           "layers": plots.plot_layers, "epsilon": plots_runs.plot_epsilon,
-          "eps_lb": plots.plot_eps_lb,
+          "eps_lb": plots.plot_eps_lb, "attributes": plots_attributes.plot_attributes,
           "roc": plots_runs.plot_roc}[args.plot]  # fmt: skip
     kw = {"where": args.where}
     for name in ("metric", "layer", "protocol", "n_avg"):
         if getattr(args, name, None) is not None:
             kw[name] = getattr(args, name)
-    if args.plot == "layers":
+    if args.plot in ("layers", "attributes"):
         kw["defense"] = None if args.defense == "all" else args.defense
     if args.plot == "roc" and args.by:
         kw["by"] = [c.strip() for c in args.by.split(",") if c.strip()]

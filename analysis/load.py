@@ -6,7 +6,7 @@ name as a string. A table that was never written is an empty frame with the sche
 so every query and table works on a partial store.
 
 Joined views:
-- `results`: one row per `attacks` row, with the target run's SER metrics and privacy
+- `results`: one row per `attacks` row (`attribute` gender where older stores lack it), with the target run's SER metrics and privacy
   accounting (`ser_uar`, `ser_acc`, `ser_val_uar`, `epsilon`, `delta`, `dp_protects`, `fold`,
   `run_seed`, ...) joined on `attacks.target_run = runs.run_id`, plus `defense_name` and
   `level` (see `defense_columns`).
@@ -198,6 +198,7 @@ def results(store_uri: str | os.PathLike, *, storage_options: dict | None = None
     runs = runs.select([pl.col(k).alias(v) for k, v in RUN_COLUMNS_FOR_ATTACKS.items()])
     runs = runs.unique(subset="target_run", keep="first")
     attacks = scan(store_uri, "attacks", storage_options=storage_options)
+    attacks = attacks.with_columns(pl.col("attribute").fill_null("gender"))  # older stores
     return attacks.join(runs, on="target_run", how="left").with_columns(defense_columns())
 
 
@@ -216,7 +217,8 @@ def scored_predictions(
     store_uri: str | os.PathLike, *, storage_options: dict | None = None
 ) -> pl.LazyFrame:
     """Prediction rows with the evaluation's description (attack, target corpus, defense, ...)
-    joined on (eval_id, layer, protocol, n_avg); `y` = 1 for male, 0 for female, null if unknown."""
+    joined on (eval_id, layer, protocol, n_avg); `y` = 1 for male, 0 for female (binary
+    attributes: their second / first class), null if unknown or not binary."""
     keys = ["eval_id", "layer", "protocol", "n_avg"]
     desc = results(store_uri, storage_options=storage_options).select(
         *keys,
@@ -235,10 +237,24 @@ def scored_predictions(
         "epsilon",
         "fold",
         "run_seed",
+        "classes",
+        "n_classes",
     )
     desc = desc.unique(subset=keys, keep="first")
     preds = scan(store_uri, "predictions", storage_options=storage_options)
-    y = pl.when(pl.col("gender") == "M").then(1).when(pl.col("gender") == "F").then(0)
+    preds = preds.with_columns(pl.col("attribute").fill_null("gender"))  # older stores
+    # y: 1 for the binary attribute's second class (gender: M), 0 for the first; null for a
+    # categorical or numeric attribute (their scores are `proba` / `prediction`)
+    second = pl.col("classes").str.json_path_match("$[1]")
+    first = pl.col("classes").str.json_path_match("$[0]")
+    binary = pl.col("label").is_not_null() & (pl.col("n_classes") == 2)
+    y = (
+        pl.when(binary & (pl.col("label") == second)).then(1)
+        .when(binary & (pl.col("label") == first)).then(0)
+        .when(pl.col("attribute") != "gender").then(None)
+        .when(pl.col("gender") == "M").then(1)
+        .when(pl.col("gender") == "F").then(0)
+    )  # fmt: skip
     return preds.join(desc, on=keys, how="left").with_columns(y.alias("y"))
 
 

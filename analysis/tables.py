@@ -8,7 +8,8 @@ predictions were all one class: a threshold artifact, never "chance"). Rows are 
 
 - `ser_table`: SER test UAR and accuracy per corpus x feature set x algorithm (undefended
   target runs by default; shadow runs and failed runs excluded).
-- `layer_table`: attack metric per target corpus x feature x algorithm x attack x layer.
+- `layer_table`: attack metric per attribute x target corpus x feature x algorithm x attack x
+  layer (every attack table is split by the attacked `attribute`).
 - `updates_table`: attack metric against the number of averaged updates (n_avg; 0 = all).
 - `tradeoff_table`: per defense and level, the SER UAR of the defended target runs beside
   the attack metric, with epsilon and the DP ceiling on balanced attack accuracy where the
@@ -40,7 +41,9 @@ CHANCE: dict[str, float] = {
     "tpr_at_10fpr": 0.1,
 }
 SER_KEYS: list[str] = ["corpus", "feature_set", "algorithm"]
-SETTING_KEYS: list[str] = ["target_corpus", "feature_set", "algorithm"]
+# the attacked attribute is a facet of every attack table, figure and verdict (older stores:
+# gender); a gender UAR and an age_group UAR are never averaged together
+SETTING_KEYS: list[str] = ["attribute", "target_corpus", "feature_set", "algorithm"]
 DEFENSE_KEYS: list[str] = ["defense_name", "level"]
 ATTACKER_KEYS: list[str] = ["attack", "adaptive", "calibration"]
 THRESHOLD_FREE: tuple[str, ...] = ("auc", "tpr_at_1fpr", "tpr_at_10fpr")
@@ -61,7 +64,10 @@ def attack_rows(store_uri: str | os.PathLike, *, where: str | None = None) -> pl
 
 
 def attack_summary(rows: pl.DataFrame, keys: list[str], metric: str) -> pl.DataFrame:
-    """summarize(metric) per group, plus the threshold-free metrics' means and n_degenerate."""
+    """summarize(metric) per group, plus the threshold-free metrics' means and n_degenerate.
+    Numeric attributes (n_classes 0: MAE, no UAR) are left out: see verdicts_numeric."""
+    if "n_classes" in rows.columns:
+        rows = rows.filter(pl.col("n_classes").fill_null(2) != 0)
     out = summarize(rows, keys, metric)
     extra = rows.group_by(keys, maintain_order=True).agg(
         *[pl.col(m).mean().alias(f"{m}_mean") for m in THRESHOLD_FREE if m != metric],

@@ -1,6 +1,7 @@
 """One verdict per cell: the strongest legitimate attacker, with an honest interval and a p-value.
 
-A cell is target corpus x feature set x algorithm x defense x level x layer. Its verdict is the
+A cell is attacked attribute x target corpus x feature set x algorithm x defense x level x
+layer (rows written before attributes existed are gender). Its verdict is the
 attacker (attack model x adaptive x calibration x protocol) with the highest mean per-client
 success (UAR of the per-client protocols at one `n_avg`) over the cell's target runs. The
 `oracle` calibration is an upper bound and never competes; a degenerate attacker (every
@@ -22,6 +23,11 @@ competed, and `significant` uses the Bonferroni-adjusted p (p x n_candidates, ca
 (shadow-calibrated) attackers, not only the winner's.
 
 Cells whose evaluations have no stored predictions keep the mean over runs with no interval.
+Binary and categorical attributes share this machinery: the pooled UAR is the mean over
+classes of the pooled recall, each evaluation's decision replayed from its stored threshold
+(binary) or class offsets (categorical: argmax of log P(c|x) + offset_c); `chance` = 1 /
+classes. Numeric attributes (age) get their verdict from `verdicts_numeric` (MAE gain over
+the predict-the-shadow-mean baseline), appended below the class rows.
 
 >>> y, k, n = np.array([1, 0]), np.array([3, 1]), np.array([4, 4])
 >>> pooled_uar([(y, k, n)])
@@ -40,32 +46,42 @@ import polars as pl
 from sergrad.analysis import load
 from sergrad.analysis import tables as T
 from sergrad.analysis.stats import t_interval
+from sergrad.analysis.verdicts_numeric import numeric_text, numeric_verdicts
 from sergrad.privacy_bound import dp_attack_ceiling
 
 VERDICT_PROTOCOLS: tuple[str, ...] = ("per_client", "per_client_vote")
 LEGITIMATE: tuple[str, ...] = ("shadow", "prior")  # calibrations that may give a verdict
-CELL_KEYS: list[str] = [*T.SETTING_KEYS, *T.DEFENSE_KEYS, "layer"]
+CELL_KEYS: list[str] = [*T.SETTING_KEYS, *T.DEFENSE_KEYS, "layer"]  # attribute first
 ATTACKER_KEYS: list[str] = ["attack", "adaptive", "calibration", "protocol"]
 ALPHA = 0.05
 INTERVAL = "95% cluster bootstrap (runs, then speakers within runs)"
 
-# One run's clusters: (label per speaker [C], predicted-male count [C], predictions [C]).
+# One run's clusters, per speaker S: (class index [S], predicted-class counts [S, C] (binary:
+# predicted-male count [S]), predictions [S]).
 Clusters = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
+def _class_counts(k: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """[S, C] predicted-class counts; a binary [S] predicted-male count becomes [n - k, k]."""
+    k = np.asarray(k, np.float64)
+    return np.column_stack([np.asarray(n, np.float64) - k, k]) if k.ndim == 1 else k
+
+
 def pooled_uar(runs: list[Clusters], weights: list[np.ndarray] | None = None) -> float:
-    """UAR of all predictions pooled over runs; `weights` multiply each speaker's counts."""
-    tp = pos = tn = neg = 0.0
+    """UAR (mean over classes of the pooled recall) of all predictions pooled over runs;
+    `weights` multiply each speaker's counts. NaN when a class has no prediction."""
+    hit = total = None
     for i, (y, k, n) in enumerate(runs):
-        w = 1.0 if weights is None else weights[i]
-        m = y == 1
-        tp += float(np.sum((w * k)[m]))
-        pos += float(np.sum((w * n)[m]))
-        tn += float(np.sum((w * (n - k))[~m]))
-        neg += float(np.sum((w * n)[~m]))
-    if pos == 0 or neg == 0:
+        w = np.ones(len(y)) if weights is None else np.asarray(weights[i], np.float64)
+        counts = _class_counts(k, n)  # [S, C]
+        if hit is None:
+            hit, total = np.zeros(counts.shape[1]), np.zeros(counts.shape[1])
+        y = np.asarray(y, np.int64)
+        np.add.at(hit, y, w * counts[np.arange(len(y)), y])
+        np.add.at(total, y, w * np.asarray(n, np.float64))
+    if hit is None or (total == 0).any():
         return float("nan")
-    return 0.5 * (tp / pos + tn / neg)
+    return float(np.mean(hit / total))
 
 
 def cluster_bootstrap(
@@ -101,17 +117,44 @@ def permutation_pvalue(runs: list[Clusters], *, n_perm: int, rng: np.random.Gene
     return (1 + hits) / (1 + n_perm)
 
 
-def clusters_of(preds: pl.DataFrame, threshold: float) -> Clusters:
-    """Per speaker of one evaluation: label, count predicted male at `threshold`, count."""
+def categorical_clusters(preds: pl.DataFrame, classes: list[str], offsets: list[float]) -> Clusters:
+    """Per speaker of one categorical evaluation: class index, predicted-class counts [S, C]
+    under the decision argmax(log P(c|x) + offset_c), count."""
+    p = preds.filter(pl.col("label").is_in(classes) & pl.col("proba").is_not_null())
+    if p.is_empty():
+        return np.zeros(0, np.int64), np.zeros((0, len(classes))), np.zeros(0)
+    spk = p.select(
+        pl.coalesce(pl.col("speaker_id"), pl.col("client_id").cast(pl.String))
+    ).to_series()
+    proba = np.array(p["proba"].to_list(), np.float64)  # [N, C]
+    pred = (np.log(np.maximum(proba, 1e-300)) + np.asarray(offsets)).argmax(axis=1)
+    names, inv = np.unique(spk.to_numpy().astype(str), return_inverse=True)
+    counts = np.zeros((len(names), len(classes)))
+    np.add.at(counts, (inv, pred), 1.0)
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.zeros(len(names), np.int64)
+    y[inv] = [index[c] for c in p["label"].to_list()]
+    return y, counts, counts.sum(axis=1)
+
+
+def clusters_of(
+    preds: pl.DataFrame, threshold: float, classes: tuple[str, str] = ("F", "M")
+) -> Clusters:
+    """Per speaker of one binary evaluation: label (1 = classes[1]: male for gender), count
+    predicted classes[1] at `threshold` (`p_male` holds P(classes[1])), count. The label is
+    the predictions' `label`, else (older stores) their `gender`."""
+    truth = pl.coalesce(pl.col("label"), pl.col("gender")) if "label" in preds.columns else None
+    truth = pl.col("gender") if truth is None else truth
     g = (
-        preds.filter(pl.col("gender").is_in(["F", "M"]))
+        preds.with_columns(truth.alias("_truth"))
+        .filter(pl.col("_truth").is_in(list(classes)))
         .with_columns(
             (pl.col("p_male") >= threshold).cast(pl.Int64).alias("_hit"),
             pl.coalesce(pl.col("speaker_id"), pl.col("client_id").cast(pl.String)).alias("_spk"),
         )
         .group_by("_spk")
         .agg(
-            (pl.col("gender").first() == "M").cast(pl.Int64).alias("y"),
+            (pl.col("_truth").first() == classes[1]).cast(pl.Int64).alias("y"),
             pl.col("_hit").sum().alias("k"),
             pl.len().alias("n"),
         )
@@ -138,7 +181,7 @@ def candidates(
         & pl.col("calibration").is_in(LEGITIMATE)
         & pl.col("uar").is_not_null()
     )
-    keys = [*CELL_KEYS, *(extra_keys or [])]
+    keys = [*CELL_KEYS, *(k for k in extra_keys or [] if k not in CELL_KEYS)]
     attacker = [k for k in ATTACKER_KEYS if k not in keys]
     return rows.group_by([*keys, *attacker], maintain_order=True).agg(
         pl.col("uar").mean().alias("uar_mean"),
@@ -147,6 +190,9 @@ def candidates(
         pl.col("degenerate").fill_null(False).any().alias("degenerate"),
         pl.col("eval_id").alias("eval_ids"),
         pl.col("threshold").fill_null(0.5).alias("thresholds"),
+        pl.col("class_offsets").alias("offsets"),
+        pl.col("classes").drop_nulls().first().alias("classes"),
+        pl.col("chance").fill_null(0.5).first().alias("chance"),
         pl.col("ser_uar").alias("ser_uars"),
         pl.col("eps_lb").max().alias("eps_lb"),
         pl.col("epsilon").max().alias("epsilon"),
@@ -168,12 +214,13 @@ def verdicts(
 ) -> pl.DataFrame:
     """One row per cell (x extra_keys): the strongest attacker, its pooled per-client UAR with
     the cluster-bootstrap interval, p-value, n_runs, n_clients and how many attackers competed."""
-    keys = [*CELL_KEYS, *(extra_keys or [])]
+    keys = [*CELL_KEYS, *(k for k in extra_keys or [] if k not in CELL_KEYS)]
     cand = candidates(
         store_uri, where=where, n_avg=n_avg, extra_keys=extra_keys, protocols=protocols
     )
     if cand.is_empty():
-        return pl.DataFrame()
+        return numeric_verdicts(store_uri, where=where, n_avg=n_avg, extra_keys=extra_keys,
+                                n_boot=n_boot, n_perm=n_perm, seed=seed, protocols=protocols)  # fmt: skip
     counted = cand.group_by(keys, maintain_order=True).agg(
         pl.len().alias("n_candidates"), pl.col("eps_lb").max().alias("cell_eps_lb")
     )
@@ -190,7 +237,17 @@ def verdicts(
             & (pl.col("n_avg") == n_avg)
             & pl.col("protocol").is_in(protocols)
         )
-        .select("eval_id", "layer", "protocol", "speaker_id", "client_id", "gender", "p_male")
+        .select(
+            "eval_id",
+            "layer",
+            "protocol",
+            "speaker_id",
+            "client_id",
+            "gender",
+            "p_male",
+            "label",
+            "proba",
+        )  # fmt: skip
         .collect()
     )
     by_eval = preds.partition_by(["eval_id", "layer", "protocol"], as_dict=True)
@@ -198,11 +255,16 @@ def verdicts(
     for row in best.iter_rows(named=True):
         runs, speakers = [], set()
         evals = sorted(zip(row["eval_ids"], row["thresholds"]))
+        offsets = dict(zip(row["eval_ids"], row["offsets"]))
+        classes = json.loads(row["classes"]) if row["classes"] else None
         rng = _evidence_rng(seed, row["layer"], row["protocol"], evals)
         for eid, t in evals:
             p = by_eval.get((eid, row["layer"], row["protocol"]))
             if p is not None and not p.is_empty():
-                runs.append(clusters_of(p, t))
+                if offsets.get(eid):  # categorical: replay its class offsets
+                    runs.append(categorical_clusters(p, classes, json.loads(offsets[eid])))
+                else:
+                    runs.append(clusters_of(p, t, tuple(classes or ("F", "M"))))
                 speakers.update(p["speaker_id"].drop_nulls().to_list())
         full = len(runs) == len(row["eval_ids"])
         uar = pooled_uar(runs) if full else row["uar_mean"]
@@ -212,7 +274,8 @@ def verdicts(
         ser_lo, ser_hi = t_interval(ser)
         out.append({
             **{k: row[k] for k in [*keys, *ATTACKER_KEYS]},
-            "uar": uar, "uar_ci_low": lo, "uar_ci_high": hi, "p_value": pval,
+            "uar": uar, "chance": row["chance"], "uar_ci_low": lo, "uar_ci_high": hi,
+            "p_value": pval,
             "p_value_adjusted": None if pval is None else min(1.0, pval * row["n_candidates"]),
             "significant": None if pval is None else pval * row["n_candidates"] < ALPHA,
             "auc": row["auc_mean"], "tpr_at_10fpr": row["tpr_at_10fpr_mean"],
@@ -227,6 +290,10 @@ def verdicts(
             "interval": INTERVAL if full else "none (no stored predictions)",
         })  # fmt: skip
     frame = pl.DataFrame(out, infer_schema_length=None)
+    numeric = numeric_verdicts(store_uri, where=where, n_avg=n_avg, extra_keys=extra_keys,
+                               n_boot=n_boot, n_perm=n_perm, seed=seed, protocols=protocols)  # fmt: skip
+    if not numeric.is_empty():
+        frame = pl.concat([frame, numeric], how="diagonal_relaxed") if out else numeric
     return frame.sort(keys, nulls_last=False)
 
 
@@ -269,6 +336,8 @@ def verdict_tradeoff(
 def verdict_text(row: dict) -> str:
     """'83.1% [75.2, 90.0] (AUC 0.90, p=0.001, 40 speakers, 4 runs; cnn, prior)', or the honest
     'no leak detected at this sample size' / 'degenerate threshold' forms; never 'chance'."""
+    if row.get("uar") is None and row.get("mae_gain") is not None:
+        return numeric_text(row)
     u = row["uar"]
     if u is None or u != u:
         return "no data"
@@ -286,7 +355,9 @@ def verdict_text(row: dict) -> str:
         stat = f"p={p:.2g} (x{row['n_candidates']} attackers: {pa:.2g}), "
     auc = row.get("auc")
     auc_txt = f"AUC {auc:.2f}" if auc is not None and auc == auc else "AUC unknown"
-    base = f"{u * 100:.1f}%{ci} ({auc_txt}, {stat}{n}{row['n_runs']} runs; {who})"
+    chance = row.get("chance")
+    chance_txt = f"chance {chance * 100:.0f}%, " if chance is not None and chance != 0.5 else ""
+    base = f"{u * 100:.1f}%{ci} ({chance_txt}{auc_txt}, {stat}{n}{row['n_runs']} runs; {who})"
     if row.get("degenerate") and row.get("significant") is not True:
         return f"degenerate threshold (every prediction one class; {auc_txt}), not evidence of privacy: {base}"
     if row.get("significant") is False:

@@ -162,6 +162,41 @@ def resolve_attribute(config: AttributeConfig | str, *, columns: Sequence[str] =
     )
 
 
+# Speaker columns each corpus kind records (schema.UTTERANCES); a `table` corpus may keep any.
+KIND_COLUMNS: dict[str, tuple[str, ...] | None] = {
+    "synth": ("gender", "age", "language"),
+    "crema-d": ("gender", "age", "race", "ethnicity"),
+    "iemocap": ("gender",),
+    "msp-improv": ("gender",),
+    "table": None,  # gender plus any speaker column of the user's table
+}
+
+
+def check_attribute_for_corpora(
+    name: str, age_bins: Sequence[float], kinds: dict[str, str]
+) -> None:
+    """Plan-time check of an attacked attribute against the sweep's corpora ({name: kind}):
+    ConfigError naming the attribute and the corpus whose kind does not record its column
+    (IEMOCAP and MSP-Improv give gender only), or bad age bins."""
+    cfg = AttributeConfig(name=name, age_bins=tuple(age_bins))
+    if name in ATTRIBUTES:
+        column = ATTRIBUTES.get(name)(cfg).column
+    elif all(KIND_COLUMNS.get(k, ()) is not None for k in kinds.values()):
+        raise ConfigError(
+            f"unknown attribute {name!r}; declared: {', '.join(ATTRIBUTES.names())} (any other "
+            "speaker column needs a corpus of kind 'table')"
+        )
+    else:
+        column = name
+    for corpus, kind in sorted(kinds.items()):
+        cols = KIND_COLUMNS.get(kind, ())
+        if cols is not None and column not in cols:
+            raise ConfigError(
+                f"attribute {name!r}: corpus {corpus!r} (kind {kind}) records no {column!r} "
+                f"speaker column (it records {', '.join(cols)})"
+            )
+
+
 def speaker_table(utterances: pa.Table) -> pa.Table:
     """One row per (corpus, speaker): gender, the schema's speaker columns and any extra
     speaker column kept in the table metadata (a `table` corpus's), sorted by speaker."""

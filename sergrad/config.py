@@ -153,16 +153,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """`"algo.lr=0.1"` -> (["algo", "lr"], 0.1); the value is parsed as YAML."""
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected key=value")
-    import yaml  # lazily: the benchmarks run where PyYAML may be missing (a GPU box)
+    # lazily: the benchmarks run where PyYAML may be missing (a GPU box)
+    from sergrad.yaml_load import load_value  # duplicate keys are errors, 5e-4 a float
 
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.load(raw, Loader=_strict_loader())
-
-
-def _strict_loader() -> type:
-    from sergrad.yaml_load import StrictLoader  # duplicate keys are errors, 5e-4 a float
-
-    return StrictLoader
+    return key.strip().split("."), load_value(raw)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

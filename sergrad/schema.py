@@ -130,6 +130,10 @@ ATTACKS = pa.schema(
         ("status", pa.string()),
         ("error", pa.string()),
         ("attack", pa.string()),  # attack model name: cnn, logreg_stats, ...
+        # the attacked speaker attribute (sergrad.attributes): gender | age_group | age |
+        # language | ...; rows written before it existed are gender (readers fill that in)
+        ("attribute", pa.string()),
+        ("attribute_kind", pa.string()),  # binary | categorical | numeric
         ("adaptive", pa.bool_()),
         ("target_run", pa.string()),
         ("shadow_runs", pa.string()),  # JSON list of run ids
@@ -166,6 +170,24 @@ ATTACKS = pa.schema(
         # replacement (sensitivity 2S), and whether eps_lb exceeds it (a BUG if true)
         ("mechanism_epsilon", pa.float64()),
         ("eps_violation", pa.bool_()),
+        # classes (binary and categorical): chance = 1 / n_classes; per-class recall and the
+        # target rows per class as JSON objects {class: value} (DuckDB: json_extract)
+        ("n_classes", pa.int32()),  # 0 for a numeric attribute
+        ("chance", pa.float64()),
+        ("classes", pa.string()),  # JSON list, the head's class order
+        ("per_class_recall", pa.string()),
+        ("class_counts", pa.string()),
+        # categorical: the decision argmax_c(log P(c|x) + offset_c), offsets as a JSON list
+        # (shadow: 0; prior: -log shadow share; oracle: fitted on target labels)
+        ("class_offsets", pa.string()),
+        # numeric attributes (uar, auc null): mean absolute error, the predict-the-shadow-mean
+        # baseline's, Spearman correlation, and a 95% speaker bootstrap of baseline_mae - mae
+        ("mae", pa.float64()),
+        ("baseline_mae", pa.float64()),
+        ("spearman", pa.float64()),
+        ("baseline_value", pa.float64()),  # the baseline's prediction: the shadow mean
+        ("mae_gain_ci_low", pa.float64()),
+        ("mae_gain_ci_high", pa.float64()),
         ("note", pa.string()),
         ("seed", pa.int64()),
         ("wall_s", pa.float64()),
@@ -185,7 +207,12 @@ PREDICTIONS = pa.schema(
         ("client_id", pa.int32()),
         ("speaker_id", pa.string()),
         ("gender", pa.string()),  # ground truth, joined only for scoring
-        ("p_male", pa.float64()),
+        ("p_male", pa.float64()),  # binary attributes: P(classes[1]) (gender: P(male))
+        ("attribute", pa.string()),  # null in rows written before attributes: gender
+        ("label", pa.string()),  # the true class (binary / categorical), joined for scoring
+        ("proba", pa.list_(pa.float64())),  # categorical: P(class) in the head's class order
+        ("value", pa.float64()),  # numeric: the true value
+        ("prediction", pa.float64()),  # numeric: the predicted value
     ]
 )
 PREDICTIONS_PARTITION = "eval_id"
@@ -243,6 +270,12 @@ CLIENTS = pa.schema(
         ("speaker_id", pa.string()),
         ("gender", pa.string()),
         ("corpus", pa.string()),
+        # speaker attributes where known (else the attack joins them from the run's
+        # utterance tables; sergrad.attack.labels); absent in older stores
+        ("age", pa.float32()),
+        ("race", pa.string()),
+        ("ethnicity", pa.string()),
+        ("language", pa.string()),
     ]
 )
 CLIENTS_PARTITION = "run_id"

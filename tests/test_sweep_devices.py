@@ -78,18 +78,25 @@ def test_a_cuda_attack_alone_requests_a_gpu_for_evaluations_only(tmp_path):
     [({"gpus": 1}, "resources.gpus_per_run: 1"), ({"run_device": "cuda"}, "run.device: cuda"),
      ({"attack_device": "cuda"}, "attack device: cuda")],
 )  # fmt: skip
-def test_cuda_without_a_gpu_is_refused_at_plan_time(tmp_path, capsys, monkeypatch, kw, named):
+def test_cuda_without_a_gpu_is_refused_by_run_and_warned_by_plan(
+    tmp_path, capsys, monkeypatch, kw, named
+):
     path, sweep = _sweep(tmp_path, **kw)
     with pytest.raises(ConfigError, match="torch.cuda.is_available"):
         check_devices(sweep, cuda_available=False)
-    check_devices(sweep, cuda_available=True)  # where a GPU is, the same sweep plans
+    check_devices(sweep, cuda_available=True)  # where a GPU is, the same sweep runs
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    assert main(["sweep", "plan", str(path)]) == 2
+    assert main(["sweep", "run", str(path)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and named in err and "asks for CUDA" in err
+    # a plan made here for a GPU cluster still plans, with the same sentence as a warning
+    assert main(["sweep", "plan", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: ") and named in err and "will refuse it" in err
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
     assert main(["sweep", "plan", str(path)]) == 0
-    assert not (tmp_path / "store").exists()  # plan writes nothing
+    assert "asks for CUDA" not in capsys.readouterr().err
+    assert not (tmp_path / "store").exists()  # neither plan nor the refused run writes
 
 
 def test_cpu_sweep_plans_without_asking_torch(tmp_path, monkeypatch):

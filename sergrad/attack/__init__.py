@@ -1,4 +1,5 @@
-"""sergrad.attack: the attribute (gender) inference attack on harvested client updates.
+"""sergrad.attack: the attribute inference attack on harvested client updates (gender by
+default; `attribute`: any speaker attribute, binary, categorical or numeric).
 
 Contract (METHOD.md sections 4-5):
 
@@ -7,8 +8,15 @@ Contract (METHOD.md sections 4-5):
     rows = run_attack(AttackConfig(target_run=..., shadow_runs=(...), layers=("fc1",)), store)
 
 - Input: harvested updates (`sergrad.fl.harvest`) of one target run and its shadow runs,
-  plus the target's `runs` row (for its corpus, the `attacks` partition). Gender labels are
-  read from shadow rows for training; target labels are used only when scoring.
+  plus the target's `runs` row (for its corpus, the `attacks` partition). Labels come from
+  the runs' `clients` side table, joined with the speaker attributes of the runs' utterance
+  tables for attributes other than gender (labels.py); shadow labels train, target labels
+  are used only when scoring. A population without some class is a MissingClassError.
+- Attributes (target.py, scoring.py): binary and categorical attributes get a softmax head
+  over their classes (UAR over classes, macro one-vs-rest AUC, per-class recall and counts,
+  chance = 1 / classes; calibrations `shadow` = argmax, `prior` = Bayes decision with the
+  shadow class shares, `oracle` = offsets fitted on target labels); numeric ones (age) a
+  regression head (MAE and Spearman beside the predict-the-shadow-mean baseline).
 - Layer group "fc1" = parameters "fc1.*" (fc1.weight + fc1.bias); shapes and names must agree
   across all runs.
 - Data path (dataset.py): one streaming pass of float64 per-element moments over the shadow

@@ -7,8 +7,10 @@ CONFIG.yaml keys are AttackConfig fields (sergrad/attack/config.py), e.g.
     layers: [fc1, fc2, fc3]
     model: {name: logreg_stats, epochs: 20}
     n_avg: [1, 5, 0]
+    attribute: age_group          # gender (default) | age_group | age | language | ...
 
-Prints one line per (layer, protocol, n) with UAR, its 95% CI, AUC and TPR at 10% FPR.
+Prints one line per (layer, protocol, n) with UAR, its 95% CI, AUC and TPR at 10% FPR; for
+a numeric attribute (age) the MAE beside the predict-the-shadow-mean baseline.
 """
 
 from __future__ import annotations
@@ -61,6 +63,18 @@ def format_table(rows: list[dict]) -> str:
             f"{_fmt(r['auc'])} {_fmt(r.get('tpr_at_1fpr'))} {_fmt(r['tpr_at_10fpr']):>7} "
             f"{_fmt(r.get('eps_lb'))}"
         )
+    numeric = [r for r in rows if r.get("mae") is not None]
+    if numeric:
+        lines.append(f"numeric attribute {numeric[0].get('attribute')!r}: MAE vs the "
+                     "predict-the-shadow-mean baseline, Spearman rho, 95% CI of the MAE gain")  # fmt: skip
+        for r in numeric:
+            n = "all" if r["n_avg"] == 0 else str(r["n_avg"])
+            lines.append(
+                f"{r['attack']:<13} {r['layer']:<7} {r['protocol']:<28} {n:>3} MAE "
+                f"{_fmt(r['mae'])} base {_fmt(r['baseline_mae'])} rho {_fmt(r['spearman'])} "
+                f"gain CI [{_fmt(r.get('mae_gain_ci_low')).strip()}, "
+                f"{_fmt(r.get('mae_gain_ci_high')).strip()}]"
+            )
     if any(r.get("degenerate") for r in rows):
         lines.append("! degenerate: every prediction one class (a threshold artifact, not "
                      "chance; see the prior calibration and the AUC)")  # fmt: skip

@@ -1,14 +1,18 @@
 """The resolved configuration of one attack evaluation; its id is the content hash.
 
 An evaluation trains an attack model on the chosen layer(s) of the shadow runs' harvested
-updates (labelled with the shadow clients' gender) and scores the target run's updates.
+updates (labelled with the shadow clients' `attribute`: gender by default, or any speaker
+attribute, `sergrad.attributes`) and scores the target run's updates. The id of a gender
+evaluation with default age bins is what it was before the attribute existed (the two keys
+are left out of the hash at their defaults), so older stores resume without reruns.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sergrad.config import content_hash
+from sergrad.attributes import DEFAULT_AGE_EDGES
+from sergrad.config import content_hash, to_dict
 
 # Names in the attack-model registry (models.py, which imports torch). Kept here so that
 # planning a sweep can reject an unknown name without importing torch; a test keeps the
@@ -58,7 +62,16 @@ class AttackConfig:
     adaptive: bool = False  # label: shadow runs applied the target's defense
     seed: int = 0
     device: str = "cpu"
+    # the attacked speaker attribute: gender | age_group | age | race | ethnicity | language |
+    # any speaker column of the data (sergrad.attributes); age_bins: age_group's edges
+    attribute: str = "gender"
+    age_bins: tuple[float, ...] = DEFAULT_AGE_EDGES
 
 
 def eval_id(config: AttackConfig) -> str:
-    return content_hash(config)
+    d = to_dict(config)
+    if d["attribute"] == "gender":  # ids of gender evaluations predate the attribute
+        d.pop("attribute")
+    if tuple(float(e) for e in d["age_bins"]) == DEFAULT_AGE_EDGES:
+        d.pop("age_bins")
+    return content_hash(d)

@@ -2,7 +2,9 @@
 
 Every attack sees one layer group's normalised update as a dict {param: float32 [B, numel]}.
 `transform` is fixed (not learned) and maps it to a feature row [B, F] that is stored once;
-`module` maps features [B, F] to logits [B, 2] (F=0, M=1). Registered models:
+`module` maps features [B, F] to the head of the attacked attribute (`sergrad.attack.target`):
+logits [B, C] over its classes (gender: [B, 2], F=0, M=1) or one regression output [B, 1]
+for a numeric attribute; only the last layer depends on it. Registered models:
 
 - `cnn`: the paper's architecture (Feng et al. 2021, METHOD.md section 4; pooling per layer as
   in their public code): the weight update as a 1-channel image [out, in]; three 5x5 conv
@@ -48,6 +50,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from sergrad.attack.target import GENDER, Target
 from sergrad.errors import ConfigError
 from sergrad.registry import Registry
 
@@ -58,22 +61,32 @@ Shapes = dict[str, tuple[int, ...]]
 class AttackModel:
     name: str
     transform: Callable[[dict[str, np.ndarray]], np.ndarray]  # {p: [B, numel]} -> [B, F]
-    module: nn.Module  # [B, F] -> logits [B, 2]
+    module: nn.Module  # [B, F] -> logits [B, C] (regression [B, 1])
     n_features: int
     storage_dtype: str = "float32"  # dtype of the stored feature rows
     train: dict = field(default_factory=dict)  # overrides of lr / batch_size
+    target: Target = GENDER  # the attacked attribute: head size, loss, outputs
 
 
 ATTACK_MODELS: Registry[Callable[..., AttackModel]] = Registry("attack model")
 
 
-def create(name: str, *, shapes: Shapes, params: dict, generator: torch.Generator) -> AttackModel:
-    """Build attack model `name` for a layer group with parameter `shapes` (ordered dict)."""
+def create(
+    name: str,
+    *,
+    shapes: Shapes,
+    params: dict,
+    generator: torch.Generator,
+    target: Target = GENDER,
+) -> AttackModel:
+    """Build attack model `name` for a layer group with parameter `shapes` (ordered dict)
+    and a head for `target` (default: gender, 2 classes)."""
     try:
         builder = ATTACK_MODELS.get(name)
     except KeyError as exc:
         raise ConfigError(f"model.name: {exc.args[0]}") from None
-    model = builder(shapes=dict(shapes), params=dict(params))
+    model = builder(shapes=dict(shapes), params=dict(params), n_out=target.n_outputs)
+    model.target = target
     reset_parameters(model.module, generator=generator)
     return model
 
@@ -129,7 +142,9 @@ def _pooled(n: int, k: int, s: int) -> int:
 
 
 class PaperCNN(nn.Module):
-    def __init__(self, out_dim: int, in_dim: int, bias_dim: int, *, dropout: float = 0.2):
+    def __init__(
+        self, out_dim: int, in_dim: int, bias_dim: int, *, dropout: float = 0.2, n_out: int = 2
+    ):
         super().__init__()
         self.out_dim, self.in_dim, self.bias_dim = out_dim, in_dim, bias_dim
         layers: list[nn.Module] = []
@@ -155,7 +170,7 @@ class PaperCNN(nn.Module):
             nn.Linear(256, 128),
             nn.ReLU(),
             nn.Dropout(dropout),
-            nn.Linear(128, 2),
+            nn.Linear(128, n_out),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -164,16 +179,17 @@ class PaperCNN(nn.Module):
         img = x[:, :n_w].reshape(b, 1, self.out_dim, self.in_dim)  # [B, 1, out, in]
         z = self.conv(img).reshape(b, self.flat_conv)  # [B, 64*h*w]
         z = torch.cat([z, x[:, n_w:]], dim=1)  # [B, flat + bias]
-        return self.mlp(z)  # [B, 2]
+        return self.mlp(z)  # [B, n_out]
 
 
 @ATTACK_MODELS.register("cnn")
-def _cnn(*, shapes: Shapes, params: dict) -> AttackModel:
+def _cnn(*, shapes: Shapes, params: dict, n_out: int = 2) -> AttackModel:
     w_name, b_name = _split_weight_bias(shapes)
     out_dim, in_dim = shapes[w_name]
     bias_dim = shapes[b_name][0] if b_name else 0
     names = [w_name] + ([b_name] if b_name else [])
-    module = PaperCNN(out_dim, in_dim, bias_dim, dropout=float(params.get("dropout", 0.2)))
+    module = PaperCNN(out_dim, in_dim, bias_dim, dropout=float(params.get("dropout", 0.2)),
+                      n_out=n_out)  # fmt: skip
     return AttackModel(
         name="cnn",
         transform=lambda arrays: _concat(arrays, names),
@@ -185,9 +201,10 @@ def _cnn(*, shapes: Shapes, params: dict) -> AttackModel:
 
 
 # --- fast attacks ---------------------------------------------------------------------------
-def _logistic(n: int) -> nn.Module:
-    """Logistic regression on standardised features: batch-norm (no affine) + linear."""
-    return nn.Sequential(nn.BatchNorm1d(n, affine=False), nn.Linear(n, 2))
+def _logistic(n: int, n_out: int = 2) -> nn.Module:
+    """Logistic regression on standardised features: batch-norm (no affine) + linear
+    (multinomial over n_out classes; one output: linear regression)."""
+    return nn.Sequential(nn.BatchNorm1d(n, affine=False), nn.Linear(n, n_out))
 
 
 def row_col_stats(arrays: dict[str, np.ndarray], shapes: Shapes) -> np.ndarray:
@@ -205,9 +222,9 @@ def row_col_stats(arrays: dict[str, np.ndarray], shapes: Shapes) -> np.ndarray:
 
 
 @ATTACK_MODELS.register("logreg_stats")
-def _logreg_stats(*, shapes: Shapes, params: dict) -> AttackModel:
+def _logreg_stats(*, shapes: Shapes, params: dict, n_out: int = 2) -> AttackModel:
     n = sum(3 * (s[0] + s[1]) if len(s) == 2 else math.prod(s) for s in shapes.values())
-    module = _logistic(n)
+    module = _logistic(n, n_out)
     return AttackModel(
         name="logreg_stats",
         transform=lambda arrays: row_col_stats(arrays, shapes),
@@ -227,13 +244,15 @@ def count_sketch(numel: int, dim: int, *, seed: int) -> sp.csr_matrix:
 
 
 @ATTACK_MODELS.register("mlp_proj")
-def _mlp_proj(*, shapes: Shapes, params: dict) -> AttackModel:
+def _mlp_proj(*, shapes: Shapes, params: dict, n_out: int = 2) -> AttackModel:
     dim = int(params.get("dim", 512))
     hidden = int(params.get("hidden", 64))
     names = list(shapes)
     numel = sum(math.prod(s) for s in shapes.values())
     sketch = count_sketch(numel, dim, seed=int(params.get("projection_seed", 0)))
-    module = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(0.2), nn.Linear(hidden, 2))
+    module = nn.Sequential(
+        nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(0.2), nn.Linear(hidden, n_out)
+    )
     return AttackModel(
         name="mlp_proj",
         transform=lambda arrays: np.asarray(sketch.T @ _concat(arrays, names).T).T.astype(
@@ -265,7 +284,7 @@ def spaced_columns(in_dim: int, k: int) -> np.ndarray:
 
 
 @ATTACK_MODELS.register("logreg_colcorr")
-def _logreg_colcorr(*, shapes: Shapes, params: dict) -> AttackModel:
+def _logreg_colcorr(*, shapes: Shapes, params: dict, n_out: int = 2) -> AttackModel:
     k = int(params.get("columns", 96))
     if k < 2:
         raise ConfigError(f"logreg_colcorr: columns must be >= 2, got {k}")
@@ -273,7 +292,7 @@ def _logreg_colcorr(*, shapes: Shapes, params: dict) -> AttackModel:
     if not columns:
         raise ConfigError(f"logreg_colcorr needs a 2-D weight in the layer group, got {shapes}")
     n = sum(len(i) * (len(i) - 1) // 2 + len(i) for i in columns.values())
-    module = _logistic(n)
+    module = _logistic(n, n_out)
     return AttackModel(
         name="logreg_colcorr",
         transform=lambda arrays: column_correlations(arrays, shapes, columns),

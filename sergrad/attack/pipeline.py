@@ -21,8 +21,10 @@ import torch
 from sergrad.attack import dataset as D
 from sergrad.attack import inputs, source
 from sergrad.attack.config import AttackConfig, AttackModelConfig
+from sergrad.attack.labels import AttributeLabels
 from sergrad.attack.models import AttackModel, create
 from sergrad.attack.protocols import Selection, average_rows
+from sergrad.attack.target import GENDER, Target
 from sergrad.attack.train import TrainResult, predict_features, train_attack
 from sergrad.errors import DataError
 from sergrad.store import Store
@@ -35,23 +37,31 @@ PREDICT_ROWS = 20  # cnn activations at 256x988: ~0.3 GB per 20 rows in conv1
 class ShadowSet:
     runs: list[str]
     keys: D.UpdateKeys
-    labels: np.ndarray  # [N] 0/1
+    labels: np.ndarray  # [N] class index (gender F=0, M=1; -1 unknown) or value (NaN unknown)
     stats: dict[str, tuple[np.ndarray, np.ndarray]]  # param -> (mean, std) float64 [numel]
     key: str = ""  # attack_inputs key of the moments (and of the features derived from them)
+    target: Target = GENDER  # what the labels are
 
 
 @dataclass
 class TargetSet:
     keys: D.UpdateKeys
-    labels: np.ndarray  # [N] 0/1/-1
+    labels: np.ndarray  # [N] like ShadowSet.labels (scoring only)
     rows: dict[str, D.RowFile]  # layer -> normalised float32 [N, layer numel]
 
 
 def load_shadow(
-    store: Store, config: AttackConfig, params: list[str], *, shapes: dict, posthoc
+    store: Store,
+    config: AttackConfig,
+    params: list[str],
+    *,
+    shapes: dict,
+    posthoc,
+    attribute: AttributeLabels | None = None,
 ) -> ShadowSet:
     """Keys, labels and per-element moments of the shadow runs: from the `attack_inputs`
-    cache, else one streaming pass over every shadow run (then cached)."""
+    cache, else one streaming pass over every shadow run (then cached). Labels: gender
+    (F=0, M=1) unless `attribute` names another one (class index / value per row)."""
     runs = list(config.shadow_runs)
     mkey = inputs.moments_key(config, params, batch_rows=BATCH_ROWS)
     cached = inputs.load_moments(store, mkey)
@@ -69,6 +79,12 @@ def load_shadow(
             for p in params:
                 moments.setdefault(p, D.Moments.zeros(arrays[p].shape[1])).update(arrays[p])
         stats = {p: (m.mean, m.std()) for p, m in moments.items()}
+    if attribute is not None and attribute.target.attribute != "gender":
+        labels = attribute.encode(keys.run, keys.client_id)  # checked by AttributeLabels.of
+        if cached is None:  # the moments and keys do not depend on the attacked attribute
+            inputs.save_moments(store, mkey, keys, stats)
+        return ShadowSet(runs=runs, keys=keys, labels=labels, stats=stats, key=mkey,
+                         target=attribute.target)  # fmt: skip
     labels = keys.labels()
     if (labels < 0).any():
         bad = sorted({r for r, y in zip(keys.run, labels) if y < 0})
@@ -147,6 +163,7 @@ def load_target(
     shapes: dict,
     posthoc,
     tmp: str,
+    attribute: AttributeLabels | None = None,
 ) -> TargetSet:
     """One streaming pass over the target run: post-hoc defense, normalise, store per layer."""
     params = [p for ps in groups.values() for p in ps]
@@ -167,6 +184,9 @@ def load_target(
             rows[layer].append(np.concatenate([normed[p] for p in ps], axis=1))
     if len(keys) == 0:
         raise DataError(f"target run {config.target_run!r}: no harvested updates")
+    if shadow.target.attribute != "gender":
+        labels = attribute.encode(keys.run, keys.client_id)
+        return TargetSet(keys=keys, labels=labels, rows=rows)
     return TargetSet(keys=keys, labels=keys.labels(), rows=rows)
 
 
@@ -186,7 +206,8 @@ def fit_layer(
 ) -> tuple[AttackModel, TrainResult]:
     """The layer's shadow feature rows (cached, else one more shadow pass), then train."""
     model = create(config.model.name, shapes={p: shapes[p] for p in params},
-                   params=config.model.params, generator=generator)  # fmt: skip
+                   params=config.model.params, generator=generator,
+                   target=shadow.target)  # fmt: skip
     fkey = inputs.features_key(shadow.key, params, inputs.featurizer(config.model))
     path = os.path.join(tmp, f"shadow-{name}.bin")
     feats = inputs.load_features(store, fkey, path)
@@ -225,7 +246,8 @@ def score_layer(
     selections: dict[int, list[Selection]],
     device: str,
 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """P(male) per target update, and per selection for each n (rows averaged first)."""
+    """The model's outputs (gender: P(male)) per target update, and per selection for each n
+    (rows averaged first)."""
     per_update = []
     for s in range(0, rows.n_rows, PREDICT_ROWS):
         x = rows.read(np.arange(s, min(s + PREDICT_ROWS, rows.n_rows)))  # [b, D]
@@ -243,5 +265,5 @@ def score_layer(
             )
             feats = model.transform(_split_params(avg, params, shapes))
             out.append(predict_features(model, feats, device=device))
-        per_client[n] = np.concatenate(out) if out else np.zeros(0)
+        per_client[n] = np.concatenate(out) if out else model.target.empty()
     return np.concatenate(per_update), per_client

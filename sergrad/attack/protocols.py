@@ -68,9 +68,10 @@ def average_rows(x: np.ndarray) -> np.ndarray:
 
 
 def vote(p_update: np.ndarray, selections: list[Selection]) -> np.ndarray:
-    """Per selection: the mean P(male) of its updates (float64)."""
+    """Per selection: the mean P(male) of its updates (float64); for class probabilities
+    [N, C] or numeric predictions, the mean over the selection's rows likewise."""
     p = np.asarray(p_update, np.float64)
-    return np.array([p[s.rows].mean() for s in selections], dtype=np.float64)
+    return np.array([p[s.rows].mean(axis=0) for s in selections], dtype=np.float64)
 
 
 def fuse(probs: dict[str, np.ndarray], weights: dict[str, int]) -> np.ndarray:
@@ -101,3 +102,29 @@ def no_updates_baseline(
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     clf.fit(shadow_x, shadow_y)
     return clf.predict_proba(target_x)[:, 1]
+
+
+def baseline_outputs(target, shadow_x: np.ndarray, shadow_y: np.ndarray):
+    """(majority(n), no_updates(x)) output functions for a categorical or numeric `target`
+    (`sergrad.attack.target.Target`): the majority class as one-hot probabilities [n, C] or
+    the shadow mean [n]; a multinomial logistic / linear regression on metadata features."""
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if target.kind == "numeric":
+        mean = float(np.mean(shadow_y))
+        reg = make_pipeline(StandardScaler(), LinearRegression()).fit(shadow_x, shadow_y)
+        return (lambda n: np.full(n, mean)), (lambda x: reg.predict(x) if len(x) else np.zeros(0))
+    c = len(target.classes)
+    one_hot = np.eye(c)[int(np.argmax(np.bincount(shadow_y, minlength=c)))]
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(shadow_x, shadow_y)
+    cols = clf[-1].classes_
+
+    def meta(x: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(x), c))
+        if len(x):
+            out[:, cols] = clf.predict_proba(x)
+        return out
+
+    return (lambda n: np.tile(one_hot, (n, 1))), meta

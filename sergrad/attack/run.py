@@ -1,10 +1,14 @@
 """`run_attack`: one attack evaluation, from harvested updates to `attacks` and `predictions`.
 
 Reads like the method (METHOD.md section 4): the shadow runs' updates, labelled with their
-clients' gender, are normalised element-wise with shadow statistics; one attack model per
-layer group is trained with a speaker-level validation split; the target run's updates (after
-any post-hoc defense) are scored per update and per client (averages of n updates), per layer
-and fused; baselines (majority class, metadata-only attacker) are scored beside them.
+clients' attribute (gender by default; `sergrad.attack.labels` for any other), are
+normalised element-wise with shadow statistics; one attack model per layer group is trained
+with a speaker-level validation split; the target run's updates (after any post-hoc defense)
+are scored per update and per client (averages of n updates), per layer and fused;
+baselines (majority class, metadata-only attacker) are scored beside them. Binary attributes
+(gender) are scored by `metrics.binary_metrics`, categorical and numeric ones by
+`sergrad.attack.scoring`; every row names its `attribute` and, for classes, the per-class
+recall and counts.
 
 Outputs (written atomically; `predictions` first, the `attacks` file last as the completion
 marker; an evaluation whose `attacks` file exists is skipped and its rows returned):
@@ -25,7 +29,7 @@ import pyarrow.parquet as pq
 import torch
 
 from sergrad import schema
-from sergrad.attack import pipeline, source
+from sergrad.attack import pipeline, scoring, source
 from sergrad.attack.config import AttackConfig, eval_id
 from sergrad.attack.empirical_privacy import (
     NO_PRIVACY_COLUMNS,
@@ -33,8 +37,10 @@ from sergrad.attack.empirical_privacy import (
     privacy_columns,
     warn_violations,
 )
+from sergrad.attack.labels import AttributeLabels, known, strata
 from sergrad.attack.metrics import CALIBRATIONS, binary_metrics, threshold_for
 from sergrad.attack.protocols import (
+    baseline_outputs,
     client_rows,
     client_selections,
     fuse,
@@ -43,6 +49,7 @@ from sergrad.attack.protocols import (
     no_updates_baseline,
     vote,
 )
+from sergrad.attack.target import Target
 from sergrad.attack.train import split_by_speaker
 from sergrad.config import canonical_json
 from sergrad.errors import ConfigError, DataError
@@ -88,19 +95,21 @@ def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) ->
     t0 = time.perf_counter()
     groups, shapes, params = layer_layout(store, config)  # layer -> params, shapes, params
     posthoc, posthoc_name, posthoc_level = _posthoc(config)
+    attribute = _attribute(store, config, corpus)  # None: gender, its own (legacy) path
 
-    shadow = pipeline.load_shadow(store, config, params, shapes=shapes, posthoc=posthoc)
+    shadow = pipeline.load_shadow(store, config, params, shapes=shapes, posthoc=posthoc,
+                                  attribute=attribute)  # fmt: skip
     jobs = [(ps, config.model) for ps in groups.values()]  # one shadow pass for all layers
     pipeline.featurize_shadow(store, config, shadow, jobs, shapes=shapes, posthoc=posthoc)
-    split = split_by_speaker(shadow.keys.speaker_groups(), shadow.labels,
+    split = split_by_speaker(shadow.keys.speaker_groups(), strata(shadow.target, shadow.labels),
                              val_fraction=config.model.val_fraction,
                              rng=np.random.default_rng([config.seed, 2]))  # fmt: skip
     results: list[dict] = []
     preds: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="sergrad-attack-") as tmp:
         target = pipeline.load_target(store, config, groups, shadow, shapes=shapes,
-                                      posthoc=posthoc, tmp=tmp)  # fmt: skip
-        scored = target.labels >= 0
+                                      posthoc=posthoc, tmp=tmp, attribute=attribute)  # fmt: skip
+        scored = known(shadow.target, target.labels)
         sels = _selections(config, target)
         ctx = _ScoreContext.of(config, shadow, target_row)
         # averaged-update predictions are only needed by the per_client protocol
@@ -132,14 +141,16 @@ def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) ->
                               note=f"weights={json.dumps(weights)}",
                               wall=time.perf_counter() - t0, attack=config.model.name)  # fmt: skip
         results += _baselines(ctx, shadow, target, sels, scored)
-        preds = _prediction_rows(probs, target, sels, config.protocols)
+        preds = _prediction_rows(probs, target, sels, config.protocols, shadow.target,
+                                 attribute)  # fmt: skip
     wall = time.perf_counter() - t0
     common = {"eval_id": eid, "status": "ok", "error": None, "adaptive": config.adaptive,
               "target_run": config.target_run, "shadow_runs": json.dumps(list(config.shadow_runs)),
               "feature_set": target_row.get("feature_set"), "algorithm": target_row.get("algorithm"),
               "defense": target_row.get("defense"), "defense_level": target_row.get("defense_level"),
               "posthoc": posthoc_name, "posthoc_level": posthoc_level, "seed": config.seed,
-              "config": canonical_json(config), "created_at": now_iso()}  # fmt: skip
+              "config": canonical_json(config), "created_at": now_iso(),
+              "attribute": shadow.target.attribute, "attribute_kind": shadow.target.kind}  # fmt: skip
     rows = [{**common, "wall_s": wall, **r} for r in results]
     warn_violations(rows)
     store.write_table("predictions", schema.table_from_rows(preds, schema.PREDICTIONS),
@@ -147,6 +158,18 @@ def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) ->
     store.write_table("attacks", schema.table_from_rows(rows, schema.ATTACKS), partition=part,
                       name=eid)  # fmt: skip
     return [{**r, "target_corpus": corpus} for r in rows]
+
+
+def _attribute(store: Store, config: AttackConfig, corpus: str) -> AttributeLabels | None:
+    """The attacked attribute's labels (None for gender, which keeps the gender-only path);
+    MissingClassError (exit 2) when shadow or target speakers lack one of its classes."""
+    if config.attribute == "gender":
+        return None
+    corpora = {config.target_run: corpus}
+    for r in config.shadow_runs:
+        row = source.run_row(store, r)
+        corpora[r] = row[schema.RUNS_PARTITION] if row else "?"
+    return AttributeLabels.of(store, config, corpora=corpora)
 
 
 def _validate(config: AttackConfig) -> None:
@@ -164,6 +187,10 @@ def _validate(config: AttackConfig) -> None:
     bad = [c for c in config.calibrations if c not in CALIBRATIONS]
     if bad or not config.calibrations:
         raise ConfigError(f"calibrations: {bad or 'empty'}; valid: {', '.join(CALIBRATIONS)}")
+    if config.attribute == "age_group":
+        from sergrad.attributes import AgeBins
+
+        AgeBins(tuple(config.age_bins))  # ConfigError naming the bins
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device: {config.device!r} requested but CUDA is not available")
 
@@ -204,7 +231,7 @@ def _client_probs(protocol: str, p_update, p_client: dict, n: int, sel: list) ->
 
 
 def _client_labels(target: pipeline.TargetSet, sels: list) -> np.ndarray:
-    return np.array([target.labels[s.rows[0]] for s in sels], dtype=np.int64)
+    return np.array([target.labels[s.rows[0]] for s in sels], dtype=target.labels.dtype)
 
 
 @dataclass(frozen=True)
@@ -213,31 +240,64 @@ class _ScoreContext:
     shares (for the prior calibration) and the target's privacy facts (for eps_lb)."""
 
     config: AttackConfig
-    share_updates: float  # male share of shadow updates
-    share_clients: float  # male share of shadow clients (speakers)
+    share_updates: float  # binary: class-1 (male) share of shadow updates
+    share_clients: float  # binary: class-1 (male) share of shadow clients (speakers)
     delta: float  # delta eps_lb is stated at: the target run's, else 0
     local_noise: float | None  # user_dp local noise multiplier of the target run, if any
+    target: Target = pipeline.GENDER
+    priors_updates: np.ndarray | None = None  # categorical: shadow class shares [C]
+    priors_clients: np.ndarray | None = None
+    shadow_mean: float = float("nan")  # numeric: the baseline's prediction
 
     @classmethod
     def of(cls, config: AttackConfig, shadow, target_row: dict) -> _ScoreContext:
-        groups = shadow.keys.speaker_groups()
+        t = shadow.target
+        ok = known(t, shadow.labels)
+        labels = shadow.labels[ok]
+        groups = shadow.keys.speaker_groups()[ok]
         _, first = np.unique(groups, return_index=True)
         delta = target_row.get("delta")
-        return cls(config=config, share_updates=float(np.mean(shadow.labels)),
-                   share_clients=float(np.mean(shadow.labels[first])),
+        extra = {}
+        if t.kind == "categorical":
+            c = len(t.classes)
+            extra["priors_updates"] = np.bincount(labels, minlength=c) / max(1, len(labels))
+            extra["priors_clients"] = np.bincount(labels[first], minlength=c) / max(1, len(first))
+        if t.kind == "numeric":
+            extra["shadow_mean"] = float(np.mean(labels))
+        binary = t.kind == "binary"
+        return cls(config=config,
+                   share_updates=float(np.mean(labels)) if binary else float("nan"),
+                   share_clients=float(np.mean(labels[first])) if binary else float("nan"),
                    delta=float(delta) if delta is not None and delta == delta else 0.0,
-                   local_noise=local_noise(target_row.get("config")))  # fmt: skip
+                   local_noise=local_noise(target_row.get("config")), target=t,
+                   **extra)  # fmt: skip
 
 
-def _calibrated(ctx: _ScoreContext, y, p, *, groups, clients, share: float, rng) -> list[dict]:
-    """binary_metrics once per configured calibration (same scores, different thresholds);
-    the CI resamples `groups` (speakers)."""
+def _calibrated(ctx: _ScoreContext, y, p, *, groups, clients, unit: str, rng) -> list[dict]:
+    """Metrics once per configured calibration (same scores, different decisions); the CI
+    resamples `groups` (speakers). `unit`: "updates" | "clients", whose shadow class shares
+    the prior calibration uses. A numeric attribute has one row (no decision to calibrate)."""
+    t, n_boot = ctx.target, ctx.config.bootstrap
+    if t.kind == "numeric":
+        m = scoring.numeric_metrics(y, p, shadow_mean=ctx.shadow_mean, groups=groups,
+                                    clients=clients, n_boot=n_boot, rng=rng)  # fmt: skip
+        return [{**m, **NO_PRIVACY_COLUMNS}]
     out = []
     for cal in ctx.config.calibrations:
-        t = threshold_for(cal, y_true=y, score=p, share_positive=share)
-        m = binary_metrics(y, p, groups=groups, n_boot=ctx.config.bootstrap, rng=rng,
-                           threshold=t, clients=clients)  # fmt: skip
-        out.append({"calibration": cal, **m, **NO_PRIVACY_COLUMNS})
+        if t.kind == "categorical":
+            priors = ctx.priors_updates if unit == "updates" else ctx.priors_clients
+            m = scoring.categorical_metrics(y, p, classes=t.classes, calibration=cal,
+                                            priors=priors, groups=groups, clients=clients,
+                                            n_boot=n_boot, rng=rng)  # fmt: skip
+            out.append({**m, **NO_PRIVACY_COLUMNS})
+            continue
+        share = ctx.share_updates if unit == "updates" else ctx.share_clients
+        th = threshold_for(cal, y_true=y, score=p, share_positive=share)
+        m = binary_metrics(y, p, groups=groups, n_boot=n_boot, rng=rng,
+                           threshold=th, clients=clients)  # fmt: skip
+        pred = (np.asarray(p, np.float64) >= th).astype(np.int64)
+        out.append({"calibration": cal, **m, **NO_PRIVACY_COLUMNS,
+                    **scoring.per_class_columns(t.classes, np.asarray(y), pred)})  # fmt: skip
     return out
 
 
@@ -254,7 +314,7 @@ def _score(ctx, layer, probs, target, sels, scored, *, note, wall, attack) -> li
     if "per_update" in config.protocols:
         for m in _calibrated(ctx, target.labels[scored], p_update[scored],
                              groups=speakers[scored], clients=client_ids[scored],
-                             share=ctx.share_updates, rng=rng):  # fmt: skip
+                             unit="updates", rng=rng):  # fmt: skip
             m["note"] = "; ".join(filter(None, [note, m["note"]]))
             rows.append({"attack": attack, "layer": layer, "protocol": "per_update", "n_avg": 1,
                          "wall_s": wall, **m})  # fmt: skip
@@ -262,16 +322,17 @@ def _score(ctx, layer, probs, target, sels, scored, *, note, wall, attack) -> li
     for protocol in (p for p in CLIENT_PROTOCOLS if p in config.protocols):
         for n, sel in sels.items():
             p_sel = _client_probs(protocol, p_update, p_client, n, sel)
-            keep = np.array([target.labels[s.rows[0]] >= 0 for s in sel], dtype=bool)
+            keep = np.array([known(ctx.target, target.labels[s.rows[:1]])[0] for s in sel],
+                            dtype=bool)  # fmt: skip
             y = _client_labels(target, sel)[keep]
             kept = [s for s, k in zip(sel, keep) if k]
             _, sel_note = client_selections(by_client, n=n, trials=config.trials, seed=config.seed)
             for m in _calibrated(ctx, y, p_sel[keep],
                                  groups=np.array([speakers[s.rows[0]] for s in kept]),
                                  clients=np.array([s.client for s in kept]),
-                                 share=ctx.share_clients, rng=rng):  # fmt: skip
+                                 unit="clients", rng=rng):  # fmt: skip
                 m["note"] = "; ".join(filter(None, [sel_note, m["note"]]))
-                if m["calibration"] == "shadow" and len(y):
+                if m["calibration"] == "shadow" and len(y) and ctx.target.kind == "binary":
                     m.update(privacy_columns(y, p_sel[keep], kept, n=n, threshold=m["threshold"],
                                              delta=ctx.delta, noise=ctx.local_noise))  # fmt: skip
                 rows.append({"attack": attack, "layer": layer, "protocol": protocol,
@@ -284,13 +345,27 @@ def _baselines(ctx, shadow, target, sels, scored) -> list[dict]:
     n_t = len(target.labels)
     sx = metadata_features(shadow.keys.n_samples, shadow.keys.round)
     tx = metadata_features(target.keys.n_samples, target.keys.round)
-    maj_u = majority_baseline(shadow.labels, n_t)
-    meta_u = no_updates_baseline(sx, shadow.labels, tx)
+    if ctx.target.kind != "binary":
+        ok = known(ctx.target, shadow.labels)
+        maj, meta = baseline_outputs(ctx.target, sx[ok], shadow.labels[ok])
+        maj_u, meta_u = maj(n_t), meta(tx)
+        maj_c = {n: maj(len(sel)) for n, sel in sels.items()}
+        meta_c = {n: meta(np.stack([tx[s.rows].mean(axis=0) for s in sel]) if sel else
+                          np.zeros((0, 2))) for n, sel in sels.items()}  # fmt: skip
+        return _baseline_rows(ctx, target, sels, scored, maj_u, meta_u, maj_c, meta_c)
+    ok = known(ctx.target, shadow.labels)  # every row for gender
+    sx, sy = sx[ok], shadow.labels[ok]
+    maj_u = majority_baseline(sy, n_t)
+    meta_u = no_updates_baseline(sx, sy, tx)
     maj_c, meta_c = {}, {}
     for n, sel in sels.items():
-        maj_c[n] = majority_baseline(shadow.labels, len(sel))
+        maj_c[n] = majority_baseline(sy, len(sel))
         avg = np.stack([tx[s.rows].mean(axis=0) for s in sel]) if sel else np.zeros((0, 2))
-        meta_c[n] = no_updates_baseline(sx, shadow.labels, avg) if sel else np.zeros(0)
+        meta_c[n] = no_updates_baseline(sx, sy, avg) if sel else np.zeros(0)
+    return _baseline_rows(ctx, target, sels, scored, maj_u, meta_u, maj_c, meta_c)
+
+
+def _baseline_rows(ctx, target, sels, scored, maj_u, meta_u, maj_c, meta_c) -> list[dict]:
     rows = []
     for name, pu, pc in (("majority", maj_u, maj_c), ("no_updates", meta_u, meta_c)):
         for r in _score(ctx, "none", (pu, pc), target, sels, scored, note="",
@@ -302,16 +377,35 @@ def _baselines(ctx, shadow, target, sels, scored) -> list[dict]:
 
 
 def _prediction_rows(
-    probs: dict, target: pipeline.TargetSet, sels: dict, protocols: tuple[str, ...]
+    probs: dict,
+    target: pipeline.TargetSet,
+    sels: dict,
+    protocols: tuple[str, ...],
+    t: Target,
+    attribute: AttributeLabels | None,
 ) -> list[dict]:
+    """One row per scored update / client selection. Binary: `p_male` = P(classes[1]) (for
+    gender, P(male)); categorical: `proba` over the classes; numeric: `prediction`."""
     k = target.keys
+    names = attribute.names(k.run, k.client_id) if attribute is not None else k.gender
+    truth = [{"attribute": t.attribute, "label": None if t.kind == "numeric" else names[i],
+              "value": float(target.labels[i]) if t.kind == "numeric" else None}
+             for i in range(len(k))]  # fmt: skip
+
+    def out_cols(p) -> dict:
+        if t.kind == "binary":
+            return {"p_male": float(p)}
+        if t.kind == "categorical":
+            return {"proba": [float(x) for x in p]}
+        return {"prediction": float(p)}
+
     out = []
     for layer, (pu, pc) in probs.items():
         for i in range(len(pu)):
             out.append({"layer": layer, "protocol": "per_update", "n_avg": 1, "trial": 0,
                         "round": k.round[i], "client_id": k.client_id[i],
                         "speaker_id": k.speaker_id[i], "gender": k.gender[i],
-                        "p_male": float(pu[i])})  # fmt: skip
+                        **truth[i], **out_cols(pu[i])})  # fmt: skip
         for protocol in (p for p in CLIENT_PROTOCOLS if p in protocols):
             for n, sel in sels.items():
                 p_sel = _client_probs(protocol, pu, pc, n, sel)
@@ -321,5 +415,5 @@ def _prediction_rows(
                                 "trial": s.trial, "client_id": s.client,
                                 "round": k.round[i] if len(s.rows) == 1 else -1,
                                 "speaker_id": k.speaker_id[i], "gender": k.gender[i],
-                                "p_male": float(p)})  # fmt: skip
+                                **truth[i], **out_cols(p)})  # fmt: skip
     return out

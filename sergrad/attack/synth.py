@@ -50,9 +50,13 @@ def synthetic_updates(
     offset: float = 0.0,
     scale: float = 1.0,
     pattern_seed: int = 1234,
+    strength: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """{param: float32 [len(genders), numel]}; genders are 0 (F) / 1 (M)."""
+    """{param: float32 [len(genders), numel]}; genders are 0 (F) / 1 (M). `strength` [B]
+    replaces the gender sign (+1 M, -1 F) as the multiplier of the leak pattern."""
     sign = np.where(np.asarray(genders) == 1, 1.0, -1.0)[:, None]  # [B, 1]
+    if strength is not None:
+        sign = np.asarray(strength, np.float64)[:, None]
     out = {}
     for i, (p, shape) in enumerate(shapes.items()):
         numel = math.prod(shape)
@@ -80,13 +84,18 @@ def write_synthetic_run(
     role: str = "shadow",
     write_run: bool = True,
     shuffle_labels: bool = False,
+    attributes: dict[str, dict] | None = None,
+    leak_by_speaker: dict[str, float] | None = None,
     harvest=None,
 ) -> int:
     """Harvest a synthetic run (updates + runs row) into `store`; returns the update count.
 
     shuffle_labels: the leak follows a random coin per update, not the recorded gender (a
-    control: an attack trained on such shadow runs must score at chance). harvest: the
-    HarvestConfig (default: every parameter, float32).
+    control: an attack trained on such shadow runs must score at chance).
+    attributes: {speaker: {age, race, ethnicity, language}} written to the clients table.
+    leak_by_speaker: {speaker: multiplier of the leak pattern}, instead of the gender sign
+    (e.g. the speaker's standardised age: the updates then leak age, not gender).
+    harvest: the HarvestConfig (default: every parameter, float32).
     """
     import torch
 
@@ -110,9 +119,13 @@ def write_synthetic_run(
             genders = np.array([1 if clients[c][1] == "M" else 0 for c in picked])
             if shuffle_labels:
                 genders = rng.integers(0, 2, size=len(picked))
+            strength = None
+            if leak_by_speaker is not None:
+                strength = np.array([leak_by_speaker[clients[c][0]] for c in picked])
             arrays = synthetic_updates(
-                shapes, genders, signal=signal, rng=rng, offset=offset, scale=scale
-            )
+                shapes, genders, signal=signal, rng=rng, offset=offset, scale=scale,
+                strength=strength,
+            )  # fmt: skip
             for j, c in enumerate(picked):
                 tensors = {
                     p: torch.from_numpy(arrays[p][j].reshape(shape)) for p, shape in shapes.items()
@@ -122,8 +135,9 @@ def write_synthetic_run(
                     n_samples=int(rng.integers(20, 60)), kind="gradient", tensors=tensors,
                 ))  # fmt: skip
                 n += 1
+    attributes = attributes or {}
     write_clients(store, run_id, [
-        {"client_id": c, "speaker_id": s, "gender": g, "corpus": corpus}
+        {"client_id": c, "speaker_id": s, "gender": g, "corpus": corpus, **attributes.get(s, {})}
         for c, (s, g) in enumerate(clients)
     ])  # fmt: skip
     if write_run:

@@ -31,24 +31,26 @@ from torch import nn
 
 from sergrad.attack.config import AttackModelConfig
 from sergrad.attack.dataset import RowFile
-from sergrad.attack.metrics import uar
 from sergrad.attack.models import AttackModel
 
 
 def split_by_speaker(
     speakers: np.ndarray, labels: np.ndarray, *, val_fraction: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices (train, val): val takes ~val_fraction of each gender's speakers."""
+    """Row indices (train, val): val takes ~val_fraction of each class's speakers (`labels`:
+    class index per row, gender F=0 / M=1; one stratum 0 for a numeric attribute; rows with
+    a negative label, an unknown attribute value, are in neither set)."""
     val_speakers: set = set()
+    known = labels >= 0
     if val_fraction > 0:
-        for g in (0, 1):
+        for g in np.unique(labels[known]):
             spk = np.unique(speakers[labels == g])  # sorted: deterministic before shuffling
             if len(spk) < 2:
                 continue
             k = min(len(spk) - 1, max(1, round(val_fraction * len(spk))))
             val_speakers.update(rng.permutation(spk)[:k].tolist())
     is_val = np.isin(speakers, list(val_speakers))
-    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    return np.flatnonzero(~is_val & known), np.flatnonzero(is_val & known)
 
 
 @dataclass(frozen=True)
@@ -89,22 +91,23 @@ def _to_device(rows: np.ndarray, device: str) -> torch.Tensor:
 def predict_proba(
     model: AttackModel, rows: RowFile, idx: np.ndarray, *, device: str, batch_size: int = 20
 ) -> np.ndarray:
-    """P(male) for rows `idx`, eval mode (dropout off, batch-norm running stats)."""
+    """`model.target.outputs` for rows `idx` (gender: P(male) [N]), eval mode (dropout off,
+    batch-norm running stats)."""
     model.module.eval()
     out = []
     with torch.no_grad(), _autocast(model, device):
         for s in range(0, len(idx), batch_size):
             x = _to_device(rows.read(idx[s : s + batch_size]), device)  # [b, F]
-            out.append(torch.softmax(model.module(x).float(), dim=1)[:, 1].double().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0)
+            out.append(model.target.outputs(model.module(x)))
+    return np.concatenate(out) if out else model.target.empty()
 
 
 def predict_features(model: AttackModel, feats: np.ndarray, *, device: str) -> np.ndarray:
-    """P(male) for in-memory feature rows [B, F]."""
+    """`model.target.outputs` (gender: P(male)) for in-memory feature rows [B, F]."""
     model.module.eval()
     with torch.no_grad(), _autocast(model, device):
         x = _to_device(np.ascontiguousarray(feats, np.float32), device)
-        return torch.softmax(model.module(x).float(), dim=1)[:, 1].double().cpu().numpy()
+        return model.target.outputs(model.module(x))
 
 
 def train_attack(
@@ -136,13 +139,13 @@ def _train(model, rows, labels, train_idx, val_idx, config, lr, batch_size, devi
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="max", factor=0.5, patience=max(1, config.patience // 2)
     )
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = model.target.loss()  # cross-entropy; squared error for a numeric attribute
     amp = use_amp(model, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp and _amp_dtype() == torch.float16)
     budget = model.train.get("max_seconds")
     budget = None if budget is None else float(budget)
     stopped = "epochs"
-    y_all = torch.from_numpy(labels.astype(np.int64))
+    y_all = model.target.y_tensor(labels)  # [N] class index, or [N, 1] standardised value
     best, best_epoch, best_state, stale, history = -np.inf, 0, None, 0, []
     t0, seen, step_s = time.perf_counter(), 0, 0.0
     bar = None
@@ -174,7 +177,7 @@ def _train(model, rows, labels, train_idx, val_idx, config, lr, batch_size, devi
         val = np.nan
         if len(val_idx):
             p = predict_proba(model, rows, val_idx, device=device, batch_size=batch_size)
-            val = uar(labels[val_idx], (p >= 0.5).astype(np.int64))
+            val = model.target.val_score(labels[val_idx], p)  # UAR; numeric: -MAE
         score = val if len(val_idx) else -total  # no validation: keep the last/lowest loss
         history.append(
             {"epoch": epoch, "train_loss": total / max(1, len(train_idx)), "val_uar": val}

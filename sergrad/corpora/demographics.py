@@ -77,15 +77,9 @@ def parse_age(value: Any, *, where: str) -> float | None:
 
 def read_demographics(path: Path) -> dict[str, Person]:
     """actor id -> Person; DataError naming the file when ActorID or Sex is missing."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read demographics ({exc})") from exc
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")
-    reader = csv.DictReader(io.StringIO(text))
+    from sergrad.corpora.table import read_text  # lazily: table imports this module
+
+    reader = csv.DictReader(io.StringIO(read_text(path, "demographics")))
     header = {(h or "").strip().lower(): h for h in reader.fieldnames or []}
     missing = [c for c in ("ActorID", "Sex") if c.lower() not in header]
     if missing:

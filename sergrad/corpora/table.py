@@ -142,11 +142,12 @@ def find_unique(root: Path, names: tuple[str, ...], *, is_dir: bool, what: str) 
     return found[0]
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path, what: str = "label file") -> str:
+    """A corpus text file as str (UTF-8 with or without BOM, else latin-1)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise DataError(f"{path}: cannot read label file ({exc})") from exc
+        raise DataError(f"{path}: cannot read {what} ({exc})") from exc
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:

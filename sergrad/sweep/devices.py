@@ -3,9 +3,9 @@
 `resources.gpus_per_run > 0` makes every FL run and attack evaluation that does not name a
 device run on `cuda` (`expand` fills it in) and makes their Tune trials request that many
 GPUs; a `device: cuda` in `run:` or an `attack:` block alone requests one GPU per trial of
-that phase. `check_devices` refuses at plan time (exit 2) a sweep that asks for CUDA on a
-machine where torch sees none; a sweep joining a Ray cluster is checked against the
-cluster's GPUs instead (`runner`).
+that phase. `check_devices` refuses a sweep that asks for CUDA on a machine where torch
+sees none: `sweep run` exits 2, `sweep plan` (often made on a laptop for a cluster) warns.
+A sweep joining a Ray cluster is checked against the cluster's GPUs instead (`runner`).
 """
 
 from __future__ import annotations

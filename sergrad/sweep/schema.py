@@ -386,6 +386,7 @@ def parse_sweep(data: dict, *, source: str = "<sweep>", lines: dict | None = Non
         )
         for i, b in enumerate(blocks)
     )
+    _check_attributes(attacks, corpora, blocks, top.attack, where)
     n_folds = (
         top.run.get("data", {}).get("n_folds", 5) if isinstance(top.run.get("data"), dict) else 5
     )
@@ -407,6 +408,29 @@ def parse_sweep(data: dict, *, source: str = "<sweep>", lines: dict | None = Non
         source=source,
         audit=top.audit,
     )
+
+
+def _check_attributes(attacks, corpora, blocks, raw, where: _Where) -> None:
+    """Every attacked attribute (a grid axis) is one the sweep's corpora record."""
+    from sergrad.attributes import DEFAULT_AGE_EDGES, check_attribute_for_corpora
+
+    kinds = {name: spec.kind for name, spec in corpora.items()}
+    for i, block in enumerate(attacks):
+        path = ("attack", i) if isinstance(raw, list) else ("attack",)
+        names = grid_values(block.get("attribute", "gender"), str) or [
+            block.get("attribute", "gender")
+        ]
+        bins = grid_values(block.get("age_bins"), tuple[float, ...]) or [
+            block.get("age_bins", DEFAULT_AGE_EDGES)
+        ]
+        for name in names:
+            for b in bins:
+                try:
+                    check_attribute_for_corpora(name, b or DEFAULT_AGE_EDGES, kinds)
+                except ConfigError as exc:
+                    raise where.error(
+                        (*path, "attribute"), f"{_dotted((*path, 'attribute'))}: {exc}"
+                    ) from None
 
 
 def _check_name(name: Any, path: Path_, where: _Where, *, what: str) -> None:
