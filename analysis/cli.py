@@ -2,8 +2,8 @@
 
 sergrad query STORE "SELECT ... FROM results ..." [-o out.csv|out.parquet] [--format ...]
 sergrad query STORE --schema
-sergrad table ser|layers|updates|tradeoff|verdicts|eps STORE [-o out.csv|out.parquet] [--where ...]
-sergrad plot tradeoff|layers|updates|epsilon|eps_lb|roc|attributes STORE -o FILE.png|svg|pdf [--where ...]
+sergrad table ser|layers|updates|tradeoff|verdicts|eps|cohort STORE [-o out.csv|out.parquet] [--where ...]
+sergrad plot tradeoff|layers|updates|epsilon|eps_lb|roc|attributes|cohort STORE -o FILE.png|svg|pdf [--where ...]
 sergrad report STORE -o DIR [--where ...]
 """
 
@@ -28,9 +28,10 @@ def add_commands(sub) -> None:
     t = sub.add_parser(
         "table", help="a table in the paper's shape (mean, 95%% CI over folds x seeds)"
     )
-    t.add_argument("kind", choices=("ser", "layers", "updates", "tradeoff", "verdicts", "eps"),
+    t.add_argument("kind", choices=("ser", "layers", "updates", "tradeoff", "verdicts", "eps",
+                                    "cohort"),
                    help="verdicts: strongest legitimate attacker per cell (cluster-bootstrap "
-                   "interval, permutation p); eps: empirical epsilon (gender attack; canary audit for dp_sgd / central user_dp) beside the accountant's")  # fmt: skip
+                   "interval, permutation p); eps: empirical epsilon (gender attack; canary audit for dp_sgd / central user_dp) beside the accountant's; cohort: leakage against the cohort size under secure aggregation")  # fmt: skip
     t.add_argument("store")
     t.add_argument("--where", help=WHERE_HELP)
     _output_args(t, rows=200)
@@ -49,6 +50,7 @@ def add_commands(sub) -> None:
         ("eps_lb", "the attack's empirical epsilon lower bound beside the accountant's"),
         ("roc", "ROC curves on log-log axes"),
         ("attributes", "per-attribute leakage: verdict minus chance per layer x attribute"),
+        ("cohort", "leakage against the cohort size under secure aggregation"),
     ):
         k = kinds.add_parser(name, help=help_)
         k.add_argument("store")
@@ -59,7 +61,7 @@ def add_commands(sub) -> None:
                            help="uar | acc | auc | tpr_at_1fpr | tpr_at_10fpr (default uar)")  # fmt: skip
         if name in ("tradeoff", "updates", "roc", "eps_lb"):
             k.add_argument("--layer", help="attacked layer (default fc1, else the first)")
-        if name not in ("epsilon", "eps_lb", "attributes"):
+        if name not in ("epsilon", "eps_lb", "attributes", "cohort"):
             default = {"layers": "per_update", "roc": "per_update", "tradeoff": None}.get(
                 name, "per_client"
             )
@@ -121,11 +123,13 @@ def _query(args: argparse.Namespace) -> int:
 
 def _table(args: argparse.Namespace) -> int:
     from sergrad.analysis import plots as P
+    from sergrad.analysis import plots_secagg as SA
     from sergrad.analysis import tables as T
     from sergrad.analysis import verdicts as V
 
     fn = {"ser": T.ser_table, "layers": T.layer_table, "updates": T.updates_table,
-          "tradeoff": T.tradeoff_table, "verdicts": V.verdicts, "eps": P.eps_table}[args.kind]  # fmt: skip
+          "tradeoff": T.tradeoff_table, "verdicts": V.verdicts, "eps": P.eps_table,
+          "cohort": SA.cohort_table}[args.kind]  # fmt: skip
     kw = {}
     if args.kind == "verdicts":
         kw["n_avg"] = args.n_avg
@@ -145,12 +149,12 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from sergrad.analysis import plots, plots_attributes, plots_runs
+    from sergrad.analysis import plots, plots_attributes, plots_runs, plots_secagg
 
     fn = {"tradeoff": plots.plot_tradeoff, "updates": plots.plot_updates,
           "layers": plots.plot_layers, "epsilon": plots_runs.plot_epsilon,
           "eps_lb": plots.plot_eps_lb, "attributes": plots_attributes.plot_attributes,
-          "roc": plots_runs.plot_roc}[args.plot]  # fmt: skip
+          "roc": plots_runs.plot_roc, "cohort": plots_secagg.plot_cohort}[args.plot]  # fmt: skip
     kw = {"where": args.where}
     for name in ("metric", "layer", "protocol", "n_avg"):
         if getattr(args, name, None) is not None:

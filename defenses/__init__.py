@@ -6,7 +6,7 @@ privacy_spent). Build them from config with the registry:
 
     defenses = create_defenses(run_config.defenses, n_clients=n, plan=TrainingPlan.for_run(...))
 
-Registered: none, dp_sgd, user_dp, udp_paper, layer_perturbation. Parameters are validated on
+Registered: none, dp_sgd, user_dp, udp_paper, layer_perturbation, secure_aggregation. Parameters are validated on
 construction; a bad one is a sergrad.errors.ConfigError naming the valid range or names.
 Post-hoc defenses (applied to stored updates by the attack): `create_posthoc`.
 
@@ -29,7 +29,7 @@ from sergrad.errors import ConfigError
 from sergrad.fl.update import Defense, PrivacySpent
 from sergrad.registry import Registry
 
-from . import dp_sgd, layer_perturbation, udp_paper, user_dp
+from . import dp_sgd, layer_perturbation, secure_aggregation, udp_paper, user_dp
 from .accounting import dp_attack_ceiling, epsilon_for, noise_for_epsilon
 from .plan import TrainingPlan
 from .posthoc import POSTHOC, create_posthoc
@@ -67,6 +67,9 @@ DEFENSES.register("user_dp")(
 )
 DEFENSES.register("udp_paper")(lambda params, *, plan=None, **_: udp_paper.build(params, plan=plan))
 DEFENSES.register("layer_perturbation")(lambda params, **_: layer_perturbation.build(params))
+DEFENSES.register("secure_aggregation")(
+    lambda params, *, plan=None, **_: secure_aggregation.build(params, plan=plan)
+)
 
 
 def create_defense(

@@ -6,6 +6,7 @@ Tables of the results store (one root per sweep, hive-partitioned):
     rounds/run_id=<id>/rounds.parquet         one row per evaluated round of a run
     updates/run_id=<id>/updates.parquet       one row per (round, client): the server's view
     clients/run_id=<id>/clients.parquet       one row per client: its ground truth (gender, ...)
+    cohorts/run_id=<id>/cohorts.parquet       secure aggregation: one row per round's cohort
     attacks/target_corpus=<c>/<eval_id>.parquet   one row per attack evaluation
     predictions/eval_id=<id>/predictions.parquet  one row per scored target update / client
     audits/target_corpus=<c>/<audit_id>.parquet   one row per canary audit of a target run
@@ -193,6 +194,16 @@ ATTACKS = pa.schema(
         ("wall_s", pa.float64()),
         ("config", pa.string()),
         ("created_at", pa.string()),
+        # what the attacker sees (sergrad.fl.secagg): individual_updates | secagg_aggregate
+        # (honest sampling, per-round aggregates) | secagg_controlled_sampling (differencing)
+        ("threat_model", pa.string()),
+        ("cohort_size", pa.int32()),  # clients per round under secure aggregation, else null
+        # protocol cohort_composition (regressing the cohort's attribute fraction) fills mae,
+        # baseline_mae, baseline_value (the shadow mean) and spearman above, and Spearman's
+        # 95% bootstrap interval over rounds and one-sided permutation p-value here
+        ("spearman_ci_low", pa.float64()),
+        ("spearman_ci_high", pa.float64()),
+        ("p_value", pa.float64()),
     ]
 )
 ATTACKS_PARTITION = "target_corpus"
@@ -279,6 +290,24 @@ CLIENTS = pa.schema(
     ]
 )
 CLIENTS_PARTITION = "run_id"
+
+# --- secure aggregation: who was in each round's cohort (sergrad.fl.secagg) -----------------
+# One row per aggregate the server obtains (per round; two with adversarial_same_round),
+# in harvest order, for a run under the secure_aggregation defense. A side table like
+# `clients`: the server's view is the round's aggregate in `updates` (one row per round,
+# client_id -1) plus round and cohort size; the cohort's members, hence its composition
+# (join client_ids with `clients`), are ground truth for shadow labels and scoring only.
+COHORTS = pa.schema(
+    [
+        ("round", pa.int32()),
+        ("session", pa.int32()),  # 0; adversarial_same_round's second aggregate (S only): 1
+        ("cohort_size", pa.int32()),
+        ("isolated", pa.int32()),  # adversarial sampling: client i of S + {i}; else -1
+        ("n_samples", pa.int64()),  # N_r: the aggregate's total weight
+        ("client_ids", pa.list_(pa.int32())),
+    ]
+)
+COHORTS_PARTITION = "run_id"
 
 TABLES: dict[str, tuple[pa.Schema, str]] = {
     "runs": (RUNS, RUNS_PARTITION),

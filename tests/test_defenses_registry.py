@@ -35,7 +35,14 @@ def update(tensors):
 
 
 def test_registry_names():
-    assert DEFENSES.names() == ["dp_sgd", "layer_perturbation", "none", "udp_paper", "user_dp"]
+    assert DEFENSES.names() == [
+        "dp_sgd",
+        "layer_perturbation",
+        "none",
+        "secure_aggregation",
+        "udp_paper",
+        "user_dp",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -49,11 +49,13 @@ from sergrad.attack.protocols import (
     no_updates_baseline,
     vote,
 )
+from sergrad.attack.secagg import NO_REGRESSION_COLUMNS
 from sergrad.attack.target import Target
 from sergrad.attack.train import split_by_speaker
 from sergrad.config import canonical_json
 from sergrad.errors import ConfigError, DataError
 from sergrad.fl.records import now_iso
+from sergrad.fl.secagg import THREAT_INDIVIDUAL
 from sergrad.store import Store
 
 PROTOCOLS = ("per_update", "per_client", "per_client_vote")
@@ -149,6 +151,7 @@ def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) ->
               "feature_set": target_row.get("feature_set"), "algorithm": target_row.get("algorithm"),
               "defense": target_row.get("defense"), "defense_level": target_row.get("defense_level"),
               "posthoc": posthoc_name, "posthoc_level": posthoc_level, "seed": config.seed,
+              "threat_model": THREAT_INDIVIDUAL, **NO_REGRESSION_COLUMNS,
               "config": canonical_json(config), "created_at": now_iso(),
               "attribute": shadow.target.attribute, "attribute_kind": shadow.target.kind}  # fmt: skip
     rows = [{**common, "wall_s": wall, **r} for r in results]

@@ -35,6 +35,13 @@ e.g. `duckdb.sql("SELECT \"fc1.weight\" FROM 'updates/*/*.parquet'")` or
 `pl.read_parquet(path)["fc1.weight"]` give the bytes, `decode_value` the array. Files of the
 previous format (fixed-size list columns, no `sergrad.encoding`) are still read.
 
+Under the `secure_aggregation` defense (sergrad.fl.secagg) the file holds the server's view
+only: ONE row per round, the cohort's sample-weighted mean in server space (FedSGD gradients,
+kind "gradient"; FedAvg model deltas, kind "delta"), with client_id -1, speaker_id
+"aggregate" and n_samples = the cohort's total samples N_r; no individual update is written
+(sampling adversarial_same_round adds the round's second aggregate, over the cohort minus its
+isolated client, with client_id -2). The cohort's members are in the `cohorts` side table (schema.COHORTS).
+
 Schema metadata holds the harvested parameter names and shapes, the dtype, the encoding, the
 canonical JSON of the run config and package versions (`schema.META_*`, `META_ENCODING`).
 

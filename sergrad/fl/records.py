@@ -172,3 +172,24 @@ def read_clients(store: Store, run_id: str) -> list[dict] | None:
             return pq.read_table(f).to_pylist()
     except (OSError, pa.ArrowException) as exc:
         raise StoreError(f"{path}: unreadable clients table ({exc})") from exc
+
+
+# --- secure aggregation: each round's cohort (schema.COHORTS), beside the harvest -----------
+def write_cohorts(store: Store, run_id: str, rows: list[dict]) -> None:
+    """The side table `cohorts/run_id=<run_id>/cohorts.parquet`: one row per round."""
+    table = _table(rows, schema.COHORTS, f"cohorts of run {run_id}")
+    store.write_table(
+        "cohorts", table, partition=(schema.COHORTS_PARTITION, run_id), name="cohorts"
+    )
+
+
+def read_cohorts(store: Store, run_id: str) -> list[dict] | None:
+    """The cohort rows of `run_id`, or None when the run did not use secure aggregation."""
+    path = store.file_path("cohorts", partition=(schema.COHORTS_PARTITION, run_id), name="cohorts")
+    if not store.exists_path(path):
+        return None
+    try:
+        with store.open_input(path) as f:
+            return pq.read_table(f).to_pylist()
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(f"{path}: unreadable cohorts table ({exc})") from exc

@@ -29,6 +29,7 @@ from sergrad.fl.metrics import accuracy, uar
 from sergrad.fl.model import PARAM_NAMES, init_params, param_shapes, predict
 from sergrad.fl.partition import Partition, partition
 from sergrad.fl.schedule import generator, sample_clients, share_kind
+from sergrad.fl.secagg import cohort_ids, secagg_of, server_views
 from sergrad.fl.server import aggregate, check_finite, server_step
 from sergrad.fl.update import ClientContext, ClientUpdate, Defense, LocalTraining
 
@@ -87,6 +88,10 @@ def run_fl(
     rows.update({"wall_s": time.perf_counter() - start, **(extra or {})})
     write_rounds(store, rid, trace.rounds)
     write_clients(store, rid, [context_of(c) for c in part.clients])
+    if trace.cohorts:
+        from sergrad.fl.records import write_cohorts
+
+        write_cohorts(store, rid, trace.cohorts)
     write_run_row(store, rows, corpus="+".join(ds.corpora))
     return {**rows, "corpus": "+".join(ds.corpora)}
 
@@ -128,6 +133,7 @@ class Trace:
     best_val: tuple[float, float] = (float("nan"), float("nan"))
     best_params: dict[str, torch.Tensor] | None = None
     n_updates: int = 0
+    cohorts: list[dict] = field(default_factory=list)  # secure aggregation: schema.COHORTS
 
 
 def train(
@@ -145,11 +151,19 @@ def train(
     kind = share_kind(algo)
     select_after = config.eval.select_after if config.eval.select_after < rounds else 0
     trace = Trace()
+    secagg = secagg_of(defenses)  # None: the server sees every update
+    if secagg is not None:
+        k = secagg.spec.clients_per_round(len(part.clients), algo.client_fraction)
     for r in range(1, rounds + 1):
         t0 = time.perf_counter()
-        ids = sample_clients(
-            len(part.clients), fraction=algo.client_fraction, seed=config.seed, round=r
-        )
+        if secagg is None:
+            ids = sample_clients(
+                len(part.clients), fraction=algo.client_fraction, seed=config.seed, round=r
+            )
+        else:
+            ids, isolated = cohort_ids(
+                secagg.spec, n_clients=len(part.clients), k=k, seed=config.seed, round=r
+            )
         clients = [part.clients[i] for i in ids.tolist()]
         updates, losses = [], []
         for res in engine.train_round(params, clients, round=r):
@@ -165,11 +179,17 @@ def train(
                     u, generator=generator(config.seed, "defense", r, c.client_id, i)
                 )
             check_finite(u)
-            if hw.wants_round(r):
+            if secagg is None and hw.wants_round(r):
                 hw.add(u)
             updates.append(u)
             losses.append((res.loss, c.n_train))
         mean = aggregate(updates, algo=algo)
+        if secagg is not None:  # the server's whole view of the round
+            for seen, cohort in server_views(secagg.spec, mean, updates, round=r,
+                                             isolated=isolated, algo=algo):  # fmt: skip
+                if hw.wants_round(r):
+                    hw.add(seen)
+                trace.cohorts.append(cohort)
         for i, d in reversed(list(enumerate(defenses))):
             g = generator(config.seed, "server", r, i)
             mean = d.server_update(mean, n_clients=len(updates), generator=g)

@@ -31,6 +31,7 @@ from sergrad.sweep.expand import (
     input_dir,
 )
 from sergrad.sweep.schema import Sweep
+from sergrad.sweep.secagg_jobs import is_secagg, secagg_settings
 
 WARN_JOBS = 10_000  # `plan` and `run` warn above this many runs + evaluations
 
@@ -94,7 +95,10 @@ def count(sweep: Sweep) -> Counts:
             for attack, only, attack_key in attacks:
                 if only is not None and name not in only:
                     continue
-                adaptive = bool(attack["adaptive"] and defense)
+                secagg = is_secagg(defense)  # its own attack, shadows under secagg too
+                if secagg:
+                    attack_key = json.dumps(secagg_settings(attack), sort_keys=True)
+                adaptive = bool(attack["adaptive"] and defense) or secagg
                 shadow_defense = d_i if adaptive else undefended
                 if shadow_defense not in shadow_sets:
                     keys = []
@@ -108,7 +112,7 @@ def count(sweep: Sweep) -> Counts:
                 key = hash((target, attack_key, adaptive, shadow_sets[shadow_defense]))
                 if key not in evals:
                     evals.add(key)
-                    eval_kinds[eval_kind(attack)] += 1
+                    eval_kinds["fast eval" if secagg else eval_kind(attack)] += 1
     targets = sum(roles.values())
     return Counts(
         inputs=len(sweep.corpora) * len(sweep.features),

@@ -7,6 +7,8 @@
   target's defense for adaptive ones.
 - Evaluations: target run x attack-grid point x attack model x post-hoc defense x adaptive
   flag, each naming its target run and its shadow runs (all shadow folds of the same seed).
+- Under the `secure_aggregation` defense: one `SecAggEvalJob` per target run and attack
+  setting (sergrad.sweep.secagg_jobs), its shadow runs under the same secure aggregation.
 - Canary audits (`audit.canary.enabled`, default on): one per target run whose in-loop
   defense is dp_sgd or central user_dp, i.e. per target corpus x feature set x run-grid point
   (algorithm, rounds, ...) x defense level x fold x seed. The granularity is the target run
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sergrad.attack.config import AttackConfig, AttackModelConfig, PostHocConfig
+from sergrad.attack.secagg import SecAggAttackConfig
 from sergrad.audit.mechanism import needs_canary_audit
 from sergrad.config import content_hash, from_dict, type_hints
 from sergrad.fl.config import DefenseConfig, RunConfig
@@ -40,6 +43,7 @@ from sergrad.sweep.jobs import (
     make_run_job,
 )
 from sergrad.sweep.schema import CorpusSpec, FeatureSpec, Sweep, grid_values, is_grid
+from sergrad.sweep.secagg_jobs import is_secagg, make_secagg_job, secagg_settings
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ class InputSpec:
 class Plan:
     inputs: tuple[InputSpec, ...]
     runs: tuple[RunJob, ...]
-    evals: tuple[EvalJob, ...]
+    evals: tuple[EvalJob, ...]  # and SecAggEvalJob
     audits: tuple[AuditJob, ...] = ()
 
 
@@ -231,6 +235,15 @@ def expand(sweep: Sweep, store_uri: str) -> Plan:
             if canary.enabled and any(needs_canary_audit(d.name, d.params) for d in defense):
                 job = make_audit_job(pairing.target, runs[target], canary)
                 audits.setdefault(job.id, job)
+            if is_secagg(defense):  # no individual updates: the aggregate attacks only
+                for attack, only in attacks:
+                    if only is None or defense_name in only:
+                        cfg = SecAggAttackConfig(target_run=target, seed=seed,
+                                                 shadow_runs=shadows(defense),
+                                                 **secagg_settings(attack))  # fmt: skip
+                        job = make_secagg_job(pairing.target, cfg)
+                        evals.setdefault(job.id, job)
+                continue
             for attack, only in attacks:
                 if only is not None and defense_name not in only:
                     continue

@@ -373,6 +373,7 @@ def parse_sweep(data: dict, *, source: str = "<sweep>", lines: dict | None = Non
     check_grid(RunConfig, top.run, ("run",), where, forbidden=RUN_SET_BY_SWEEP)
     for i, d in enumerate(top.defenses):
         check_grid(DefenseConfig, d, ("defenses", i), where)
+        _check_secure_aggregation(d, ("defenses", i), where)
     blocks = top.attack if isinstance(top.attack, list) else [top.attack]
     if not blocks:
         raise where.error(("attack",), "attack: expected a mapping or a non-empty list of them")
@@ -408,6 +409,27 @@ def parse_sweep(data: dict, *, source: str = "<sweep>", lines: dict | None = Non
         source=source,
         audit=top.audit,
     )
+
+
+def _check_secure_aggregation(entry: Any, path: Path_, where: _Where) -> None:
+    """Refuse a secure_aggregation grid point now (unknown param, bad sampling, an explicit
+    cohort below min_cohort), naming the key and its line. A cohort from client_fraction
+    is checked when the run starts, before anything is written."""
+    if not isinstance(entry, dict) or entry.get("name") != "secure_aggregation":
+        return
+    from sergrad.fl.secagg import SecAggSpec
+    from sergrad.sweep.expand import grid_points
+
+    for point in grid_points(DefenseConfig, entry):
+        params = point.get("params", {})
+        try:
+            spec = SecAggSpec.from_params(params)
+            if spec.cohort:
+                spec.check_min_cohort(spec.cohort)
+        except ConfigError as exc:
+            key = "min_cohort" if "min_cohort" in str(exc) and "min_cohort" in params else None
+            at = (*path, "params", key) if key else (*path, "params")
+            raise where.error(at, f"{_dotted(at)}: {exc}") from None
 
 
 def _check_attributes(attacks, corpora, blocks, raw, where: _Where) -> None:
