@@ -20,8 +20,8 @@ def test_measure_smoke(monkeypatch):
 
 
 def test_harvest_options_store_what_they_say_and_leave_no_temp_folder(monkeypatch, tmp_path):
-    """Every 5th round stores 1/5 of the trained updates; fc1 only stores fewer bytes; the
-    temp harvest folders are gone afterwards."""
+    """Every 5th round stores 1/5 of the trained updates; fc1 only and the sketch store fewer
+    bytes; the reference layout is written too; the temp harvest folders are gone afterwards."""
     import tempfile
 
     torch.set_num_threads(1)
@@ -31,10 +31,14 @@ def test_harvest_options_store_what_they_say_and_leave_no_temp_folder(monkeypatc
     full = measure(setup, seconds=0.0, harvest="float16")
     every = measure(setup, seconds=0.0, harvest="float16, every 5th round")
     fc1 = measure(setup, seconds=0.0, harvest="float16, fc1 only")
+    sketch = measure(setup, seconds=0.0, harvest="float16, sketch")
+    ref = measure(setup, seconds=0.0, harvest="reference layout, float16")
     assert abs(full["bytes_per_trained_update"] / full["bytes_per_update"] - 1) < 1e-9
     ratio = every["bytes_per_trained_update"] / every["bytes_per_update"]
     assert abs(ratio - 0.2) < 1e-9
     assert fc1["bytes_per_update"] < full["bytes_per_update"]
+    assert 0 < sketch["bytes_per_update"] < full["bytes_per_update"]
+    assert ref["bytes_per_update"] > 0
     assert list(tmp_path.iterdir()) == []
 
 

@@ -77,6 +77,7 @@ def layer_layout(
 
     runs = [meta(config.target_run, "target")]
     runs += [meta(r, "shadow") for r in config.shadow_runs]
+    source.check_sketch(runs, config.model.name)
     groups = source.check_compatible(runs, config.layers)
     shapes = {p: tuple(runs[0].param_shapes[p]) for ps in groups.values() for p in ps}
     return groups, shapes, [p for ps in groups.values() for p in ps]

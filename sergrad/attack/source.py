@@ -15,8 +15,8 @@ from sergrad.fl.records import read_clients, read_run_row
 from sergrad.store import Store
 
 __all__ = [
-    "UpdateBatch", "UpdateMeta", "check_compatible", "client_genders", "iter_batches",
-    "layer_params",
+    "UpdateBatch", "UpdateMeta", "check_compatible", "check_sketch", "client_genders",
+    "iter_batches", "layer_params",
 ]  # fmt: skip
 
 
@@ -67,6 +67,24 @@ def check_compatible(metas: list[UpdateMeta], layers: tuple[str, ...]) -> dict[s
                         f"{tuple(first.param_shapes[p])} vs {tuple(meta.param_shapes[p])}"
                     )
     return groups
+
+
+# attack models that run on a sketch harvest (`harvest.sketch`: per-row and per-column
+# statistics of each weight update, biases in full): they read the stored vectors as 1-D
+# parameters; the cnn and logreg_colcorr need the full weight tensors
+SKETCH_MODELS = ("logreg_stats", "mlp_proj")
+
+
+def check_sketch(metas: list[UpdateMeta], model: str) -> None:
+    """Target and shadow runs all full or all sketches, and a model that reads sketches."""
+    kinds = {m.run_id: m.sketch or "full" for m in metas}
+    if len(set(kinds.values())) > 1:
+        raise DataError(f"runs mix full and sketch harvests ({kinds}); harvest them alike")
+    if metas[0].sketch and model not in SKETCH_MODELS:
+        raise DataError(
+            f"runs {list(kinds)} hold sketches (harvest.sketch), not the full updates that "
+            f"attack model {model!r} needs; use one of {', '.join(SKETCH_MODELS)}"
+        )
 
 
 def run_row(store: Store, run_id: str) -> dict | None:

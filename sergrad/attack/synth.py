@@ -86,6 +86,7 @@ def write_synthetic_run(
     shuffle_labels: bool = False,
     attributes: dict[str, dict] | None = None,
     leak_by_speaker: dict[str, float] | None = None,
+    harvest=None,
 ) -> int:
     """Harvest a synthetic run (updates + runs row) into `store`; returns the update count.
 
@@ -94,6 +95,7 @@ def write_synthetic_run(
     attributes: {speaker: {age, race, ethnicity, language}} written to the clients table.
     leak_by_speaker: {speaker: multiplier of the leak pattern}, instead of the gender sign
     (e.g. the speaker's standardised age: the updates then leak age, not gender).
+    harvest: the HarvestConfig (default: every parameter, float32).
     """
     import torch
 
@@ -110,7 +112,7 @@ def write_synthetic_run(
     cfg = {"synthetic": True, "seed": seed, "corpus": corpus}
     with HarvestWriter(
         store, run_id=run_id, param_names=list(shapes), param_shapes=shapes, config=cfg,
-        harvest=HarvestConfig(),
+        harvest=harvest or HarvestConfig(),
     ) as writer:  # fmt: skip
         for r in range(1, rounds + 1):
             picked = np.sort(rng.choice(len(clients), size=per_round, replace=False))

@@ -17,8 +17,9 @@ Adam, FedSGD), measures on random in-memory data:
 - harvest with the fast engine (FedAvg, one training thread; the harvest's background
   writer thread may use another core): updates/s and process CPU seconds per trained update
   with harvest off and per harvest option (float32, float16, bfloat16; the reductions: fc1
-  only, every 5th round), stored bytes per harvested update and per trained update, and the
-  cost against harvest off in wall time (throughput) and in CPU time.
+  only, every 5th round, sketch), stored bytes per harvested update and per trained update,
+  bytes against the previous plain Parquet layout (`harvest_reference`, same dtype, same
+  run), and the cost against harvest off in wall time (throughput) and in CPU time.
 
 Prints markdown tables. Times are wall-clock over whole rounds after one warm-up round. Temp
 harvest folders are deleted.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import queue as _queue
 import resource
 import shutil
 import tempfile
@@ -41,14 +43,19 @@ SHAPES = {
     "demo": (549, (256, 128), 20, 12, 16),
 }
 ALGOS = ("fedavg", "fedsgd")
-# harvest options: name -> (dtype or None = off, HarvestConfig overrides)
-HARVESTS = {
-    "off": (None, {}),
-    "float32": ("float32", {}),
-    "float16": ("float16", {}),
-    "bfloat16": ("bfloat16", {}),
-    "float16, fc1 only": ("float16", {"params": ("fc1.*",)}),
-    "float16, every 5th round": ("float16", {"rounds": {"every": 5}}),
+# harvest options: name -> HarvestConfig fields (None = harvest off); "reference" options
+# write the previous plain Parquet layout (`harvest_reference`), the bytes baseline
+HARVESTS: dict[str, dict | None] = {
+    "off": None,
+    "reference layout, float32": {"dtype": "float32", "writer": "reference"},
+    "reference layout, float16": {"dtype": "float16", "writer": "reference"},
+    "float32": {"dtype": "float32"},
+    "float16": {"dtype": "float16"},
+    "bfloat16": {"dtype": "bfloat16"},
+    "float16, fc1 only": {"dtype": "float16", "params": ("fc1.*",)},
+    "float16, every 5th round": {"dtype": "float16", "rounds": {"every": 5}},
+    "float32, sketch": {"dtype": "float32", "sketch": True},
+    "float16, sketch": {"dtype": "float16", "sketch": True},
 }
 
 
@@ -147,13 +154,24 @@ def _measure(setup, seconds, harvest, part, model, algo, params, engine, tmp, st
         from sergrad.fl.run import harvest_writer
         from sergrad.store import Store
 
-        dtype, extra = HARVESTS[harvest]
+        extra = dict(HARVESTS[harvest] or {})
+        writer = extra.pop("writer", None)
         config = RunConfig(
             model=model,
             algo=algo,
-            harvest=HarvestConfig(enabled=dtype is not None, dtype=dtype or "float32", **extra),
+            harvest=HarvestConfig(enabled=bool(extra), **extra),
         )
-        hw = harvest_writer(Store(tmp), "bench", part.x.shape[1], config)
+        if writer == "reference":
+            from sergrad.bench.harvest_reference import ReferenceWriter
+            from sergrad.fl.model import PARAM_NAMES, param_shapes
+
+            hw = ReferenceWriter(
+                Store(tmp), run_id="bench", param_names=list(PARAM_NAMES),
+                param_shapes=param_shapes(part.x.shape[1], model), config=config,
+                harvest=config.harvest,
+            )  # fmt: skip
+        else:
+            hw = harvest_writer(Store(tmp), "bench", part.x.shape[1], config)
         hw.__enter__()
     r, n, t0, c0 = 0, 0, None, None
     rows0 = 0
@@ -216,7 +234,18 @@ def in_processes(
     ]
     for w in workers:
         w.start()
-    results = [queue.get() for _ in workers]
+    results = []
+    while len(results) < len(workers):  # a child that dies is an error, not a hang
+        try:
+            results.append(queue.get(timeout=1.0))
+        except _queue.Empty:
+            dead = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
+            if dead:
+                for w in workers:
+                    w.terminate()
+                raise RuntimeError(
+                    f"bench fl: a measuring process failed (exit {dead[0]})"
+                ) from None
     for w in workers:
         w.join()
     return results
@@ -344,12 +373,14 @@ def engines_table(shapes: list[str], seconds: float, procs: int, device: str) ->
 
 
 def harvest_table(shapes: list[str], seconds: float, device: str) -> None:
-    """Harvest options against harvest off, each measured twice interleaved (best kept)."""
+    """Harvest options against harvest off, each measured twice interleaved (best kept);
+    bytes against the reference layout of the same dtype, measured in the same run."""
     print(
         "\n| shape | harvest | updates/s (fast, FedAvg) | CPU ms/update | bytes/harvested update "
-        "| bytes/trained update | wall cost vs off | CPU cost vs off |"
+        "| bytes/trained update | bytes/trained update vs reference | wall cost vs off "
+        "| CPU cost vs off |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for shape in shapes:
         setup = Setup(shape, "fedavg", "fast", device)
         res: dict[str, dict] = {}
@@ -362,10 +393,15 @@ def harvest_table(shapes: list[str], seconds: float, device: str) -> None:
         for mode, m in res.items():
             wall = 1 - m["updates_per_s"] / off["updates_per_s"]
             cpu = m["cpu_s_per_update"] / off["cpu_s_per_update"] - 1
+            dtype = (HARVESTS[mode] or {}).get("dtype")
+            ref = res.get(f"reference layout, {dtype}")
+            vs_ref = f"{m['bytes_per_trained_update'] / ref['bytes_per_trained_update']:.3f}" if (
+                ref and ref["bytes_per_trained_update"]) else ""  # fmt: skip
             print(
                 f"| {shape} | {mode} | {m['updates_per_s']:.0f} | "
                 f"{1e3 * m['cpu_s_per_update']:.2f} | {m['bytes_per_update']:.0f} | "
-                f"{m['bytes_per_trained_update']:.0f} | {100 * wall:.0f}% | {100 * cpu:.0f}% |",
+                f"{m['bytes_per_trained_update']:.0f} | {vs_ref} | {100 * wall:.0f}% | "
+                f"{100 * cpu:.0f}% |",
                 flush=True,
             )
 

@@ -61,6 +61,7 @@ class HarvestConfig:
     rounds: Any = "all"  # "all" | {"every": k} | [r1, r2, ...]
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     rows_per_group: int = 256  # rows buffered before a row group is flushed
+    sketch: bool = False  # store row/column statistics of 2-D updates, not the tensors
 
 
 @dataclass(frozen=True)

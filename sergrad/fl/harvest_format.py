@@ -19,9 +19,13 @@ Stored element dtype (schema metadata `sergrad.dtype`):
 Why binary values, not Parquet floats: pyarrow's Parquet writer spends ~2-3 ms per 1 MB
 tensor on a list<float> column (repetition levels per element, plus per-value float16 and
 byte-stream-split work), more than the fast engine needs to compute the update; a binary
-value is one memcpy. The byte-stream split, done here in numpy, keeps zstd's ratio of the old
-Parquet BYTE_STREAM_SPLIT columns (bytes per update unchanged), and every Parquet reader
-opens the file: DuckDB could not read BYTE_STREAM_SPLIT float16 columns at all. Any reader
+value is one memcpy. The byte-stream split, done here in numpy, keeps most of zstd's gain
+on the old Parquet BYTE_STREAM_SPLIT columns (those split a whole page, several updates, per
+byte plane; a value splits one tensor, so zstd's 128 KB blocks mix planes of small tensors:
+`sergrad bench fl` measures +0.5-3% bytes against that layout, `bench.harvest_reference`),
+and every Parquet reader opens the file: DuckDB could not read BYTE_STREAM_SPLIT float16
+columns at all. Most of the harvest's CPU is zstd (about 1 ms per MB of stored dtype at
+level 1); the writer runs it in a background thread. Any reader
 gets the floats back in two lines of numpy (`decode_value`):
 
     planes = np.frombuffer(value, np.uint8).reshape(item_bytes, numel)
@@ -41,6 +45,20 @@ isolated client, with client_id -2). The cohort's members are in the `cohorts` s
 Schema metadata holds the harvested parameter names and shapes, the dtype, the encoding, the
 canonical JSON of the run config and package versions (`schema.META_*`, `META_ENCODING`).
 
+Reductions (`HarvestConfig`, checked at plan time by `check_harvest`): `params` (names or
+globs, `sergrad.fl.param_names`), `rounds` (`all`, `{every: k}` or a list), `dtype`, and
+`sketch: true`, which stores per update only what the fast statistics attack reads (format
+"rowcol1", schema metadata `sergrad.sketch`; the full shapes in `sergrad.sketch_of`):
+
+    2-D parameter [out, in] -> float vector [3 * (out + in)]:
+        row mean [out], row std [out], row L2 norm [out]        (over the `in` axis)
+        column mean [in], column std [in], column L2 norm [in]  (over the `out` axis)
+        (population std; see `sketch_rowcol` for the arithmetic; stored in `dtype`)
+    other parameters (biases) -> stored in full
+
+A sketch column is an ordinary parameter column (same bss1 values) whose stored shape
+(`sergrad.param_shapes`) is the vector's; `sketch_rowcol` is the reference computation.
+
 This module needs numpy and pyarrow only: readers never import torch.
 
 >>> select_params(["fc1.weight", "fc1.bias", "fc2.weight"], ("fc1.*",))
@@ -49,6 +67,8 @@ This module needs numpy and pyarrow only: readers never import torch.
 (True, False)
 >>> decode(encode_numpy(np.array([[1.0, -2.5]], np.float32), "bfloat16"), "bfloat16")
 array([[ 1. , -2.5]], dtype=float32)
+>>> sketch_rowcol(np.array([[[3.0, 4.0], [0.0, 0.0]]]), (2, 2)).tolist()
+[[3.5, 0.0, 0.5, 0.0, 5.0, 0.0, 1.5, 2.0, 1.5, 2.0, 3.0, 4.0]]
 >>> blobs = to_blobs(np.array([[1.0, -2.5], [3.0, 0.5]], np.float16))
 >>> blobs[0].as_py().hex(), decode_value(blobs[1].as_py(), "float16")
 ('00003cc1', array([3. , 0.5], dtype=float32))
@@ -80,6 +100,9 @@ STORAGE: dict[str, np.dtype] = {
 }
 ENCODING = "bss1"  # one byte-stream-split binary value per tensor (see the module doc)
 META_ENCODING = b"sergrad.encoding"
+SKETCH = "rowcol1"  # harvest.sketch: per-row and per-column statistics of each 2-D update
+META_SKETCH = b"sergrad.sketch"  # SKETCH when the file holds sketches (absent: full tensors)
+META_SKETCH_OF = b"sergrad.sketch_of"  # JSON {name: full shape} of a sketch file's params
 TABLE = "updates"
 PARTITION = "run_id"
 FILE_NAME = "updates"
@@ -110,6 +133,60 @@ def check_dtype(dtype: str) -> str:
 
 def numel(shape: Sequence[int]) -> int:
     return math.prod(int(s) for s in shape)
+
+
+def check_harvest(harvest, param_names: Sequence[str]) -> list[str]:
+    """Validate every option of a HarvestConfig (ConfigError naming the key and value);
+    returns the selected parameter names. Called at plan time and by the writer."""
+    check_dtype(harvest.dtype)
+    RoundSelection.parse(
+        list(harvest.rounds) if isinstance(harvest.rounds, tuple) else harvest.rounds
+    )
+    rows = harvest.rows_per_group
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        raise ConfigError(f"harvest.rows_per_group: {rows!r} must be an integer >= 1")
+    sketch = getattr(harvest, "sketch", False)
+    if not isinstance(sketch, bool):
+        raise ConfigError(f"harvest.sketch: {sketch!r} must be true or false")
+    return select_params(param_names, harvest.params)
+
+
+def sketch_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    """The stored shape of a parameter under `harvest.sketch` (see the module doc)."""
+    shape = tuple(int(s) for s in shape)
+    return (3 * (shape[0] + shape[1]),) if len(shape) == 2 else shape
+
+
+def sketch_rowcol(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Full updates [R, numel] (or [R, *shape]) -> their sketches float32 [R, sketch numel].
+
+    One pass of sums: each update is shifted by its overall mean g (so an offset common to
+    the tensor does not cancel), then row and column sums of (x - g) and (x - g)^2 by float32
+    matrix-vector products, combined in float64: mean = g + s1/n, var = s2/n - (s1/n)^2,
+    norm^2 = s2 + 2 g s1 + n g^2 (relative error ~1e-6 unless a row's mean is far from g
+    in units of its std)."""
+    x = np.asarray(x)
+    n_rows = x.shape[0]
+    if len(shape) != 2:
+        return x.reshape(n_rows, -1).astype(np.float32)
+    n_out, n_in = (int(s) for s in shape)
+    ones_in, ones_out = np.ones(n_in, np.float32), np.ones(n_out, np.float32)
+    out = np.empty((n_rows, 3 * (n_out + n_in)), np.float32)
+    d, sq = np.empty((n_out, n_in), np.float32), np.empty((n_out, n_in), np.float32)
+    for r in range(n_rows):  # 2-D BLAS matrix-vector products, one update at a time
+        w = np.asarray(x[r], np.float32).reshape(n_out, n_in)
+        g = np.float32(w.mean())  # the shift, exactly as subtracted
+        np.subtract(w, g, out=d)  # [out, in]
+        np.square(d, out=sq)
+        feats = []
+        for s1, s2, n in ((d @ ones_in, sq @ ones_in, n_in), (ones_out @ d, ones_out @ sq, n_out)):
+            s1, s2, gg = s1.astype(np.float64), s2.astype(np.float64), np.float64(g)
+            m = s1 / n
+            var = np.maximum(s2 / n - np.square(m), 0.0)
+            norm2 = np.maximum(s2 + 2 * gg * s1 + n * gg * gg, 0.0)
+            feats += [gg + m, np.sqrt(var), np.sqrt(norm2)]
+        out[r] = np.concatenate(feats)
+    return out  # [R, 3 * (out + in)]
 
 
 def select_params(param_names: Sequence[str], patterns: Sequence[str]) -> list[str]:
@@ -213,9 +290,14 @@ def to_blobs(rows: np.ndarray) -> pa.BinaryArray:
     n_rows, n = rows.shape
     item = rows.dtype.itemsize
     planes = np.empty((n_rows, item, n), np.uint8)
-    as_bytes = rows.view(np.uint8).reshape(n_rows, n, item)
-    for k in range(item):  # one strided copy per byte plane (numpy releases the GIL)
-        planes[:, k, :] = as_bytes[:, :, k]
+    if item == 2:  # 16-bit: low byte by truncation, high byte by a shift (no strided reads)
+        bits = rows.view("<u2")
+        np.copyto(planes[:, 0, :], bits, casting="unsafe")
+        np.copyto(planes[:, 1, :], bits >> np.uint16(8), casting="unsafe")
+    else:
+        as_bytes = rows.view(np.uint8).reshape(n_rows, n, item)
+        for k in range(item):  # one strided copy per byte plane (numpy releases the GIL)
+            planes[:, k, :] = as_bytes[:, :, k]
     offsets = np.arange(n_rows + 1, dtype=np.int64) * (item * n)
     if offsets[-1] >= 2**31:
         raise ValueError(f"{n_rows} rows of {item * n} bytes exceed a binary array's 2 GiB")

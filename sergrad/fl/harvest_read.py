@@ -16,7 +16,8 @@ infers an all-digit id as an integer); pyarrow: `store.dataset("updates")`; Duck
 binary values (one per update, see `harvest_format`); `harvest_format.decode_value(value,
 dtype)` turns one into float32 with the file's `sergrad.dtype`. Key columns scan fine
 across all runs; for parameter values `iter_update_batches` decodes each file by its own
-dtype and encoding (the current binary values and the older list<float> columns).
+dtype and encoding (the current binary values and the older list<float> columns). A
+sketch harvest (`UpdateMeta.sketch`) reads the same way: its arrays are the sketch vectors.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class UpdateMeta:
     config: dict  # the resolved run config
     n_rows: int
     versions: dict = field(default_factory=dict)
+    sketch: str = ""  # harvest_format.SKETCH when the columns hold sketches, else ""
+    full_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # before sketching
 
 
 @dataclass(frozen=True)
@@ -95,12 +98,19 @@ def _meta(pf: pq.ParquetFile, run_id: str) -> UpdateMeta:
         encoding = md.get(fmt.META_ENCODING, b"list").decode()
         config = json.loads(md[schema.META_CONFIG])
         vers = json.loads(md.get(schema.META_VERSIONS, b"{}"))
+        sketch = md.get(fmt.META_SKETCH, b"").decode()
+        full = json.loads(md.get(fmt.META_SKETCH_OF, b"{}")) or shapes
     except (KeyError, ValueError) as exc:
         raise StoreError(f"updates of run {run_id!r}: missing or bad metadata ({exc})") from exc
-    if encoding not in (fmt.ENCODING, "list") or dtype not in fmt.DTYPES:
+    if (
+        encoding not in (fmt.ENCODING, "list")
+        or dtype not in fmt.DTYPES
+        or sketch not in ("", fmt.SKETCH)
+    ):
         raise StoreError(
-            f"updates of run {run_id!r}: unknown encoding {encoding!r} or dtype {dtype!r} "
-            f"(this sergrad reads {fmt.ENCODING!r} and 'list' of {', '.join(fmt.DTYPES)})"
+            f"updates of run {run_id!r}: unknown encoding {encoding!r}, dtype {dtype!r} or "
+            f"sketch {sketch!r} (this sergrad reads {fmt.ENCODING!r} and 'list' of "
+            f"{', '.join(fmt.DTYPES)}, sketches {fmt.SKETCH!r})"
         )
     return UpdateMeta(
         run_id=run_id,
@@ -111,6 +121,8 @@ def _meta(pf: pq.ParquetFile, run_id: str) -> UpdateMeta:
         config=config,
         n_rows=pf.metadata.num_rows,
         versions=vers,
+        sketch=sketch,
+        full_shapes={n: tuple(full[n]) for n in names},
     )
 
 

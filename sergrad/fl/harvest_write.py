@@ -9,7 +9,9 @@ group's write, so memory is bounded by two row groups (buffers) plus one group's
 and compressed pages (~2-3 bytes per stored byte) however many rounds run. An error in the
 background write is raised by the next `add` or at the end of the `with` block. The file is
 written under the store's `_tmp/` and published on a clean exit of the `with` block; on an
-exception (in the block or in a background write) nothing is visible. torch is imported
+exception (in the block or in a background write) nothing is visible. With `harvest.sketch`
+the buffers hold the float32 tensors and the background thread stores their row/column
+statistics instead (`harvest_format.sketch_rowcol`). torch is imported
 lazily (only `add` touches tensors), so importing this module is cheap.
 
     with HarvestWriter(store, run_id=rid, param_names=names, param_shapes=shapes,
@@ -72,14 +74,20 @@ class HarvestWriter:
         self.store = store
         self.run_id = run_id
         self.enabled = bool(harvest.enabled)
-        self.dtype = fmt.check_dtype(harvest.dtype)
-        self.params = fmt.select_params(list(param_names), harvest.params)
+        self.params = fmt.check_harvest(harvest, list(param_names))
+        self.dtype = harvest.dtype
+        self.sketch = bool(getattr(harvest, "sketch", False))
         self.shapes = {n: tuple(int(s) for s in param_shapes[n]) for n in self.params}
         self.numel = {n: fmt.numel(self.shapes[n]) for n in self.params}
-        self.selection = fmt.RoundSelection.parse(harvest.rounds)
+        # what lands in the file: the tensors, or their sketches (harvest_format's doc)
+        stored = {n: fmt.sketch_shape(s) if self.sketch else s for n, s in self.shapes.items()}
+        self.stored_shapes = stored
+        self.stored_numel = {n: fmt.numel(s) for n, s in stored.items()}
+        rounds = harvest.rounds
+        self.selection = fmt.RoundSelection.parse(
+            list(rounds) if isinstance(rounds, tuple) else rounds
+        )
         rows = harvest.rows_per_group
-        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
-            raise ConfigError(f"harvest.rows_per_group: {rows!r} must be an integer >= 1")
         # rows per row group: the configured count, capped so that one group holds at most
         # MAX_GROUP_ELEMENTS values (Parquet encoding takes ~9-17 bytes per value at flush)
         per_row = max(1, sum(self.numel.values()))
@@ -98,20 +106,25 @@ class HarvestWriter:
         self._pq = None
 
     def _max_value_bytes(self) -> int:
-        return max([1] + [k * fmt.ITEM_BYTES[self.dtype] for k in self.numel.values()])
+        item = fmt.ITEM_BYTES[self.dtype]
+        return max([1] + [k * item for k in self.stored_numel.values()])
 
     def _schema(self, config: Any) -> pa.Schema:
         fields = list(schema.UPDATE_KEYS) + [
-            pa.field(n, fmt.column_type(self.dtype, self.numel[n])) for n in self.params
+            pa.field(n, fmt.column_type(self.dtype, self.stored_numel[n])) for n in self.params
         ]
+        shapes = self.stored_shapes
         meta = {
             schema.META_PARAM_NAMES: json.dumps(self.params),
-            schema.META_PARAM_SHAPES: json.dumps({n: list(s) for n, s in self.shapes.items()}),
+            schema.META_PARAM_SHAPES: json.dumps({n: list(s) for n, s in shapes.items()}),
             schema.META_DTYPE: self.dtype,
             fmt.META_ENCODING: fmt.ENCODING,
             schema.META_CONFIG: canonical_json(config),
             schema.META_VERSIONS: json.dumps(versions(), sort_keys=True),
         }
+        if self.sketch:
+            meta[fmt.META_SKETCH] = fmt.SKETCH
+            meta[fmt.META_SKETCH_OF] = json.dumps({n: list(s) for n, s in self.shapes.items()})
         return pa.schema(fields, metadata=meta)
 
     @property
@@ -221,7 +234,7 @@ class HarvestWriter:
         if not (math.isfinite(lo) and math.isfinite(hi)):
             bad = int((~torch.isfinite(t)).sum())
             raise DataError(f"update of {where}: {name!r} has {bad} NaN/inf values")
-        if self.dtype == "float16" and max(-lo, hi) >= FLOAT16_MAX_EXCLUSIVE:
+        if self.dtype == "float16" and not self.sketch and max(-lo, hi) >= FLOAT16_MAX_EXCLUSIVE:
             raise DataError(
                 f"update of {where}: {name!r} overflows float16 (|x| > 65504); "
                 f"use harvest.dtype float32 or bfloat16"
@@ -232,8 +245,10 @@ class HarvestWriter:
         """Convert float32 `t` [numel] to the stored dtype and copy it into buffer row i."""
         import torch
 
-        buf = self._buffer(name)  # [rows_per_group, numel] numpy, stored dtype
-        if self.dtype == "bfloat16":  # bit pattern, round-to-nearest-even as torch converts
+        buf = self._buffer(name)  # [rows_per_group, numel] numpy, stored dtype (sketch: f32)
+        if (
+            self.dtype == "bfloat16" and not self.sketch
+        ):  # bit pattern, round-to-nearest-even as torch converts
             torch.from_numpy(buf[i].view(np.int16)).copy_(t.bfloat16().view(torch.int16))
         else:  # float32, or float16 converted by copy_ (range checked in _checked)
             torch.from_numpy(buf[i]).copy_(t)
@@ -243,7 +258,8 @@ class HarvestWriter:
         if name not in bufs:
             np_dtype = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}
             shape = (self.rows_per_group, self.numel[name])
-            bufs[name] = np.empty(shape, dtype=np_dtype[self.dtype])
+            dtype = np.float32 if self.sketch else np_dtype[self.dtype]
+            bufs[name] = np.empty(shape, dtype=dtype)
         return bufs[name]
 
     def _flush(self) -> None:
@@ -263,9 +279,22 @@ class HarvestWriter:
 
     def _write(self, keys: list[pa.Array], rows: list[np.ndarray]) -> None:
         """Split each parameter's rows into binary values and write one row group."""
+        if self.sketch:
+            rows = [self._sketch(n, r, keys) for n, r in zip(self.params, rows)]
         cols = keys + [fmt.to_blobs(r) for r in rows]
         batch = pa.RecordBatch.from_arrays(cols, schema=self.schema)
         self._pq.write_batch(batch, row_group_size=batch.num_rows)
+
+    def _sketch(self, name: str, rows: np.ndarray, keys: list[pa.Array]) -> np.ndarray:
+        """Full float32 rows [R, numel] -> their sketches in the stored dtype [R, sketch]."""
+        sk = fmt.sketch_rowcol(rows, self.shapes[name])
+        if self.dtype == "float16" and np.abs(sk).max(initial=0.0) >= FLOAT16_MAX_EXCLUSIVE:
+            bad = int(np.argmax(np.abs(sk).max(axis=1)))
+            raise DataError(
+                f"update of round {keys[0][bad].as_py()} client {keys[1][bad].as_py()}: the sketch of {name!r} "
+                f"overflows float16 (|x| > 65504); use harvest.dtype float32 or bfloat16"
+            )
+        return fmt.encode_numpy(sk, self.dtype)
 
     def _clear(self) -> None:
         for v in self._keys.values():

@@ -3,7 +3,8 @@
 bytes(run) = harvested rounds x clients per round x bytes per update row, where clients per
 round = max(1, round(client_fraction x training clients)), training clients = speakers in
 the training folds x clients per speaker, and bytes per row come from
-`sergrad.fl.harvest_format.update_bytes_per_row` over the harvested parameters' shapes. Speaker
+`sergrad.fl.harvest_format.update_bytes_per_row` over the harvested parameters' shapes (their
+sketch shapes under `harvest.sketch`; every harvest option is checked here, at plan time). Speaker
 counts come from the sweep's corpus declarations (synth profile defaults, or the published
 counts of the real corpora, or the distinct speakers of a `kind: table` listing; unknown when
 it cannot be read: then UNKNOWN_SPEAKERS is assumed and `sweep plan` says so) or, better, from the corpora already indexed in the store
@@ -120,18 +121,20 @@ def updates_per_run(config: RunConfig, sweep: Sweep, known: dict[str, int] | Non
 
 def harvest_bytes(config: RunConfig, sweep: Sweep, *, known: dict[str, int] | None = None) -> int:
     """Estimated bytes of one run's harvested updates (0 when harvesting is off)."""
-    from sergrad.fl.harvest_format import RoundSelection, select_params, update_bytes_per_row
+    from sergrad.fl import harvest_format as fmt
     from sergrad.fl.model import PARAM_NAMES, param_shapes
 
     h = config.harvest
     if not h.enabled:
         return 0
+    chosen = fmt.check_harvest(h, PARAM_NAMES)  # every option checked at plan time
     per_round = updates_per_run(config, sweep, known) // config.algo.rounds
-    sel = RoundSelection.parse(h.rounds if not isinstance(h.rounds, tuple) else list(h.rounds))
+    sel = fmt.RoundSelection.parse(h.rounds if not isinstance(h.rounds, tuple) else list(h.rounds))
     rounds = sum(sel.wants(r) for r in range(1, config.algo.rounds + 1))
     shapes = param_shapes(input_dim(sweep, config.data.features[0]), config.model)
-    chosen = select_params(PARAM_NAMES, h.params)
-    row = update_bytes_per_row({p: shapes[p] for p in chosen}, h.dtype)
+    if h.sketch:
+        shapes = {p: fmt.sketch_shape(s) for p, s in shapes.items()}
+    row = fmt.update_bytes_per_row({p: shapes[p] for p in chosen}, h.dtype)
     return rounds * per_round * row
 
 
