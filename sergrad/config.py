@@ -149,6 +149,20 @@ def content_hash(obj: Any, *, length: int = 16) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
 
 
+def stable_hash(obj: Any, added: dict[tuple[str, ...], Any]) -> str:
+    """`content_hash` of a config whose later-added fields (`added`: path -> default) are
+    left out while at their default, so ids of configs that predate them do not change and
+    older stores resume without reruns."""
+    d = to_dict(obj)
+    for path, default in added.items():
+        node = d
+        for part in path[:-1]:
+            node = node[part]
+        if path[-1] in node and node[path[-1]] == to_dict(default):
+            node.pop(path[-1])
+    return content_hash(d)
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`"algo.lr=0.1"` -> (["algo", "lr"], 0.1); the value is parsed as YAML."""
     if "=" not in text:

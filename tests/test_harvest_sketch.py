@@ -201,3 +201,14 @@ def test_bad_harvest_options_fail_at_plan_time_naming_key_and_value(tmp_path, ca
     err = capsys.readouterr().err
     assert all(part in err for part in named), err
     assert not (tmp_path / "store").exists()
+
+
+def test_run_ids_without_a_sketch_are_those_of_stores_written_before_it():
+    """Ids computed at main before `harvest.sketch` existed (main before the harvest branch merged):
+    adding the field must not rerun older stores; a sketch run gets a new id."""
+    from sergrad.fl.config import HarvestConfig, RunConfig, run_id
+
+    assert run_id(RunConfig()) == "04d951a020165259"
+    half = RunConfig(harvest=HarvestConfig(dtype="float16", params=("fc1.*",)))
+    assert run_id(half) == "cfde19d5e08ee794"
+    assert run_id(RunConfig(harvest=HarvestConfig(sketch=True))) != "04d951a020165259"

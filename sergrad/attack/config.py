@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sergrad.attributes import DEFAULT_AGE_EDGES
-from sergrad.config import content_hash, to_dict
+from sergrad.config import content_hash, stable_hash
 
 # Names in the attack-model registry (models.py, which imports torch). Kept here so that
 # planning a sweep can reject an unknown name without importing torch; a test keeps the
@@ -68,10 +68,9 @@ class AttackConfig:
     age_bins: tuple[float, ...] = DEFAULT_AGE_EDGES
 
 
+# fields added after stores existed: left out of the evaluation id at their defaults
+ADDED_FIELDS = {("attribute",): "gender", ("age_bins",): DEFAULT_AGE_EDGES}
+
+
 def eval_id(config: AttackConfig) -> str:
-    d = to_dict(config)
-    if d["attribute"] == "gender":  # ids of gender evaluations predate the attribute
-        d.pop("attribute")
-    if tuple(float(e) for e in d["age_bins"]) == DEFAULT_AGE_EDGES:
-        d.pop("age_bins")
-    return content_hash(d)
+    return stable_hash(config, ADDED_FIELDS)

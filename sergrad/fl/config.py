@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sergrad.config import content_hash
+from sergrad.config import content_hash, stable_hash
 
 
 @dataclass(frozen=True)
@@ -86,5 +86,9 @@ class RunConfig:
     seed: int = 0
 
 
+# fields added after stores existed: left out of the run id at their defaults
+ADDED_FIELDS: dict[tuple[str, ...], Any] = {("harvest", "sketch"): False}
+
+
 def run_id(config: RunConfig) -> str:
-    return content_hash(config)
+    return stable_hash(config, ADDED_FIELDS)
