@@ -204,8 +204,8 @@ def test_bad_harvest_options_fail_at_plan_time_naming_key_and_value(tmp_path, ca
 
 
 def test_run_ids_without_a_sketch_are_those_of_stores_written_before_it():
-    """Ids computed at main before `harvest.sketch` existed (main before the harvest branch merged):
-    adding the field must not rerun older stores; a sketch run gets a new id."""
+    """Ids computed at main before `harvest.sketch` existed: adding the field must not
+    rerun older stores; a sketch run gets a new id."""
     from sergrad.fl.config import HarvestConfig, RunConfig, run_id
 
     assert run_id(RunConfig()) == "04d951a020165259"
