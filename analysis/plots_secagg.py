@@ -94,19 +94,19 @@ def cohort_one_check(store_uri: str | os.PathLike, *, where: str | None = None) 
     """With one client per round the aggregate is the client's update and the composition
     regression is a per-client classifier: its UAR (threshold 0.5) beside the per-update
     attack on the undefended runs of the same sweep (individual_updates, shadow calibration,
-    the best attack model), per algorithm and layer. Empty when either side is missing."""
+    the best attack model), per attribute, algorithm and layer. Empty when either side is missing."""
     rows = _rows(store_uri, where)
     one = rows.filter((pl.col("threat_model") == AGGREGATE) & (pl.col("cohort_size") == 1))
     if one.is_empty():
         return pl.DataFrame()
     direct = apply_where(load.results(store_uri).filter(pl.col("status") == "ok"), where)
-    direct = direct.filter(
+    direct = direct.with_columns(pl.col("attribute").fill_null("gender")).filter(
         (pl.col("threat_model") == "individual_updates") & (pl.col("defense_name") == "none")
         & (pl.col("protocol") == "per_update") & (pl.col("calibration") == "shadow")
     ).collect()  # fmt: skip
     if direct.is_empty():
         return pl.DataFrame()
-    keys = ["algorithm", "layer"]
+    keys = ["attribute", "algorithm", "layer"]  # one attribute's cohort beside its own attack
     best = (direct.sort("uar", descending=True, nulls_last=True)
             .unique(subset=keys, keep="first", maintain_order=True)
             .select(*keys, pl.col("attack").alias("per_update_attack"),
