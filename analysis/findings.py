@@ -26,7 +26,7 @@ from sergrad.analysis import audits as A
 from sergrad.analysis import tables as T
 from sergrad.analysis import verdicts as V
 from sergrad.analysis.stats import INTERVAL as T_INTERVAL
-from sergrad.analysis.stats import t_interval
+from sergrad.analysis.stats import N_BOOT, N_PERM, t_interval
 from sergrad.errors import DataError
 
 GROUP_KEYS: list[str] = T.SETTING_KEYS
@@ -68,8 +68,8 @@ def findings_frame(
     store_uri: str | os.PathLike,
     *,
     where: str | None = None,
-    n_boot: int = 500,
-    n_perm: int = 500,
+    n_boot: int = N_BOOT,
+    n_perm: int = N_PERM,
 ) -> pl.DataFrame:
     """One row per setting x defense x level x layer with the text of each finding."""
     one = V.verdicts(store_uri, where=where, n_avg=1, n_boot=n_boot, n_perm=n_perm)
@@ -138,8 +138,8 @@ def findings_html(
     *,
     where: str | None = None,
     layer: str | None = None,
-    n_boot: int = 500,
-    n_perm: int = 500,
+    n_boot: int = N_BOOT,
+    n_perm: int = N_PERM,
 ) -> str:
     """The findings section as an HTML fragment (h2, one block per setting)."""
     try:

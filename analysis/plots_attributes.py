@@ -20,6 +20,7 @@ from matplotlib.patches import Patch
 from sergrad.analysis import figure as F
 from sergrad.analysis import tables as T
 from sergrad.analysis import verdicts as V
+from sergrad.analysis.stats import N_BOOT, N_PERM
 from sergrad.errors import DataError
 
 PANEL_KEYS = [k for k in T.SETTING_KEYS if k != "attribute"]
@@ -33,8 +34,8 @@ def attribute_table(
     where: str | None = None,
     n_avg: int = 1,
     defense: str | None = T.NO_DEFENSE,
-    n_boot: int = 1000,
-    n_perm: int = 1000,
+    n_boot: int = N_BOOT,
+    n_perm: int = N_PERM,
 ) -> pl.DataFrame:
     """The verdicts of every attribute x layer (undefended by default), with `leak` = uar -
     chance (classes) or the MAE gain (numeric) and its interval in the same unit."""

@@ -76,7 +76,7 @@ def cohort_table(store_uri: str | os.PathLike, *, where: str | None = None) -> p
                     "n_runs": g.height, "n_scored": int(g["n_scored"].sum())})  # fmt: skip
     if rows.filter(pl.col("threat_model") == CONTROLLED).height:
         v = V.verdicts(store_uri, where=_and(where, "threat_model", CONTROLLED),
-                       protocols=("per_client",), n_boot=1000, n_perm=1000)  # fmt: skip
+                       protocols=("per_client",))  # fmt: skip
         on = ["attribute", "algorithm", "defense_name", "level"]
         sizes = rows.filter(pl.col("threat_model") == CONTROLLED).group_by(on).agg(
             pl.col("cohort_size").first())  # fmt: skip

@@ -82,3 +82,9 @@ def t_interval(
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = t_critical(n) * std / math.sqrt(n)
     return max(bounds[0], mean - half), min(bounds[1], mean + half)
+
+
+# bootstrap resamples and permutations of every verdict a user sees (table, report, figures):
+# one count, so one cell prints the same interval and p-value wherever it appears
+N_BOOT = 1000
+N_PERM = 1000

@@ -45,7 +45,7 @@ import polars as pl
 
 from sergrad.analysis import load
 from sergrad.analysis import tables as T
-from sergrad.analysis.stats import t_interval
+from sergrad.analysis.stats import N_BOOT, N_PERM, t_interval
 from sergrad.analysis.verdicts_numeric import numeric_text, numeric_verdicts
 from sergrad.privacy_bound import dp_attack_ceiling
 
@@ -207,8 +207,8 @@ def verdicts(
     where: str | None = None,
     n_avg: int = 1,
     extra_keys: list[str] | None = None,
-    n_boot: int = 1000,
-    n_perm: int = 1000,
+    n_boot: int = N_BOOT,
+    n_perm: int = N_PERM,
     seed: int = 0,
     protocols: tuple[str, ...] = VERDICT_PROTOCOLS,
 ) -> pl.DataFrame:
@@ -313,8 +313,8 @@ def verdict_tradeoff(
     layer: str | None = None,
     n_avg: int = 1,
     protocols: tuple[str, ...] = VERDICT_PROTOCOLS,
-    n_boot: int = 1000,
-    n_perm: int = 1000,
+    n_boot: int = N_BOOT,
+    n_perm: int = N_PERM,
 ) -> pl.DataFrame:
     """Verdicts on one layer (default fc1) with the SER UAR of the defended target runs, the
     accountant's epsilon and the DP ceiling where a user-level guarantee applies."""

@@ -27,6 +27,7 @@ import polars as pl
 
 from sergrad.analysis import load
 from sergrad.analysis import tables as T
+from sergrad.analysis.stats import N_BOOT, N_PERM
 
 ALPHA = 0.05
 INTERVAL = "95% cluster bootstrap of the MAE gain (runs, then speakers within runs)"
@@ -90,8 +91,8 @@ def numeric_verdicts(
     where: str | None = None,
     n_avg: int = 1,
     extra_keys: list[str] | None = None,
-    n_boot: int = 1000,
-    n_perm: int = 1000,
+    n_boot: int = N_BOOT,
+    n_perm: int = N_PERM,
     seed: int = 0,
     protocols: tuple[str, ...] = ("per_client", "per_client_vote"),
 ) -> pl.DataFrame:

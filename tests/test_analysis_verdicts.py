@@ -10,6 +10,7 @@ import pytest
 from sergrad import schema
 from sergrad.analysis import tables
 from sergrad.analysis import verdicts as V
+from sergrad.analysis.findings import findings_html
 from sergrad.analysis.stats import summarize
 from sergrad.store import Store
 
@@ -219,3 +220,13 @@ def test_a_cells_interval_and_p_value_do_not_depend_on_the_query(tmp_path):
     assert a["attack"] == b["attack"]
     for col in ("uar", "uar_ci_low", "uar_ci_high", "p_value"):
         assert a[col] == b[col], col
+
+
+def test_the_report_findings_and_table_verdicts_print_the_same_cell(tmp_path):
+    """Same resampling counts everywhere (stats.N_BOOT / N_PERM): the findings' numbers of a
+    cell are those of `sergrad table verdicts` (they differed when the report used 500)."""
+    _store(tmp_path)
+    table = V.verdicts(tmp_path).row(0, named=True)
+    page = findings_html(tmp_path)
+    assert f"{100 * table['uar']:.1f}% [{100 * table['uar_ci_low']:.1f}, " in page
+    assert f"p={table['p_value']:.2g}" in page
