@@ -26,21 +26,10 @@ from sergrad.fl.harvest_read import read_update_keys
 from sergrad.fl.records import write_clients, write_run_row
 from sergrad.schema import UTTERANCES
 from sergrad.store import Store
+from tests.attribute_store import AGES, SIGNAL  # one fixture of leaky speakers
+from tests.attribute_store import speakers as _speakers
 
 torch.set_num_threads(1)
-AGES = [22, 27, 35, 41, 47, 55, 63, 71]
-SIGNAL = {"fc1": 0.6, "fc2": 0.0, "fc3": 0.0}
-
-
-def _speakers(prefix: str, n: int, *, ages=AGES):
-    """Speakers whose updates leak their age (the leak's strength is the standardised age)."""
-    out, attrs, leak = [], {}, {}
-    for i in range(n):
-        s, age = f"{prefix}{i}", ages[i % len(ages)] + i // len(ages)
-        out.append((s, "FM"[i % 2]))
-        attrs[s] = {"age": float(age), "language": "L1" if i % 3 else "L2"}
-        leak[s] = (age - 45) / 15
-    return out, attrs, leak
 
 
 def _store(root, *, target_ages=AGES) -> tuple[Store, tuple[str, ...]]:

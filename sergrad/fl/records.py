@@ -164,14 +164,20 @@ def write_clients(store: Store, run_id: str, rows: list[dict]) -> None:
 def read_clients(store: Store, run_id: str) -> list[dict] | None:
     """The client rows of `run_id`, or None when the run has no clients side table (older
     stores kept gender in the updates' key columns)."""
-    path = store.file_path("clients", partition=(schema.CLIENTS_PARTITION, run_id), name="clients")
+    return _read_side(store, "clients", schema.CLIENTS_PARTITION, run_id)
+
+
+def _read_side(store: Store, table: str, key: str, run_id: str) -> list[dict] | None:
+    """The rows of a run's side table `<table>/<key>=<run_id>/<table>.parquet`, or None when
+    the run has none; StoreError naming the file when it cannot be read."""
+    path = store.file_path(table, partition=(key, run_id), name=table)
     if not store.exists_path(path):
         return None
     try:
         with store.open_input(path) as f:
             return pq.read_table(f).to_pylist()
     except (OSError, pa.ArrowException) as exc:
-        raise StoreError(f"{path}: unreadable clients table ({exc})") from exc
+        raise StoreError(f"{path}: unreadable {table} table ({exc})") from exc
 
 
 # --- secure aggregation: each round's cohort (schema.COHORTS), beside the harvest -----------
@@ -185,11 +191,4 @@ def write_cohorts(store: Store, run_id: str, rows: list[dict]) -> None:
 
 def read_cohorts(store: Store, run_id: str) -> list[dict] | None:
     """The cohort rows of `run_id`, or None when the run did not use secure aggregation."""
-    path = store.file_path("cohorts", partition=(schema.COHORTS_PARTITION, run_id), name="cohorts")
-    if not store.exists_path(path):
-        return None
-    try:
-        with store.open_input(path) as f:
-            return pq.read_table(f).to_pylist()
-    except (OSError, pa.ArrowException) as exc:
-        raise StoreError(f"{path}: unreadable cohorts table ({exc})") from exc
+    return _read_side(store, "cohorts", schema.COHORTS_PARTITION, run_id)

@@ -138,24 +138,16 @@ class RunJob:
         }
 
 
-@dataclass(frozen=True)
-class EvalJob:
-    """One attack evaluation: a target run attacked with a model trained on shadow runs."""
+class EvaluationRecord:
+    """What every attack evaluation job shares: its row lives in `attacks` under its target
+    corpus, it needs its target and shadow runs, and a failure is one row naming both."""
 
-    id: str
-    target_corpus: str
-    config: AttackConfig
-
-    table: ClassVar[str] = "attacks"
-    id_column: ClassVar[str] = "eval_id"
+    table = "attacks"
+    id_column = "eval_id"
 
     @property
     def partition(self) -> tuple[str, str]:
         return (ATTACKS_PARTITION, self.target_corpus)
-
-    @property
-    def eta_kind(self) -> str:
-        return "cnn eval" if self.config.model.name == "cnn" else "fast eval"
 
     @property
     def needs(self) -> tuple[str, ...]:
@@ -164,6 +156,34 @@ class EvalJob:
 
     def is_done(self, store: Store) -> bool:
         return stored_status(store, self) == "ok"
+
+    def evaluation_failure(self, error: str, *, attack: str, adaptive: bool) -> dict:
+        cfg = self.config
+        return {
+            "eval_id": self.id,
+            "status": "failed",
+            "error": error,
+            "attack": attack,
+            "adaptive": adaptive,
+            "target_run": cfg.target_run,
+            "shadow_runs": json.dumps(list(cfg.shadow_runs)),
+            "seed": cfg.seed,
+            "config": canonical_json(cfg),
+            "created_at": now_iso(),
+        }
+
+
+@dataclass(frozen=True)
+class EvalJob(EvaluationRecord):
+    """One attack evaluation: a target run attacked with a model trained on shadow runs."""
+
+    id: str
+    target_corpus: str
+    config: AttackConfig
+
+    @property
+    def eta_kind(self) -> str:
+        return "cnn eval" if self.config.model.name == "cnn" else "fast eval"
 
     def run(self, store: Store) -> None:
         from sergrad.attack.run import run_attack
@@ -178,19 +198,9 @@ class EvalJob:
             raise RuntimeError(bad[0].get("error") or "run_attack returned a failed evaluation")
 
     def failure_row(self, error: str) -> dict:
-        cfg = self.config
-        return {
-            "eval_id": self.id,
-            "status": "failed",
-            "error": error,
-            "attack": cfg.model.name,
-            "adaptive": bool(cfg.adaptive),
-            "target_run": cfg.target_run,
-            "shadow_runs": json.dumps(list(cfg.shadow_runs)),
-            "seed": cfg.seed,
-            "config": canonical_json(cfg),
-            "created_at": now_iso(),
-        }
+        return self.evaluation_failure(
+            error, attack=self.config.model.name, adaptive=bool(self.config.adaptive)
+        )
 
 
 @dataclass(frozen=True)

@@ -10,18 +10,14 @@ block (layers, seed, bootstrap, and `attribute` where that block has one).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import ClassVar
 
 from sergrad.attack.secagg import SecAggAttackConfig, secagg_eval_id
-from sergrad.config import canonical_json
 from sergrad.errors import ConfigError
-from sergrad.fl.records import now_iso
 from sergrad.fl.secagg import NAME
-from sergrad.schema import ATTACKS_PARTITION
 from sergrad.store import Store
-from sergrad.sweep.jobs import check_id, clear_record, stored_status
+from sergrad.sweep.jobs import EvaluationRecord, check_id, clear_record
 
 # the attribute value whose fraction in a cohort is regressed
 POSITIVE: dict[str, str] = {"gender": "F", "language": "L2"}
@@ -45,25 +41,12 @@ def secagg_settings(attack: dict) -> dict:
 
 
 @dataclass(frozen=True)
-class SecAggEvalJob:
+class SecAggEvalJob(EvaluationRecord):
     id: str
     target_corpus: str
     config: SecAggAttackConfig
 
-    table: ClassVar[str] = "attacks"
-    id_column: ClassVar[str] = "eval_id"
     eta_kind: ClassVar[str] = "fast eval"
-
-    @property
-    def partition(self) -> tuple[str, str]:
-        return (ATTACKS_PARTITION, self.target_corpus)
-
-    @property
-    def needs(self) -> tuple[str, ...]:
-        return (self.config.target_run, *self.config.shadow_runs)
-
-    def is_done(self, store: Store) -> bool:
-        return stored_status(store, self) == "ok"
 
     def run(self, store: Store) -> None:
         from sergrad.attack.secagg import run_secagg_attack
@@ -75,11 +58,7 @@ class SecAggEvalJob:
         run_secagg_attack(self.config, store)
 
     def failure_row(self, error: str) -> dict:
-        cfg = self.config
-        return {"eval_id": self.id, "status": "failed", "error": error, "attack": "ridge",
-                "adaptive": True, "target_run": cfg.target_run,
-                "shadow_runs": json.dumps(list(cfg.shadow_runs)), "seed": cfg.seed,
-                "config": canonical_json(cfg), "created_at": now_iso()}  # fmt: skip
+        return self.evaluation_failure(error, attack="ridge", adaptive=True)
 
 
 def make_secagg_job(target_corpus: str, config: SecAggAttackConfig) -> SecAggEvalJob:
