@@ -157,7 +157,9 @@ def tradeoff_figure(data: pl.DataFrame, *, n_avg: int = 1) -> F.Figure:
                 )
                 ends = 2 if k in (0, s.height - 1) else 1  # a series' first and last level first
                 labels.append((xi, yi, text, c, ends))
-        ax.axvline(50, color="0.4", ls="--", lw=1, label="50% (no information)", zorder=1)
+        chance = T.chance_of(sub) * 100  # 1/classes of the panel's attribute
+        ax.axvline(chance, color="0.4", ls="--", lw=1, label=f"{chance:.3g}% (no information)",
+                   zorder=1)  # fmt: skip
         ax.set_title(_panel_title(key), fontsize=10)
         ax.set_xlabel("verdict: attack UAR (%)  ← more private")
         ax.set_ylabel("SER test UAR (%)  ↑ more useful")
@@ -227,8 +229,9 @@ def updates_figure(
                         ms=8 if m == "*" else 5, color=c, ls=ls, capsize=2, elinewidth=0.8,
                         label=label, zorder=4 if name == T.NO_DEFENSE else 3,
                         mfc="white" if degenerate else c)  # fmt: skip
-        ax.axhline(T.CHANCE[metric] * 100, color="0.4", ls="--", lw=1, zorder=1,
-                   label=f"{T.CHANCE[metric] * 100:g}% (no information)")  # fmt: skip
+        chance = T.chance_of(sub, metric) * 100
+        ax.axhline(chance, color="0.4", ls="--", lw=1, zorder=1,
+                   label=f"{chance:.3g}% (no information)")  # fmt: skip
         ax.set_xticks(range(len(ns)), ["all" if n == 0 else str(n) for n in ns])
         ax.set_xlim(-0.4, len(ns) - 0.6)
         ax.set_xlabel("updates averaged per prediction (n)")

@@ -40,6 +40,18 @@ CHANCE: dict[str, float] = {
     "tpr_at_1fpr": 0.01,
     "tpr_at_10fpr": 0.1,
 }
+
+
+def chance_of(frame: pl.DataFrame, metric: str = "uar") -> float:
+    """Chance level of `metric` for the rows of one panel: 1/classes of their attribute (the
+    rows' `chance` column) for UAR and accuracy, else `CHANCE[metric]`."""
+    if metric in ("uar", "acc") and "chance" in frame.columns:
+        known = frame["chance"].drop_nulls()
+        if known.len():
+            return float(known[0])
+    return CHANCE[metric]
+
+
 SER_KEYS: list[str] = ["corpus", "feature_set", "algorithm"]
 # the attacked attribute is a facet of every attack table, figure and verdict (older stores:
 # gender); a gender UAR and an age_group UAR are never averaged together
@@ -72,6 +84,7 @@ def attack_summary(rows: pl.DataFrame, keys: list[str], metric: str) -> pl.DataF
     extra = rows.group_by(keys, maintain_order=True).agg(
         *[pl.col(m).mean().alias(f"{m}_mean") for m in THRESHOLD_FREE if m != metric],
         pl.col("degenerate").fill_null(False).sum().cast(pl.Int64).alias("n_degenerate"),
+        *([pl.col("chance").first()] if "chance" in rows.columns and "chance" not in keys else []),
     )
     return out.join(extra, on=keys, how="left", nulls_equal=True)
 

@@ -143,3 +143,16 @@ def test_old_stores_read_as_gender_and_show_no_attribute_section(tmp_path):
     assert not has_several_attributes(tmp_path / "old")
     v = V.verdicts(tmp_path / "old", n_boot=20, n_perm=20)
     assert set(v["attribute"]) == {"gender"}
+
+
+def test_figures_draw_each_attributes_own_chance(store, tmp_path):
+    """The averaged-updates and trade-off panels of age_group draw chance at 1/3, gender's
+    at 1/2 (they drew 50% for every attribute)."""
+    from sergrad.analysis import tables as T
+    from sergrad.analysis.plots import plot_updates
+
+    data = plot_updates(store, tmp_path / "u.png")
+    for attribute, want in (("age_group", 1 / 3), ("gender", 0.5), ("language", 0.5)):
+        panel = data.filter(pl.col("attribute") == attribute)
+        assert T.chance_of(panel) == pytest.approx(want), attribute
+    assert T.chance_of(pl.DataFrame({"x": [1]}), "tpr_at_10fpr") == 0.1
