@@ -31,7 +31,7 @@ def add_commands(sub) -> None:
     t.add_argument("kind", choices=("ser", "layers", "updates", "tradeoff", "verdicts", "eps",
                                     "cohort"),
                    help="verdicts: strongest legitimate attacker per cell (cluster-bootstrap "
-                   "interval, permutation p); eps: empirical epsilon (gender attack; canary audit for dp_sgd / central user_dp) beside the accountant's; cohort: leakage against the cohort size under secure aggregation")  # fmt: skip
+                   "interval, permutation p); eps: empirical epsilon (attribute attack; canary audit for dp_sgd / central user_dp) beside the accountant's; cohort: leakage against the cohort size under secure aggregation")  # fmt: skip
     t.add_argument("store")
     t.add_argument("--where", help=WHERE_HELP)
     _output_args(t, rows=200)
@@ -137,7 +137,7 @@ def _table(args: argparse.Namespace) -> int:
             kw["extra_keys"] = [c.strip() for c in args.by.split(",") if c.strip()]
     frame = fn(args.store, where=args.where, **kw)
     _print(frame, args)
-    for col, what in (("eps_violation", "the gender attack's eps_lb above the local mechanism's"),
+    for col, what in (("eps_violation", "the attribute attack's eps_lb above the local mechanism's"),
                       ("canary_violation", "the canary audit's eps_lb above the accountant's")):  # fmt: skip
         if col in frame.columns and frame[col].fill_null(False).any():
             bad = frame.filter(frame[col].fill_null(False))

@@ -421,7 +421,7 @@ def plot_eps_lb(
         x = np.arange(sub.height)
         ax.bar(x, sub["eps_lb"].cast(pl.Float64).to_numpy(),
                color=[colours[n] for n in sub["defense_name"]],
-               alpha=0.8, label="empirical ε lower bound (gender attack, 95%)")  # fmt: skip
+               alpha=0.8, label="empirical ε lower bound (attribute attack, 95%)")  # fmt: skip
         acc = sub["epsilon"].cast(pl.Float64).to_numpy()
         if "canary_accountant_epsilon" in sub.columns:  # the audited mechanism's accountant
             acc = np.where(np.isfinite(acc), acc,
@@ -463,7 +463,7 @@ def plot_eps_lb(
         ax.set_title(_panel_title(key), fontsize=10)
         ax.grid(alpha=0.3, axis="y")
     layers = [v for v in data["layer"].to_list() if v is not None]
-    fig.suptitle(f"Effective ε on {layers[0] if layers else '-'}: the gender attack's 95% "
+    fig.suptitle(f"Effective ε on {layers[0] if layers else '-'}: the attribute attack's 95% "
                  "Clopper-Pearson lower bound\n(shadow threshold, one update per client; max "
                  "over attackers) and the canary audit's (dp_sgd, central user_dp) beside the "
                  "accountant's ε", fontsize=10)  # fmt: skip

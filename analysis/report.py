@@ -80,10 +80,10 @@ FIGURES: dict[str, Figure] = {
         "per-update epsilon of the local Gaussian mechanism; a bar above it is a bug. Green "
         "stars: the one-run canary audit (Steinke, Nasr, Jagielski 2023; audits table) of the "
         "dp_sgd and central user_dp cells, with its number of canaries in the legend: a "
-        "different threat model from the gender attack. It inserts worst-case canaries "
+        "different threat model from the attribute attack. It inserts worst-case canaries "
         "(gradients for dp_sgd, clients for central user_dp) with probability 1/2 into the "
         "run's own mechanism (clip, noise, sampling rate, steps) and tests the accountant's "
-        "epsilon itself; the gender attack measures what a realistic attacker learns about a "
+        "epsilon itself; the attribute attack measures what a realistic attacker learns about a "
         "speaker. A star above its diamond is a DP violation: a bug."),
     "roc": Figure("Attack ROC curves (log-log)", R.plot_roc, "scored_predictions",
         "Pooled predictions of the undefended targets (at most the 12 strongest attacks); "
