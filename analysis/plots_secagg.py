@@ -15,8 +15,8 @@ Hollow markers: p >= 0.05 (no leak detected at this sample size, not proof of pr
 
 from __future__ import annotations
 
+import json
 import os
-import re
 
 import numpy as np
 import polars as pl
@@ -68,7 +68,7 @@ def cohort_table(store_uri: str | os.PathLike, *, where: str | None = None) -> p
                   else t_interval(rho, bounds=(-1.0, 1.0)))  # fmt: skip
         ps = [p for p in g["p_value"].to_list() if p is not None]
         out.append({"threat_model": AGGREGATE, **dict(zip(keys, key)),
-                    "statistic": "spearman", "regressed": _regressed(g["note"].to_list()),
+                    "statistic": "spearman", "regressed": _regressed(g["config"].to_list()),
                     "value": float(np.mean(rho)) if rho else None,
                     "ci_low": lo, "ci_high": hi, "p_value": max(ps) if ps else None,
                     "mae": g["mae"].mean(), "baseline_mae": g["baseline_mae"].mean(),
@@ -118,12 +118,12 @@ def cohort_one_check(store_uri: str | os.PathLike, *, where: str | None = None) 
     return mine.join(best, on=keys, how="inner").sort(keys)
 
 
-def _regressed(notes: list) -> str | None:
-    """The regressed class as its rows' note states it ("regress fraction gender=F of ...")."""
-    for note in notes:
-        m = re.search(r"regress fraction (\S+)", note or "")
-        if m:
-            return m.group(1)
+def _regressed(configs: list) -> str | None:
+    """ "attribute=value" whose share the rows' evaluation regressed (its stored config)."""
+    for text in configs:
+        cfg = json.loads(text or "{}")
+        if cfg.get("positive") is not None:
+            return f"{cfg.get('attribute', 'gender')}={cfg['positive']}"
     return None
 
 

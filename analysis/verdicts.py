@@ -36,7 +36,6 @@ the predict-the-shadow-mean baseline), appended below the class rows.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
@@ -45,15 +44,18 @@ import polars as pl
 
 from sergrad.analysis import load
 from sergrad.analysis import tables as T
+from sergrad.analysis.cells import (
+    ALPHA,
+    ATTACKER_KEYS,
+    CELL_KEYS,
+    VERDICT_PROTOCOLS,
+    evidence_rng,
+)
 from sergrad.analysis.stats import N_BOOT, N_PERM, t_interval
 from sergrad.analysis.verdicts_numeric import numeric_text, numeric_verdicts
 from sergrad.privacy_bound import dp_attack_ceiling
 
-VERDICT_PROTOCOLS: tuple[str, ...] = ("per_client", "per_client_vote")
 LEGITIMATE: tuple[str, ...] = ("shadow", "prior")  # calibrations that may give a verdict
-CELL_KEYS: list[str] = [*T.SETTING_KEYS, *T.DEFENSE_KEYS, "layer"]  # attribute first
-ATTACKER_KEYS: list[str] = ["attack", "adaptive", "calibration", "protocol"]
-ALPHA = 0.05
 INTERVAL = "95% cluster bootstrap (runs, then speakers within runs)"
 
 # One run's clusters, per speaker S: (class index [S], predicted-class counts [S, C] (binary:
@@ -257,7 +259,7 @@ def verdicts(
         evals = sorted(zip(row["eval_ids"], row["thresholds"]))
         offsets = dict(zip(row["eval_ids"], row["offsets"]))
         classes = json.loads(row["classes"]) if row["classes"] else None
-        rng = _evidence_rng(seed, row["layer"], row["protocol"], evals)
+        rng = evidence_rng(seed, row["layer"], row["protocol"], [[e, float(t)] for e, t in evals])
         for eid, t in evals:
             p = by_eval.get((eid, row["layer"], row["protocol"]))
             if p is not None and not p.is_empty():
@@ -295,15 +297,6 @@ def verdicts(
     if not numeric.is_empty():
         frame = pl.concat([frame, numeric], how="diagonal_relaxed") if out else numeric
     return frame.sort(keys, nulls_last=False)
-
-
-def _evidence_rng(seed: int, layer: str, protocol: str, evals: list) -> np.random.Generator:
-    """A generator seeded by the evidence itself (evaluations, thresholds, layer, protocol), so a
-    cell's interval and p-value are the same whatever else the query selects or its order."""
-    ident = json.dumps([seed, layer, protocol, [[e, float(t)] for e, t in evals]])
-    return np.random.default_rng(
-        int.from_bytes(hashlib.sha256(ident.encode()).digest()[:8], "little")
-    )
 
 
 def verdict_tradeoff(

@@ -18,8 +18,6 @@ mean over runs of the rows' Spearman correlation.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 
 import numpy as np
@@ -27,12 +25,16 @@ import polars as pl
 
 from sergrad.analysis import load
 from sergrad.analysis import tables as T
+from sergrad.analysis.cells import (
+    ALPHA,
+    ATTACKER_KEYS,
+    CELL_KEYS,
+    VERDICT_PROTOCOLS,
+    evidence_rng,
+)
 from sergrad.analysis.stats import N_BOOT, N_PERM
 
-ALPHA = 0.05
 INTERVAL = "95% cluster bootstrap of the MAE gain (runs, then speakers within runs)"
-CELL_KEYS: list[str] = [*T.SETTING_KEYS, *T.DEFENSE_KEYS, "layer"]  # attribute first
-ATTACKER_KEYS: list[str] = ["attack", "adaptive", "calibration", "protocol"]
 # One run: (true value per speaker [S], that speaker's predictions, the baseline's prediction)
 Run = tuple[np.ndarray, list[np.ndarray], float]
 
@@ -94,7 +96,7 @@ def numeric_verdicts(
     n_boot: int = N_BOOT,
     n_perm: int = N_PERM,
     seed: int = 0,
-    protocols: tuple[str, ...] = ("per_client", "per_client_vote"),
+    protocols: tuple[str, ...] = VERDICT_PROTOCOLS,
 ) -> pl.DataFrame:
     """One row per numeric cell: the attacker with the largest mean MAE gain, its pooled gain
     with interval and p-value, mae, baseline_mae, spearman, n_runs, n_speakers."""
@@ -137,10 +139,7 @@ def numeric_verdicts(
     out = []
     for row in best.iter_rows(named=True):
         evals = sorted(zip(row["eval_ids"], row["baselines"]))
-        ident = json.dumps([seed, row["layer"], row["protocol"], evals])
-        rng = np.random.default_rng(
-            int.from_bytes(hashlib.sha256(ident.encode()).digest()[:8], "little")
-        )
+        rng = evidence_rng(seed, row["layer"], row["protocol"], evals)
         runs = []
         for eid, base in evals:
             p = by_eval.get((eid, row["layer"], row["protocol"]))

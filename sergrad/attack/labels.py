@@ -35,6 +35,7 @@ from sergrad.attributes import (
     speaker_table,
 )
 from sergrad.errors import DataError, SergradError
+from sergrad.fl.partition import unprefixed
 from sergrad.fl.records import read_clients
 from sergrad.store import Store
 
@@ -60,13 +61,6 @@ def _utterance_speakers(store: Store, run_row: dict | None, run_id: str) -> dict
     return out
 
 
-def _speaker_key(corpus: str | None, speaker_id: str) -> tuple[str | None, str]:
-    """(corpus, speaker_id) of the utterance table; a run on several corpora names its
-    speakers "corpus/speaker_id" (`sergrad.fl.partition.speaker_keys`)."""
-    prefix = f"{corpus}/"
-    return corpus, speaker_id[len(prefix) :] if speaker_id.startswith(prefix) else speaker_id
-
-
 def client_values(store: Store, run_id: str, attribute: Attribute) -> tuple[Values, list[str]]:
     """({client_id: label}, speaker columns available) of one run for `attribute`."""
     try:
@@ -88,7 +82,9 @@ def client_values(store: Store, run_id: str, attribute: Attribute) -> tuple[Valu
     for r in rows:
         raw = r.get(col)
         if raw is None and speakers:
-            raw = speakers.get(_speaker_key(r.get("corpus"), r["speaker_id"]), {}).get(col)
+            raw = speakers.get(
+                (r.get("corpus"), unprefixed(r.get("corpus"), r["speaker_id"])), {}
+            ).get(col)
         out[int(r["client_id"])] = attribute.labels([raw])[0]
     return out, columns
 

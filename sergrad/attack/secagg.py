@@ -156,11 +156,8 @@ def _client_values(store: Store, run_id: str, name: str) -> dict[int, object]:
     from sergrad.attack.labels import client_values
     from sergrad.attributes import resolve_attribute
 
-    try:
-        attribute = resolve_attribute(name)
-    except ConfigError:  # a speaker column that is not a declared attribute
-        attribute = resolve_attribute(name, columns=(name,))
-    return client_values(store, run_id, attribute)[0]
+    # declared attributes first; any other name is taken as a speaker column
+    return client_values(store, run_id, resolve_attribute(name, columns=(name,)))[0]
 
 
 # --- one evaluation ----------------------------------------------------------------------------

@@ -64,6 +64,13 @@ def speaker_keys(ds: Dataset) -> np.ndarray:
     return np.array([f"{c}/{s}" for c, s in zip(ds.corpus, ds.speaker_id)], dtype=object)
 
 
+def unprefixed(corpus: str | None, speaker_key: str) -> str:
+    """The corpus's own speaker id of a `speaker_keys` label ("corpus/speaker_id" when
+    corpora are mixed)."""
+    prefix = f"{corpus}/"
+    return speaker_key[len(prefix) :] if speaker_key.startswith(prefix) else speaker_key
+
+
 def sorted_speakers(ds: Dataset) -> list[str]:
     keys = speaker_keys(ds)
     pairs = sorted({(c, s, k) for c, s, k in zip(ds.corpus, ds.speaker_id, keys)})

@@ -27,7 +27,7 @@ from sergrad.fl.data import Dataset, load_dataset
 from sergrad.fl.engine import Engine, create_engine
 from sergrad.fl.metrics import accuracy, uar
 from sergrad.fl.model import PARAM_NAMES, init_params, param_shapes, predict
-from sergrad.fl.partition import Partition, partition
+from sergrad.fl.partition import Partition, partition, unprefixed
 from sergrad.fl.schedule import generator, sample_clients, share_kind
 from sergrad.fl.secagg import cohort_ids, secagg_of, server_views
 from sergrad.fl.server import aggregate, check_finite, server_step
@@ -109,12 +109,8 @@ def inputs_in(data: DataConfig, store) -> DataConfig:
 def context_of(client, speakers: dict | None = None) -> ClientContext:
     """What the simulation knows about a client and the server does not: its speaker's
     gender, corpus and every speaker column of `Dataset.speakers` (age, language, ...)."""
-    prefix = f"{client.corpus}/"  # a run on several corpora: "corpus/speaker_id" (partition)
-    sid = client.speaker_id
-    known = (speakers or {}).get(
-        (client.corpus, sid[len(prefix) :] if sid.startswith(prefix) else sid)
-    )
-    return ClientContext(client.client_id, sid, client.gender,
+    known = (speakers or {}).get((client.corpus, unprefixed(client.corpus, client.speaker_id)))
+    return ClientContext(client.client_id, client.speaker_id, client.gender,
                          {"corpus": client.corpus, **(known or {})})  # fmt: skip
 
 

@@ -95,8 +95,25 @@ def clear_record(store: Store, job: Job) -> None:
         store.fs.delete_file(path)
 
 
+class StoredJob:
+    """What every job that records one row per id shares: it is done when its row is ok, and
+    it starts by re-checking its id, skipping if done and clearing a recorded failure."""
+
+    def is_done(self, store: Store) -> bool:
+        return stored_status(store, self) == "ok"
+
+    def starts(self, store: Store, computed: str, *, what: str) -> bool:
+        """False when the job is already done; else its failed record is cleared (a recorded
+        failure is retried, not returned as done)."""
+        check_id(self.id, computed, what=what)
+        if self.is_done(store):
+            return False
+        clear_record(store, self)
+        return True
+
+
 @dataclass(frozen=True)
-class RunJob:
+class RunJob(StoredJob):
     """One FL run (target or shadow) of a sweep."""
 
     id: str
@@ -112,16 +129,11 @@ class RunJob:
     def partition(self) -> tuple[str, str]:
         return (RUNS_PARTITION, "+".join(sorted(self.corpus.split("+"))))
 
-    def is_done(self, store: Store) -> bool:
-        return stored_status(store, self) == "ok"
-
     def run(self, store: Store) -> None:
         from sergrad.fl.run import run_fl
 
-        check_id(self.id, run_id(self.config), what="run")
-        if self.is_done(store):
+        if not self.starts(store, run_id(self.config), what="run"):
             return
-        clear_record(store, self)
         row = run_fl(self.config, store, extra={"role": self.role})
         if row and row.get("status", "ok") != "ok":
             raise RuntimeError(row.get("error") or "run_fl returned a failed run")
@@ -138,7 +150,7 @@ class RunJob:
         }
 
 
-class EvaluationRecord:
+class EvaluationRecord(StoredJob):
     """What every attack evaluation job shares: its row lives in `attacks` under its target
     corpus, it needs its target and shadow runs, and a failure is one row naming both."""
 
@@ -153,9 +165,6 @@ class EvaluationRecord:
     def needs(self) -> tuple[str, ...]:
         """Run ids this evaluation reads (all must be ok first)."""
         return (self.config.target_run, *self.config.shadow_runs)
-
-    def is_done(self, store: Store) -> bool:
-        return stored_status(store, self) == "ok"
 
     def evaluation_failure(self, error: str, *, attack: str, adaptive: bool) -> dict:
         cfg = self.config
@@ -188,10 +197,8 @@ class EvalJob(EvaluationRecord):
     def run(self, store: Store) -> None:
         from sergrad.attack.run import run_attack
 
-        check_id(self.id, eval_id(self.config), what="evaluation")
-        if self.is_done(store):
+        if not self.starts(store, eval_id(self.config), what="evaluation"):
             return
-        clear_record(store, self)  # a recorded failure is retried, not returned as done
         rows = run_attack(self.config, store)
         bad = [r for r in rows or [] if r.get("status", "ok") != "ok"]
         if bad:
@@ -204,7 +211,7 @@ class EvalJob(EvaluationRecord):
 
 
 @dataclass(frozen=True)
-class AuditJob:
+class AuditJob(StoredJob):
     """One canary audit of a dp_sgd / central user_dp target run's mechanism (sergrad.audit)."""
 
     id: str
@@ -226,18 +233,13 @@ class AuditJob:
         """The target run: its reported epsilon is recorded beside the audit's."""
         return (self.target_run,)
 
-    def is_done(self, store: Store) -> bool:
-        return stored_status(store, self) == "ok"
-
     def run(self, store: Store) -> None:
         from sergrad.audit.run_audit import canary_audit_of_run
         from sergrad.fl.records import read_run_row
 
         check_id(self.target_run, run_id(self.run_config), what="audited run")
-        check_id(self.id, audit_id(self.target_run, self.canary), what="audit")
-        if self.is_done(store):
+        if not self.starts(store, audit_id(self.target_run, self.canary), what="audit"):
             return
-        clear_record(store, self)
         t0 = time.perf_counter()
         row = canary_audit_of_run(self.run_config, store, canary=self.canary)
         run_row = read_run_row(store, self.target_run) or {}

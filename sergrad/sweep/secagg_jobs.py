@@ -17,7 +17,7 @@ from sergrad.attack.secagg import SecAggAttackConfig, secagg_eval_id
 from sergrad.errors import ConfigError
 from sergrad.fl.secagg import NAME
 from sergrad.store import Store
-from sergrad.sweep.jobs import EvaluationRecord, check_id, clear_record
+from sergrad.sweep.jobs import EvaluationRecord
 
 # the attribute value whose fraction in a cohort is regressed
 POSITIVE: dict[str, str] = {"gender": "F", "language": "L2"}
@@ -51,10 +51,8 @@ class SecAggEvalJob(EvaluationRecord):
     def run(self, store: Store) -> None:
         from sergrad.attack.secagg import run_secagg_attack
 
-        check_id(self.id, secagg_eval_id(self.config), what="evaluation")
-        if self.is_done(store):
+        if not self.starts(store, secagg_eval_id(self.config), what="evaluation"):
             return
-        clear_record(store, self)
         run_secagg_attack(self.config, store)
 
     def failure_row(self, error: str) -> dict:
