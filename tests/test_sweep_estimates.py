@@ -180,3 +180,51 @@ def test_plan_counts_a_table_corpus_before_it_is_indexed(tmp_path, capsys):
     assert summary["harvest_bytes"] == oracle
     assert main(["sweep", "plan", str(path)]) == 0
     assert "unknown for" not in capsys.readouterr().out
+
+
+SECAGG_SWEEP = """\
+name: estsecagg
+store: {store}
+corpora:
+  a: {{kind: synth, speakers: 10}}
+  b: {{kind: synth, profile: synth-phone, speakers: 10}}
+pairings:
+  - {{target: a, shadow: [b]}}
+features: [{{name: prosody}}]
+run:
+  data: {{n_folds: 2}}
+  algo: {{rounds: 4, client_fraction: 1.0}}
+  harvest: {{params: ["fc1.*"]}}
+defenses:
+  - {{name: none}}
+  - {{name: secure_aggregation, params: {{cohort: 3, sampling: uniform}}}}
+  - {{name: secure_aggregation, params: {{cohort: 3, sampling: adversarial_same_round}}}}
+attack:
+  - {{models: [{{name: logreg_stats}}]}}
+"""
+
+
+def test_plan_harvest_counts_one_aggregate_row_per_round_under_secure_aggregation(tmp_path):
+    """Secure aggregation harvests the round's aggregate (two sessions: two rows), not one
+    row per client: the plan's estimate is the per-run closed form summed over the runs."""
+    from sergrad.fl import harvest_format as fmt
+    from sergrad.fl.model import param_shapes
+    from sergrad.sweep.estimate import input_dim
+
+    path = tmp_path / "s.yaml"
+    path.write_text(textwrap.dedent(SECAGG_SWEEP).format(store=tmp_path / "store"))
+    sweep = load_sweep(path)
+    runs = expand(sweep, str(tmp_path / "store")).runs
+    per_run = {}
+    for r in runs:
+        name = r.config.defenses[0].params.get("sampling", "") if r.config.defenses else "none"
+        per_run[name] = harvest_bytes(r.config, sweep)
+    dim = input_dim(sweep, runs[0].config.data.features[0])
+    shapes = param_shapes(dim, runs[0].config.model)
+    row = fmt.update_bytes_per_row({p: shapes[p] for p in ("fc1.weight", "fc1.bias")}, "float32")
+    clients = 5 * 1  # 10 speakers, 2 folds: 5 train, one client each
+    assert per_run["none"] == 4 * clients * row
+    assert per_run["uniform"] == 4 * 1 * row
+    assert per_run["adversarial_same_round"] == 4 * 2 * row
+    summary = plan_summary(sweep, str(tmp_path / "store"))
+    assert summary["harvest_bytes"] == sum(harvest_bytes(r.config, sweep) for r in runs)

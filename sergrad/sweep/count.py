@@ -43,8 +43,10 @@ class Counts:
     shadow_runs: int = 0
     evaluations: int = 0
     audits: int = 0  # canary audits (dp_sgd / central user_dp target runs)
-    groups: Counter = field(default_factory=Counter)  # (corpora, fs index, point index) -> runs
+    # (corpora, fs index, point index, defense index; -1 = none) -> runs
+    groups: Counter = field(default_factory=Counter)
     points: list = field(default_factory=list)  # deduplicated run-grid points
+    defenses: list = field(default_factory=list)  # defense variants (expand.defense_variants)
     eval_kinds: Counter = field(default_factory=Counter)  # "fast eval" / "cnn eval" -> count
 
     @property
@@ -87,7 +89,7 @@ def count(sweep: Sweep) -> Counts:
             target = hash(((pairing.target,), f_i, pt_i, d_i, fold, seed))
             if not roles.get(target):
                 if target not in roles:
-                    groups[((pairing.target,), f_i, pt_i)] += 1
+                    groups[((pairing.target,), f_i, pt_i, d_i)] += 1
                 roles[target] = True
             name = defense[0].name if defense else "none"
             if canary and any(needs_canary_audit(d.name, d.params) for d in defense):
@@ -106,7 +108,7 @@ def count(sweep: Sweep) -> Counts:
                         k = hash((pairing.shadow, f_i, pt_i, shadow_defense, fold_s, seed))
                         if k not in roles:
                             roles[k] = False
-                            groups[(pairing.shadow, f_i, pt_i)] += 1
+                            groups[(pairing.shadow, f_i, pt_i, shadow_defense)] += 1
                         keys.append(k)
                     shadow_sets[shadow_defense] = tuple(keys)
                 key = hash((target, attack_key, adaptive, shadow_sets[shadow_defense]))
@@ -122,6 +124,7 @@ def count(sweep: Sweep) -> Counts:
         audits=len(audited),
         groups=groups,
         points=points,
+        defenses=defenses,
         eval_kinds=eval_kinds,
     )
 
@@ -131,19 +134,26 @@ def eval_kind(attack: dict) -> str:
     return "cnn eval" if attack["model"].get("name", "cnn") == "cnn" else "fast eval"
 
 
-def group_config(sweep: Sweep, corpora: tuple[str, ...], fs, point: dict) -> RunConfig:
-    """The RunConfig of one (corpora, feature set, grid point), its inputs as store refs."""
-    from sergrad.config import from_dict
+def group_config(
+    sweep: Sweep, corpora: tuple[str, ...], fs, point: dict, defense: tuple = ()
+) -> RunConfig:
+    """The RunConfig of one (corpora, feature set, grid point, defense variant), its inputs as
+    store refs (the defense matters to estimates: secure aggregation harvests aggregates)."""
+    from sergrad.config import from_dict, to_dict
 
     refs = [f"{input_dir(c, sweep.corpora[c])}/{feature_name(fs)}.parquet" for c in corpora]
     data = {"features": [STORE_REF + r for r in refs], "utterances": [STORE_REF] * len(refs)}
-    return from_dict(RunConfig, _merge(point, {"data": data}))
+    return from_dict(
+        RunConfig, _merge(point, {"data": data, "defenses": [to_dict(d) for d in defense]})
+    )
 
 
 def run_groups(sweep: Sweep, counts: Counts):
-    """(a representative RunConfig, number of runs like it) per (corpora, feature set, point)."""
-    for (corpora, f_i, pt_i), n in counts.groups.items():
-        yield group_config(sweep, corpora, sweep.features[f_i], counts.points[pt_i]), n
+    """(a representative RunConfig, number of runs like it) per (corpora, feature set, point,
+    defense variant)."""
+    for (corpora, f_i, pt_i, d_i), n in counts.groups.items():
+        defense = counts.defenses[d_i] if d_i >= 0 else ()
+        yield group_config(sweep, corpora, sweep.features[f_i], counts.points[pt_i], defense), n
 
 
 def harvest_bytes(sweep: Sweep, counts: Counts, *, known: dict[str, int] | None = None) -> int:

@@ -1,7 +1,9 @@
 """Harvest-size and time estimates for `sergrad sweep plan` (nothing is run).
 
-bytes(run) = harvested rounds x clients per round x bytes per update row, where clients per
-round = max(1, round(client_fraction x training clients)), training clients = speakers in
+bytes(run) = harvested rounds x rows per round x bytes per update row, where rows per round =
+clients per round (one row per client update; under secure aggregation one aggregate, two
+with sampling adversarial_same_round), clients per round = the defense's cohort if set, else
+max(1, round(client_fraction x training clients)), training clients = speakers in
 the training folds x clients per speaker, and bytes per row come from
 `sergrad.fl.harvest_format.update_bytes_per_row` over the harvested parameters' shapes (their
 sketch shapes under `harvest.sketch`; every harvest option is checked here, at plan time). Speaker
@@ -116,7 +118,27 @@ def updates_per_run(config: RunConfig, sweep: Sweep, known: dict[str, int] | Non
         n_spk = speakers(sweep, corpus, known) if corpus in sweep.corpora else 10
         train = max(1, round(n_spk * (config.data.n_folds - 1) / config.data.n_folds))
         clients += train * clients_per_speaker(corpus, config.data)
+    secagg = _secagg_spec(config)
+    if secagg is not None and secagg.cohort:
+        return config.algo.rounds * secagg.cohort  # the defense fixes the cohort size
     return config.algo.rounds * clients_per_round(clients, config.algo.client_fraction)
+
+
+def _secagg_spec(config: RunConfig):
+    """The run's secure_aggregation spec (sergrad.fl.secagg.SecAggSpec), or None."""
+    from sergrad.fl.secagg import NAME, SecAggSpec
+
+    found = [d for d in config.defenses if d.name == NAME]
+    return SecAggSpec.from_params(dict(found[0].params)) if found else None
+
+
+def harvest_rows_per_round(config: RunConfig, updates_per_round: int) -> int:
+    """Rows the harvest keeps per round: one per client update, or under secure aggregation
+    the round's aggregate (two with sampling adversarial_same_round; sergrad.fl.secagg)."""
+    secagg = _secagg_spec(config)
+    if secagg is None:
+        return updates_per_round
+    return 2 if secagg.sampling == "adversarial_same_round" else 1
 
 
 def harvest_bytes(config: RunConfig, sweep: Sweep, *, known: dict[str, int] | None = None) -> int:
@@ -128,7 +150,9 @@ def harvest_bytes(config: RunConfig, sweep: Sweep, *, known: dict[str, int] | No
     if not h.enabled:
         return 0
     chosen = fmt.check_harvest(h, PARAM_NAMES)  # every option checked at plan time
-    per_round = updates_per_run(config, sweep, known) // config.algo.rounds
+    per_round = harvest_rows_per_round(
+        config, updates_per_run(config, sweep, known) // config.algo.rounds
+    )
     sel = fmt.RoundSelection.parse(h.rounds if not isinstance(h.rounds, tuple) else list(h.rounds))
     rounds = sum(sel.wants(r) for r in range(1, config.algo.rounds + 1))
     shapes = param_shapes(input_dim(sweep, config.data.features[0]), config.model)
