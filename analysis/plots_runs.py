@@ -6,6 +6,7 @@ each series, `plot_roc` the curve points (group columns, fpr, tpr) with each cur
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 
@@ -172,12 +173,32 @@ def roc_frame(
             *[pl.lit(v, dtype=rows.schema[k]).alias(k) for k, v in zip(by, key)],
             pl.lit(auc(fpr, tpr)).alias("auc"), pl.lit(int(y.sum())).alias("n_pos"),
             pl.lit(int(len(y) - y.sum())).alias("n_neg"), pl.lit(g["layer"][0]).alias("layer"),
+            pl.lit(_binary_classes(g)).alias("classes"),
         )  # fmt: skip
         parts.append(part)
     if not parts:
         raise DataError("no data for the roc plot (no group has both genders)")
     out = pl.concat(parts)
-    return out.select([*by, "layer", "fpr", "tpr", "auc", "n_pos", "n_neg"])
+    return out.select([*by, "layer", "fpr", "tpr", "auc", "n_pos", "n_neg", "classes"])
+
+
+def _binary_classes(g: pl.DataFrame) -> str:
+    """'negative/positive' class names of a binary group (gender: F/M; y = 1 is the second)."""
+    classes = g["classes"][0] if "classes" in g.columns else None
+    names = json.loads(classes) if classes else None
+    return "/".join(names) if names and len(names) == 2 else "F/M"
+
+
+def _roc_axis_labels(data: pl.DataFrame) -> tuple[str, str]:
+    """Axis labels naming the classes: gender's 'female predicted male', another binary
+    attribute's own classes, or the generic rule when attributes are mixed."""
+    pairs = data.select("classes").unique()["classes"].to_list()
+    if len(pairs) != 1:
+        return "false positive rate", "true positive rate (positive: each attribute's 2nd class)"
+    neg, pos = pairs[0].split("/", 1)
+    if (neg, pos) == ("F", "M"):
+        return "false positive rate (female predicted male)", "true positive rate (male detected)"
+    return f"false positive rate ({neg} predicted {pos})", f"true positive rate ({pos} detected)"
 
 
 def _fmt(v) -> str:
@@ -245,8 +266,9 @@ def roc_figure(data: pl.DataFrame, *, by: list[str], protocol: str, n_avg: int) 
     F.plain_log_ticks(ax.yaxis)
     ax.set_xlim(floor, 1.05)
     ax.set_ylim(floor, 1.05)
-    ax.set_xlabel("false positive rate (female predicted male)")
-    ax.set_ylabel("true positive rate (male detected)")
+    xlabel, ylabel = _roc_axis_labels(data)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     n_txt = "all" if n_avg == 0 else str(n_avg)
     ax.set_title(
         f"Attack ROC, log-log ({data['layer'][0]}, {protocol}, n_avg={n_txt})", fontsize=10

@@ -138,3 +138,24 @@ def test_roc_axes_use_the_panel_width(fx):
     colours = [to_hex(ln.get_color()) for ln in ax.lines if not ln.get_label().startswith("chance")]
     assert len(colours) == len(set(colours)) == data.select(plots_runs.ROC_GROUPS).n_unique()
     assert np.isfinite(ax.get_xlim()).all()
+
+
+def test_roc_axis_labels_name_the_attribute_classes():
+    """Gender keeps 'female predicted male'; another binary attribute names its own classes;
+    mixed attributes fall back to the generic rule (never 'male' for a language)."""
+    import polars as pl
+
+    from sergrad.analysis.plots_runs import _roc_axis_labels
+
+    gender = pl.DataFrame({"classes": ["F/M", "F/M"]})
+    language = pl.DataFrame({"classes": ["L1/L2"]})
+    assert _roc_axis_labels(gender) == (
+        "false positive rate (female predicted male)",
+        "true positive rate (male detected)",
+    )
+    assert _roc_axis_labels(language) == (
+        "false positive rate (L1 predicted L2)",
+        "true positive rate (L2 detected)",
+    )
+    x, y = _roc_axis_labels(pl.concat([gender, language]))
+    assert "male" not in x + y and "2nd class" in y
