@@ -88,7 +88,8 @@ def ray_session(options: EngineOptions):
     }
     try:
         if local:
-            ray.init(address="local", num_cpus=options.num_cpus or os.cpu_count(), **kwargs)
+            with _without_monitors():
+                ray.init(address="local", num_cpus=options.num_cpus or os.cpu_count(), **kwargs)
         else:
             ray.init(address=options.address, **kwargs)
     except BaseException:
@@ -100,6 +101,32 @@ def ray_session(options: EngineOptions):
         restore()
 
     return shutdown
+
+
+@contextlib.contextmanager
+def _without_monitors():
+    """A private local instance starts without Ray's autoscaler monitor and log monitor: a
+    fixed-size instance never scales, and with `log_to_driver=False` nothing reads the logs
+    the log monitor tails. Each is a Python process costing CPU at start-up, and stopping them
+    is most of `ray.shutdown()` (about 1 s). Ray's `init` has no option for this, so the two
+    node parameters are set while it runs (private API: without it, Ray starts both)."""
+    try:
+        from ray._private.parameter import RayParams
+    except ImportError:
+        yield
+        return
+    real = RayParams.__init__
+
+    def lean(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        self.no_monitor = True
+        self.include_log_monitor = False
+
+    RayParams.__init__ = lean
+    try:
+        yield
+    finally:
+        RayParams.__init__ = real
 
 
 def _loopback_only():
