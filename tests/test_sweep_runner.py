@@ -27,6 +27,38 @@ def test_group_jobs_covers_every_job_once():
             assert max(map(len, groups)) == min(per, 23)
 
 
+def test_group_jobs_automatic_sizes_shrink_to_single_jobs():
+    for n, slots in [(200, 2), (23, 1), (1000, 8)]:
+        sizes = [len(g) for g in group_jobs(list(range(n)), per_trial=0, slots=slots)]
+        assert sum(sizes) == n and max(sizes) <= 32
+        assert sizes == sorted(sizes, reverse=True)  # big trials first
+        assert sizes[-slots:] == [1] * slots  # every slot ends on a single job
+    assert [len(g) for g in group_jobs(list(range(200)), per_trial=0, slots=2)][:2] == [25, 22]
+
+
+def test_local_session_without_monitors_still_runs_tasks():
+    """The private instance has no autoscaler monitor or log monitor (checked in the process
+    table), still runs remote work, and leaves RayParams as Ray defines it."""
+    import psutil
+    import ray
+    from ray._private.parameter import RayParams
+
+    init = RayParams.__init__
+    shutdown = runner.ray_session(EngineOptions(num_cpus=1))
+    try:
+        cmdlines = [
+            " ".join(p.cmdline())
+            for p in psutil.Process().children(recursive=True)
+            if p.is_running()
+        ]
+        assert any("raylet" in c for c in cmdlines)  # the listing sees Ray's processes
+        assert not [c for c in cmdlines if "log_monitor.py" in c or "/monitor.py" in c]
+        assert ray.get(ray.remote(lambda x: x * 2).remote(21)) == 42
+    finally:
+        shutdown()
+    assert RayParams.__init__ is init
+
+
 def runs_table(store: Store) -> list[dict]:
     return store.read("runs", columns=["run_id", "status", "error"]).to_pylist()
 

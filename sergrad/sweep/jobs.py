@@ -304,6 +304,8 @@ class PrepareJob:
 def prepare_jobs(evals: list) -> list[PrepareJob]:
     """One PrepareJob per shadow set shared by two or more of `evals` (an evaluation alone
     gains nothing: it builds its inputs in the same two passes itself)."""
+    if not evals:  # no import of the attack code (torch) for a sweep without evaluations
+        return []
     from sergrad.attack.group import shadow_set
 
     sets: dict[str, list[AttackConfig]] = {}

@@ -49,6 +49,14 @@ class EngineOptions:
 
 # --- Ray session ----------------------------------------------------------------------------
 LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's node IP is the loopback
+# Ray's own background work that a sweep never reads, off unless the user sets it: usage
+# statistics (a network call), metrics export, and per-task event reports (the state API
+# and dashboard timeline). Each costs CPU that the jobs share on a small machine.
+QUIET_RAY_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_enable_metrics_collection": "0",
+    "RAY_task_events_report_interval_ms": "0",
+}
 
 
 def ray_session(options: EngineOptions):
@@ -63,6 +71,8 @@ def ray_session(options: EngineOptions):
     os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # legacy reporter: silent at verbose=0
+    for name, value in QUIET_RAY_ENV.items():  # read by the Ray processes this call starts
+        os.environ.setdefault(name, value)
     local = options.address in (None, "", "local")
     restore = _loopback_only() if local else (lambda: None)
     import ray
@@ -78,7 +88,8 @@ def ray_session(options: EngineOptions):
     }
     try:
         if local:
-            ray.init(address="local", num_cpus=options.num_cpus or os.cpu_count(), **kwargs)
+            with _without_monitors():
+                ray.init(address="local", num_cpus=options.num_cpus or os.cpu_count(), **kwargs)
         else:
             ray.init(address=options.address, **kwargs)
     except BaseException:
@@ -90,6 +101,32 @@ def ray_session(options: EngineOptions):
         restore()
 
     return shutdown
+
+
+@contextlib.contextmanager
+def _without_monitors():
+    """A private local instance starts without Ray's autoscaler monitor and log monitor: a
+    fixed-size instance never scales, and with `log_to_driver=False` nothing reads the logs
+    the log monitor tails. Each is a Python process costing CPU at start-up, and stopping them
+    is most of `ray.shutdown()` (about 1 s). Ray's `init` has no option for this, so the two
+    node parameters are set while it runs (private API: without it, Ray starts both)."""
+    try:
+        from ray._private.parameter import RayParams
+    except ImportError:
+        yield
+        return
+    real = RayParams.__init__
+
+    def lean(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        self.no_monitor = True
+        self.include_log_monitor = False
+
+    RayParams.__init__ = lean
+    try:
+        yield
+    finally:
+        RayParams.__init__ = real
 
 
 def _loopback_only():
@@ -115,11 +152,15 @@ def _loopback_only():
 
 
 def _trial(config: dict, *, groups: list[list[Job]], store_uri: str, max_retries: int) -> None:
-    """One Tune trial: execute a group of jobs in order, reporting each outcome."""
-    import torch
+    """One Tune trial: execute a group of jobs in order, reporting each outcome. Jobs run
+    with one thread (OMP_NUM_THREADS=1 in the workers' environment, read by torch at import;
+    torch is not imported here for jobs that do not need it)."""
+    import sys
+
     from ray import tune
 
-    torch.set_num_threads(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
     store = _store(store_uri)
     for index, job in enumerate(groups[config["group"]]):
         outcome = execute(job, store, max_retries=max_retries)
@@ -152,15 +193,23 @@ def trial_resources(options: EngineOptions) -> dict[str, float]:
 
 
 def group_jobs(jobs: list[dict], *, per_trial: int, slots: int) -> list[list[dict]]:
-    """Split `jobs` into consecutive groups; automatic size keeps ~4 groups per slot.
+    """Split `jobs` into consecutive groups (one Tune trial each), `per_trial` jobs each.
+
+    Automatic size (`per_trial=0`): each group takes a quarter of a slot's share of the jobs
+    still ungrouped (at most 32, at least 1), so a sweep starts few trials (big groups first)
+    and ends with single jobs, which keep every slot busy until the last one finishes.
 
     >>> [len(g) for g in group_jobs(list(range(10)), per_trial=0, slots=1)]
-    [3, 3, 3, 1]
+    [3, 2, 2, 1, 1, 1]
     """
-    if not jobs:
-        return []
-    size = per_trial or max(1, min(32, math.ceil(len(jobs) / (4 * max(1, slots)))))
-    return [jobs[i : i + size] for i in range(0, len(jobs), size)]
+    if per_trial:
+        return [jobs[i : i + per_trial] for i in range(0, len(jobs), per_trial)]
+    groups, start = [], 0
+    while start < len(jobs):
+        size = max(1, min(32, math.ceil((len(jobs) - start) / (4 * max(1, slots)))))
+        groups.append(jobs[start : start + size])
+        start += size
+    return groups
 
 
 def _tune_phase(
@@ -377,7 +426,7 @@ def run_jobs(
                 _tune_phase(pending, store_uri=store_uri, options=options, progress=progress,
                             outcomes=outcomes, lost=lost)  # fmt: skip
             wall["runs"], t0 = time.monotonic() - t0, time.monotonic()
-            ok_runs, _ = _done(store, runs)
+            ok_runs = _done(store, runs)[0] if pending_evals else set()
             ready = [j for j in pending_evals if all(r in ok_runs for r in _needs(j))]
             prepare = prepare_jobs(ready)
             if prepare:  # shared shadow sets: read and featurize each harvest once
