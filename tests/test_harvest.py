@@ -136,17 +136,26 @@ def test_half_round_trip_equals_torch_conversion(tmp_path, dtype):
         np.testing.assert_array_equal(arrays[n].view(np.uint32), oracle.view(np.uint32))
     assert read_update_meta(store, "run1").dtype == dtype
     df = pl.read_parquet(tmp_path / "updates/run_id=run1/updates.parquet")  # polars reads it
-    assert df.schema["fc1.weight"] == pl.Binary
+    assert df.schema["fc1.weight"] == pl.Struct(
+        {"sign": pl.Binary, "b0": pl.Binary, "b1": pl.Binary}
+    )
     for value, r in zip(df["fc1.weight"].to_list(), rows):
         assert value == spec_value(convert(r["fc1.weight"]))
 
 
-def spec_value(t: torch.Tensor) -> bytes:
-    """The format's stored value, built from torch's bits: little-endian bytes of the flat
-    tensor, all byte 0s, then all byte 1s, ..."""
-    bits = t.reshape(-1).view({2: torch.int16, 4: torch.int32}[t.element_size()]).numpy()
-    raw = np.frombuffer(bits.astype(bits.dtype.newbyteorder("<")).tobytes(), np.uint8)
-    return raw.reshape(-1, t.element_size()).T.tobytes()
+def spec_value(t: torch.Tensor) -> dict:
+    """The format's stored struct, built from torch's bits with Python integers: the sign
+    bits packed 8 to a byte (first element in the high bit), then the bytes of each element
+    without its sign, shifted left by one: all lowest bytes, then all next bytes, ..."""
+    k = t.element_size()
+    bits = [int(b) % 2 ** (8 * k) for b in t.reshape(-1).view({2: torch.int16, 4: torch.int32}[k])]
+    signs = [b >> (8 * k - 1) for b in bits] + [0] * (-len(bits) % 8)
+    packed = bytes(
+        sum(s << (7 - j) for j, s in enumerate(signs[i : i + 8])) for i in range(0, len(signs), 8)
+    )
+    shifted = [(b << 1) % 2 ** (8 * k) for b in bits]
+    planes = {f"b{j}": bytes((m >> (8 * j)) & 0xFF for m in shifted) for j in range(k)}
+    return {"sign": packed, **planes}
 
 
 @settings(max_examples=50, deadline=None)
@@ -195,11 +204,14 @@ def test_several_runs_read_as_one_dataset(tmp_path):
         np.testing.assert_array_equal(decode_value(value, "float32"), expected[(rid, 2)])
 
 
-def spec_decode(value: bytes, dtype: str) -> np.ndarray:
-    """The module doc's two-line decoder (independent of harvest_format's code)."""
-    item = {"float32": 4, "float16": 2}[dtype]
-    planes = np.frombuffer(value, np.uint8).reshape(item, -1)
-    return np.ascontiguousarray(planes.T).view({4: "<f4", 2: "<f2"}[item]).reshape(-1)
+def spec_decode(v: dict, dtype: str) -> np.ndarray:
+    """The module doc's numpy decoder (independent of harvest_format's code)."""
+    k = {"float32": 4, "float16": 2}[dtype]
+    n = len(v["b0"])
+    sign = np.unpackbits(np.frombuffer(v["sign"], np.uint8), count=n)
+    m = np.stack([np.frombuffer(v[f"b{j}"], np.uint8) for j in range(k)], 1).view(f"<u{k}")[:, 0]
+    bits = (m >> 1) | (sign.astype(m.dtype) << (8 * k - 1))
+    return bits.view({4: "<f4", 2: "<f2"}[k])
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
@@ -235,7 +247,7 @@ def test_pyarrow_polars_and_duckdb_read_update_columns(tmp_path, dtype):
         assert len(rows) == 6, reader
         for row in rows:
             oracle = sent[(str(row["run_id"]), row["round"])]
-            value = bytes(row["fc1.weight"])
+            value = {k: bytes(b) for k, b in row["fc1.weight"].items()}  # a struct
             np.testing.assert_array_equal(spec_decode(value, dtype), oracle, err_msg=reader)
             np.testing.assert_array_equal(decode_value(value, dtype), oracle.astype(np.float32))
 

@@ -1,39 +1,54 @@
 """The on-disk format of harvested client updates: selection, element types and the codec.
 
 File: `updates/run_id=<id>/updates.parquet` (the run id lives in the directory name only).
-Columns: the key columns of `schema.UPDATE_KEYS`, then one `binary` column per harvested
-parameter, named by the parameter: ONE value per update holding the whole tensor (format
-"bss1", schema metadata `sergrad.encoding`):
+Columns: the key columns of `schema.UPDATE_KEYS`, then one column per harvested parameter,
+named by the parameter: ONE struct value per update holding the whole tensor (format "sbs1",
+schema metadata `sergrad.encoding`; code in `harvest_codec`):
 
-    value = the tensor flattened row-major, each element in the stored dtype, little-endian,
-            byte-stream-split: all elements' byte 0, then all elements' byte 1, ...
-            (len = numel * item bytes; Parquet PLAIN encoding, zstd level 1 pages)
+    bits    = the tensor flattened row-major, each element in the stored dtype as an
+              unsigned integer of k bytes (k = 4 float32, 2 float16 / bfloat16)
+    value   = struct {
+        sign: binary   the elements' sign bits, np.packbits order (ceil(numel / 8) bytes)
+        b0 .. b{k-1}: binary   byte planes of (bits << 1) mod 2^(8k), i.e. the element without
+                       its sign, left-aligned: b0 = the lowest byte of every element, ...
+                       (numel bytes each; the top plane of float32/bfloat16 is the exponent)
+    }
+    Parquet stores each field as a column chunk: PLAIN, zstd level 1 pages.
 
 Stored element dtype (schema metadata `sergrad.dtype`):
 
-    float32   -> IEEE binary32       4 planes (lossless; bit-exact round trip)
-    float16   -> IEEE binary16       2 planes (torch's `.half()`)
-    bfloat16  -> bfloat16 bits       2 planes (the top 16 bits of the float32,
-                                     round-to-nearest-even, i.e. torch's `.bfloat16()`)
+    float32   -> IEEE binary32       lossless; bit-exact round trip
+    float16   -> IEEE binary16       torch's `.half()`
+    bfloat16  -> bfloat16 bits       the top 16 bits of the float32, round-to-nearest-even,
+                                     i.e. torch's `.bfloat16()`
 
-Why binary values, not Parquet floats: pyarrow's Parquet writer spends ~2-3 ms per 1 MB
-tensor on a list<float> column (repetition levels per element, plus per-value float16 and
-byte-stream-split work), more than the fast engine needs to compute the update; a binary
-value is one memcpy. The byte-stream split, done here in numpy, keeps most of zstd's gain
-on the old Parquet BYTE_STREAM_SPLIT columns (those split a whole page, several updates, per
-byte plane; a value splits one tensor, so zstd's 128 KB blocks mix planes of small tensors:
-`sergrad bench fl` measures +0.5-3% bytes against that layout, `bench.harvest_reference`),
-and every Parquet reader opens the file: DuckDB could not read BYTE_STREAM_SPLIT float16
-columns at all. Most of the harvest's CPU is zstd (about 1 ms per MB of stored dtype at
-level 1); the writer runs it in a background thread. Any reader
-gets the floats back in two lines of numpy (`decode_value`):
+Why this layout: a struct field is its own Parquet column chunk, so zstd compresses plane j
+of all of a row group's updates in a row (like the old Parquet BYTE_STREAM_SPLIT pages, and
+no zstd block mixes two planes); the random sign bits, packed 8 to a byte, stay out of the
+exponent plane, where they made zstd slow (a two-valued sign+exponent byte gives many short
+matches). `sergrad bench fl` measures the bytes against the previous list-column layout
+(`bench.harvest_reference`): 1-6% smaller for FedAvg updates, 23% at the demo shape (float16).
+pyarrow's Parquet writer on a list<float> column spends ~2-3 ms per 1 MB tensor (repetition
+levels per element); a binary field is one copy. DuckDB could not read BYTE_STREAM_SPLIT
+float16 columns at all; it reads these structs. Most of the harvest's CPU is zstd; the
+writer encodes and writes in a background thread. Any reader gets the floats back with
+numpy (`decode_value`; `v` is the struct as a dict, n = numel = len(v["b0"])):
 
-    planes = np.frombuffer(value, np.uint8).reshape(item_bytes, numel)
-    x = np.ascontiguousarray(planes.T).view("<f2")   # "<f4" for float32; bfloat16: uint16 bits
+    sign = np.unpackbits(np.frombuffer(v["sign"], np.uint8), count=n)
+    m = np.stack([np.frombuffer(v[f"b{j}"], np.uint8) for j in range(k)], 1).view(f"<u{k}")[:, 0]
+    bits = (m >> 1) | (sign.astype(m.dtype) << (8 * k - 1))
+    x = bits.view("<f2")   # "<f4" for float32; bfloat16: the uint16 bits of a float32's top half
 
 e.g. `duckdb.sql("SELECT \"fc1.weight\" FROM 'updates/*/*.parquet'")` or
-`pl.read_parquet(path)["fc1.weight"]` give the bytes, `decode_value` the array. Files of the
-previous format (fixed-size list columns, no `sergrad.encoding`) are still read.
+`pl.read_parquet(path)["fc1.weight"]` give the structs, `decode_value` the array. Files of
+the previous formats are still read: "bss1" (a `binary` column per parameter, value = the
+little-endian byte planes of the elements, all byte 0s then all byte 1s ...: `decode_value`
+of bytes) and "list" (fixed-size list columns, no `sergrad.encoding`).
+
+Non-finite values (NaN, inf, or a float16/bfloat16 overflow) are refused by the writer's
+background thread from the top plane (exponent all ones) of each row group: the error names
+the round, client and parameter and is raised by a later `add` or at the end of the `with`
+block, which then publishes nothing.
 
 Under the `secure_aggregation` defense (sergrad.fl.secagg) the file holds the server's view
 only: ONE row per round, the cohort's sample-weighted mean in server space (FedSGD gradients,
@@ -69,7 +84,9 @@ This module needs numpy and pyarrow only: readers never import torch.
 array([[ 1. , -2.5]], dtype=float32)
 >>> sketch_rowcol(np.array([[[3.0, 4.0], [0.0, 0.0]]]), (2, 2)).tolist()
 [[3.5, 0.0, 0.5, 0.0, 5.0, 0.0, 1.5, 2.0, 1.5, 2.0, 3.0, 4.0]]
->>> blobs = to_blobs(np.array([[1.0, -2.5], [3.0, 0.5]], np.float16))
+>>> decode_value({"sign": b"\\x40", "b0": b"\\x00\\x00", "b1": b"\\x78\\x82"}, "float16")
+array([ 1. , -2.5], dtype=float32)
+>>> blobs = to_blobs(np.array([[1.0, -2.5], [3.0, 0.5]], np.float16))  # "bss1" values
 >>> blobs[0].as_py().hex(), decode_value(blobs[1].as_py(), "float16")
 ('00003cc1', array([3. , 0.5], dtype=float32))
 """
@@ -98,7 +115,8 @@ STORAGE: dict[str, np.dtype] = {
     "float16": np.dtype("<f2"),
     "bfloat16": np.dtype("<u2"),
 }
-ENCODING = "bss1"  # one byte-stream-split binary value per tensor (see the module doc)
+ENCODING = "sbs1"  # one struct of sign bits and byte planes per tensor (see the module doc)
+LEGACY_ENCODINGS = ("bss1", "list")  # older files, still read: binary values, list columns
 META_ENCODING = b"sergrad.encoding"
 SKETCH = "rowcol1"  # harvest.sketch: per-row and per-column statistics of each 2-D update
 META_SKETCH = b"sergrad.sketch"  # SKETCH when the file holds sketches (absent: full tensors)
@@ -106,9 +124,9 @@ META_SKETCH_OF = b"sergrad.sketch_of"  # JSON {name: full shape} of a sketch fil
 TABLE = "updates"
 PARTITION = "run_id"
 FILE_NAME = "updates"
-# Writer options: dictionary encoding only for the string keys; the tensor values are PLAIN
-# binary (split in numpy by `to_blobs`) in zstd level-1 pages; statistics only on the key
-# columns (round pruning; min/max of 1 MB values would bloat the footer).
+# Writer options: dictionary encoding only for the string keys; the tensor fields are PLAIN
+# binary (split in numpy by `harvest_codec.PlaneEncoder`) in zstd level-1 pages; statistics
+# only on the key columns (round pruning; min/max of 1 MB values would bloat the footer).
 WRITER_OPTIONS = {
     "use_dictionary": ["speaker_id", "kind"],
     "use_byte_stream_split": False,
@@ -278,13 +296,15 @@ def decode_into(stored: np.ndarray, dtype: str, out: np.ndarray) -> None:
 
 
 def column_type(dtype: str, size: int) -> pa.DataType:
-    """The Arrow type of a parameter column (every dtype and size: one binary value per row)."""
-    check_dtype(dtype)
-    return pa.binary()
+    """The Arrow type of a parameter column (every size: one sbs1 struct value per row)."""
+    from sergrad.fl.harvest_codec import struct_type
+
+    return struct_type(check_dtype(dtype))
 
 
 def to_blobs(rows: np.ndarray) -> pa.BinaryArray:
-    """Stored-dtype rows [R, numel] -> R binary values (byte-stream split), zero-copy wrapped."""
+    """Stored-dtype rows [R, numel] -> R binary values (byte-stream split), zero-copy wrapped:
+    the "bss1" values of older harvests (and of the attack's input cache)."""
     rows = np.asarray(rows)
     rows = rows.astype(rows.dtype.newbyteorder("<"), copy=False)
     n_rows, n = rows.shape
@@ -331,8 +351,13 @@ def decode_planes_into(planes: np.ndarray, dtype: str, out: np.ndarray) -> None:
     out[...] = half
 
 
-def decode_value(value: bytes, dtype: str) -> np.ndarray:
-    """One stored binary value -> float32 [numel] (flattened row-major tensor)."""
+def decode_value(value: bytes | dict, dtype: str) -> np.ndarray:
+    """One stored value -> float32 [numel] (flattened row-major tensor): an sbs1 struct (a
+    dict of bytes, as pyarrow, polars and DuckDB return it) or a bss1 binary value."""
+    if isinstance(value, dict):
+        from sergrad.fl.harvest_codec import decode_sbs_value
+
+        return decode_sbs_value(value, check_dtype(dtype))
     item = ITEM_BYTES[check_dtype(dtype)]
     raw = np.frombuffer(value, np.uint8)
     if raw.size % item:

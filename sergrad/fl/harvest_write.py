@@ -1,13 +1,15 @@
 """HarvestWriter: stream the server's view of every client update into one Parquet file.
 
 Rows are buffered `harvest.rows_per_group` at a time (capped at MAX_GROUP_ELEMENTS values per
-group, e.g. 16 rows of the paper's 256x988 fc1) and flushed as one row group. The byte-stream
-split (`harvest_format.to_blobs`) and the Parquet write with zstd (most of the harvest's
-cost) run in one background thread (numpy and pyarrow release the GIL), overlapping the next
-rows' training: two row-group buffers alternate, and a flush first waits for the previous
-group's write, so memory is bounded by two row groups (buffers) plus one group's split copy
-and compressed pages (~2-3 bytes per stored byte) however many rounds run. An error in the
-background write is raised by the next `add` or at the end of the `with` block. The file is
+group, e.g. 16 rows of the paper's 256x988 fc1) and flushed as one row group. `add` only
+checks shapes and copies (converts) the tensors into the buffer; the finite check, the sign
+and byte-plane split (`harvest_codec.PlaneEncoder`) and the Parquet write with zstd (most of
+the harvest's cost) run in one background thread (numpy and pyarrow release the GIL),
+overlapping the next rows' training: two row-group buffers alternate, and a flush first
+waits for the previous group's write, so memory is bounded by two row groups (buffers), the
+encoder's scratch (about 2 more) and one group's compressed pages however many rounds run.
+An error in the background (a NaN/inf or float16 overflow found there, a failed write) is
+raised by the next `add` or at the end of the `with` block. The file is
 written under the store's `_tmp/` and published on a clean exit of the `with` block; on an
 exception (in the block or in a background write) nothing is visible. With `harvest.sketch`
 the buffers hold the float32 tensors and the background thread stores their row/column
@@ -25,8 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import operator
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -104,10 +106,12 @@ class HarvestWriter:
         self._pending: Future | None = None  # the previous row group's write
         self._cm: contextlib.AbstractContextManager | None = None
         self._pq = None
+        self._encoders: dict[str, Any] = {}  # name -> harvest_codec.PlaneEncoder (writer side)
+        self.write_cpu_s = 0.0  # CPU seconds spent encoding and writing (in whichever thread)
 
     def _max_value_bytes(self) -> int:
-        item = fmt.ITEM_BYTES[self.dtype]
-        return max([1] + [k * item for k in self.stored_numel.values()])
+        """The largest field of a value: a byte plane of the largest parameter."""
+        return max([1] + list(self.stored_numel.values()))
 
     def _schema(self, config: Any) -> pa.Schema:
         fields = list(schema.UPDATE_KEYS) + [
@@ -191,9 +195,11 @@ class HarvestWriter:
         return self.enabled and self.selection.wants(round)
 
     def add(self, update: ClientUpdate) -> None:
-        """Buffer one update (rounds not wanted are skipped). Raises DataError on NaN/inf,
-        a missing parameter, a wrong shape or a bad key, naming the round and client;
-        a rejected update leaves nothing behind. Only what the server sees is written: the
+        """Buffer one update (rounds not wanted are skipped). Raises DataError on a missing
+        parameter, a wrong shape or a bad key, naming the round and client (a rejected update
+        leaves nothing behind); NaN/inf (or a float16 overflow) is found by the background
+        write of its row group, which raises DataError later (module doc) and publishes
+        nothing. Only what the server sees is written: the
         client's ground truth goes to the `clients` side table (`records.write_clients`)."""
         if not self.wants_round(update.round):
             return
@@ -226,20 +232,8 @@ class HarvestWriter:
             )
         if not t.is_floating_point():
             raise DataError(f"update of {where}: {name!r} has dtype {t.dtype}, expected float")
-        t = t.reshape(-1).to(torch.float32)  # [numel], still on its device
-        if not t.numel():
-            return t
-        # one pass: min/max propagate NaN and are +-inf if any inf; only then count them
-        lo, hi = (float(v) for v in torch.aminmax(t))
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            bad = int((~torch.isfinite(t)).sum())
-            raise DataError(f"update of {where}: {name!r} has {bad} NaN/inf values")
-        if self.dtype == "float16" and not self.sketch and max(-lo, hi) >= FLOAT16_MAX_EXCLUSIVE:
-            raise DataError(
-                f"update of {where}: {name!r} overflows float16 (|x| > 65504); "
-                f"use harvest.dtype float32 or bfloat16"
-            )
-        return t
+        # [numel], still on its device; NaN/inf are found in the background (_check_finite)
+        return t.reshape(-1).to(torch.float32)
 
     def _store_row(self, name: str, i: int, t, where: str) -> None:
         """Convert float32 `t` [numel] to the stored dtype and copy it into buffer row i."""
@@ -250,7 +244,7 @@ class HarvestWriter:
             self.dtype == "bfloat16" and not self.sketch
         ):  # bit pattern, round-to-nearest-even as torch converts
             torch.from_numpy(buf[i].view(np.int16)).copy_(t.bfloat16().view(torch.int16))
-        else:  # float32, or float16 converted by copy_ (range checked in _checked)
+        else:  # float32, or float16 converted by copy_ (overflow -> inf: checked at write)
             torch.from_numpy(buf[i]).copy_(t)
 
     def _buffer(self, name: str) -> np.ndarray:
@@ -278,12 +272,50 @@ class HarvestWriter:
         self._cur = 1 - self._cur
 
     def _write(self, keys: list[pa.Array], rows: list[np.ndarray]) -> None:
-        """Split each parameter's rows into binary values and write one row group."""
-        if self.sketch:
-            rows = [self._sketch(n, r, keys) for n, r in zip(self.params, rows)]
-        cols = keys + [fmt.to_blobs(r) for r in rows]
-        batch = pa.RecordBatch.from_arrays(cols, schema=self.schema)
-        self._pq.write_batch(batch, row_group_size=batch.num_rows)
+        """Check, split each parameter's rows into sbs1 values and write one row group."""
+        start = time.thread_time()
+        try:
+            if self.sketch:
+                rows = [self._sketch(n, r, keys) for n, r in zip(self.params, rows)]
+            cols = list(keys)
+            for n, r in zip(self.params, rows):
+                cols.append(self._encoder(n)(r))
+                self._check_finite(n, r, keys)
+            batch = pa.RecordBatch.from_arrays(cols, schema=self.schema)
+            self._pq.write_batch(batch, row_group_size=batch.num_rows)
+        finally:
+            self.write_cpu_s += time.thread_time() - start
+
+    def _encoder(self, name: str):
+        from sergrad.fl.harvest_codec import PlaneEncoder
+
+        if name not in self._encoders:
+            self._encoders[name] = PlaneEncoder(
+                self.dtype, rows=self.rows_per_group, numel=self.stored_numel[name]
+            )
+        return self._encoders[name]
+
+    def _check_finite(self, name: str, rows: np.ndarray, keys: list[pa.Array]) -> None:
+        """DataError naming the first row of the group whose stored `name` holds NaN/inf
+        (the encoder's top plane: exponent all ones; a float16 overflow is an inf)."""
+        from sergrad.fl.harvest_codec import count_nonfinite
+
+        bad = self._encoders[name].nonfinite_rows()
+        if not len(bad):
+            return
+        i = int(bad[0])
+        where = (
+            f"round {keys[0][i].as_py()} client {keys[1][i].as_py()} (speaker {keys[2][i].as_py()})"
+        )
+        what = "the sketch of " if self.sketch else ""
+        nan, inf = count_nonfinite(rows[i], self.dtype)
+        if self.dtype != "float32" and not nan and not self.sketch:
+            raise DataError(
+                f"update of {where}: {name!r} overflows {self.dtype} (|x| > "
+                f"{'65504' if self.dtype == 'float16' else '3.4e38'}) or holds inf ({inf} values); "
+                f"use harvest.dtype float32{' or bfloat16' if self.dtype == 'float16' else ''}"
+            )
+        raise DataError(f"update of {where}: {what}{name!r} has {nan + inf} NaN/inf values")
 
     def _sketch(self, name: str, rows: np.ndarray, keys: list[pa.Array]) -> np.ndarray:
         """Full float32 rows [R, numel] -> their sketches in the stored dtype [R, sketch]."""
