@@ -399,6 +399,30 @@ def test_non_finite_update_publishes_nothing(tmp_path, bad):
     assert list((tmp_path / "_tmp").iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("dtype", "bad", "message"),
+    [
+        ("float16", float("nan"), r"round 2 client 1 .*'fc2.weight' has 1 NaN/inf values"),
+        ("bfloat16", float("nan"), r"round 2 client 1 .*'fc2.weight' has 1 NaN/inf values"),
+        ("bfloat16", float("-inf"), r"round 2 client 1 .*'fc2.weight' overflows bfloat16"),
+        ("bfloat16", 3.4e38, r"round 2 client 1 .*'fc2.weight' overflows bfloat16"),  # finite
+        ("float32", float("inf"), r"round 2 client 1 .*'fc2.weight' has 1 NaN/inf values"),
+    ],
+)
+def test_non_finite_is_found_by_the_background_writer_in_each_dtype(tmp_path, dtype, bad, message):
+    """The writer thread finds NaN/inf from the stored exponent plane, in any row of a group."""
+    store = Store(tmp_path)
+    gen = torch.Generator().manual_seed(16)
+    with pytest.raises(DataError, match=message):
+        with writer(store, dtype=dtype, rows_per_group=3) as hw:
+            for r, c in [(1, 0), (1, 1), (2, 0), (2, 1), (3, 0)]:
+                t = random_tensors(gen)
+                if (r, c) == (2, 1):
+                    t["fc2.weight"][1, 3] = bad
+                hw.add(update(r, c, t))
+    assert store.files("updates") == []
+
+
 # --- metadata, atomicity, disabled -----------------------------------------------------------
 def test_metadata_content(tmp_path):
     store = Store(tmp_path)
@@ -569,6 +593,43 @@ def test_float16_range_boundary_matches_torch(tmp_path, value, ok):
         hw.add(update(1, 0, t))
     _, arrays = read_all(store, "run1", ["fc2.bias"])
     np.testing.assert_array_equal(arrays["fc2.bias"][0], fmt_oracle(t["fc2.bias"], "float16"))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_bss1_files_still_read(tmp_path, dtype):
+    """A file of the previous "bss1" format (one binary value per tensor: the little-endian
+    byte planes, built here with numpy from torch's bits) reads back to torch's conversion."""
+    gen = torch.Generator().manual_seed(15)
+    rows = [random_tensors(gen) for _ in range(5)]
+    store = Store(tmp_path)
+    with writer(store, dtype=dtype, rows_per_group=2) as hw:  # metadata and keys of a new file
+        for i, t in enumerate(rows):
+            hw.add(update(i + 1, 0, t))
+    path = tmp_path / "updates/run_id=run1/updates.parquet"
+    new = pq.read_table(path)
+    to = {"float32": torch.int32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+    cols = {}
+    for n in NAMES:
+        values = []
+        for t in rows:
+            x = t[n].reshape(-1).to(to) if dtype != "float32" else t[n].reshape(-1)
+            bits = x.view(torch.int16 if dtype != "float32" else torch.int32).numpy()
+            raw = np.frombuffer(bits.astype(bits.dtype.newbyteorder("<")).tobytes(), np.uint8)
+            values.append(raw.reshape(-1, bits.itemsize).T.tobytes())  # all byte 0s, then 1s..
+        cols[n] = pa.array(values, pa.binary())
+    meta = dict(new.schema.metadata) | {b"sergrad.encoding": b"bss1"}
+    old = new.select([f.name for f in schema.UPDATE_KEYS])
+    for n in NAMES:
+        old = old.append_column(n, cols[n])
+    pq.write_table(old.replace_schema_metadata(meta), path, row_group_size=2)
+    meta_read = read_update_meta(store, "run1")
+    assert meta_read.encoding == "bss1"
+    _, arrays = read_all(store, "run1", NAMES, batch_rows=3)
+    for n in NAMES:
+        oracle = np.stack([fmt_oracle(t[n], dtype) for t in rows])
+        np.testing.assert_array_equal(arrays[n].view(np.uint32), oracle.view(np.uint32))
+        got = decode_value(pq.read_table(path)[n][1].as_py(), dtype)
+        np.testing.assert_array_equal(got, oracle[1])
 
 
 # --- bounded memory ---------------------------------------------------------------------------

@@ -100,6 +100,7 @@ class HarvestWriter:
         self._keys: dict[str, list] = {f.name: [] for f in schema.UPDATE_KEYS}
         # two alternating sets of buffers: one being filled, one being written in the background
         self._bufs: list[dict[str, np.ndarray]] = [{}, {}]  # name -> [rows_per_group, numel]
+        self._views: list[dict[str, list]] = [{}, {}]  # name -> torch views of buffer rows
         self._cur = 0  # index of the set being filled
         self.background = bool(background)
         self._pool: ThreadPoolExecutor | None = None
@@ -187,6 +188,7 @@ class HarvestWriter:
             self._pool.shutdown(wait=True)
             self._pool = None
         self._bufs = [{}, {}]
+        self._views = [{}, {}]
 
     # --- rows ----------------------------------------------------------------------------
     def wants_round(self, round: int) -> bool:
@@ -207,54 +209,60 @@ class HarvestWriter:
             raise RuntimeError("HarvestWriter.add outside its `with` block")
         if self._pending is not None and self._pending.done():
             self._wait()  # surface a background write error as soon as it is known
-        where = f"round {update.round} client {update.client_id} (speaker {update.speaker_id})"
-        keys = _keys(update, where)
-        tensors = [self._checked(update.tensors, n, where) for n in self.params]
+        keys = _keys(update)
+        tensors = update.tensors
+        for n in self.params:  # every check before any copy: a rejected update leaves nothing
+            self._check(tensors, n, update)
+        import torch
+
         i = len(self._keys["round"])
-        for n, t in zip(self.params, tensors):
-            self._store_row(n, i, t, where)
+        rows = self._row_views()
+        with torch.no_grad():
+            for n in self.params:  # converted to the stored dtype by copy_ (torch's rounding)
+                t = tensors[n]
+                rows[n][i].copy_(t if t.dtype == torch.float32 else t.to(torch.float32))
         for name, value in keys.items():
             self._keys[name].append(value)
         self.n_rows += 1
         if i + 1 >= self.rows_per_group:
             self._flush()
 
-    def _checked(self, tensors, name: str, where: str):
-        import torch
-
-        if name not in tensors:
-            raise DataError(f"update of {where}: parameter {name!r} missing; has {list(tensors)}")
-        t = tensors[name].detach()
-        if tuple(t.shape) != self.shapes[name]:
+    def _check(self, tensors, name: str, update: ClientUpdate) -> None:
+        """Presence, shape and float dtype (NaN/inf: found in the background, _check_finite)."""
+        t = tensors.get(name)
+        if t is None:
             raise DataError(
-                f"update of {where}: {name!r} has shape {tuple(t.shape)}, "
+                f"update of {_where(update)}: parameter {name!r} missing; has {list(tensors)}"
+            )
+        if t.shape != self.shapes[name]:
+            raise DataError(
+                f"update of {_where(update)}: {name!r} has shape {tuple(t.shape)}, "
                 f"expected {self.shapes[name]}"
             )
         if not t.is_floating_point():
-            raise DataError(f"update of {where}: {name!r} has dtype {t.dtype}, expected float")
-        # [numel], still on its device; NaN/inf are found in the background (_check_finite)
-        return t.reshape(-1).to(torch.float32)
+            raise DataError(
+                f"update of {_where(update)}: {name!r} has dtype {t.dtype}, expected float"
+            )
 
-    def _store_row(self, name: str, i: int, t, where: str) -> None:
-        """Convert float32 `t` [numel] to the stored dtype and copy it into buffer row i."""
-        import torch
-
-        buf = self._buffer(name)  # [rows_per_group, numel] numpy, stored dtype (sketch: f32)
-        if (
-            self.dtype == "bfloat16" and not self.sketch
-        ):  # bit pattern, round-to-nearest-even as torch converts
-            torch.from_numpy(buf[i].view(np.int16)).copy_(t.bfloat16().view(torch.int16))
-        else:  # float32, or float16 converted by copy_ (overflow -> inf: checked at write)
-            torch.from_numpy(buf[i]).copy_(t)
-
-    def _buffer(self, name: str) -> np.ndarray:
+    def _row_views(self) -> dict[str, list]:
+        """name -> torch views of the filling buffer's rows, shaped like the parameter, in the
+        stored dtype (bfloat16: the uint16 buffer seen as torch.bfloat16; sketch: float32)."""
         bufs = self._bufs[self._cur]
-        if name not in bufs:
-            np_dtype = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}
-            shape = (self.rows_per_group, self.numel[name])
+        if not bufs:
+            import torch
+
+            np_dtype = {"float32": np.float32, "float16": np.float16, "bfloat16": np.int16}
             dtype = np.float32 if self.sketch else np_dtype[self.dtype]
-            bufs[name] = np.empty(shape, dtype=dtype)
-        return bufs[name]
+            views = {}
+            for n in self.params:
+                buf = np.empty((self.rows_per_group, self.numel[n]), dtype=dtype)
+                bufs[n] = buf.view(np.uint16) if dtype is np.int16 else buf
+                rows = torch.from_numpy(buf)
+                if dtype is np.int16:
+                    rows = rows.view(torch.bfloat16)
+                views[n] = [r.view(self.shapes[n]) for r in rows]
+            self._views[self._cur] = views
+        return self._views[self._cur]
 
     def _flush(self) -> None:
         """Hand the filled buffers to the writer (background or inline) and switch buffers."""
@@ -333,7 +341,11 @@ class HarvestWriter:
             v.clear()
 
 
-def _keys(update: ClientUpdate, where: str) -> dict[str, object]:
+def _where(update: ClientUpdate) -> str:
+    return f"round {update.round} client {update.client_id} (speaker {update.speaker_id})"
+
+
+def _keys(update: ClientUpdate) -> dict[str, object]:
     """The key columns of one update, type-checked (numpy integers are accepted)."""
     out: dict[str, object] = {}
     for name in ("round", "client_id", "n_samples"):
@@ -341,13 +353,15 @@ def _keys(update: ClientUpdate, where: str) -> dict[str, object]:
             out[name] = operator.index(getattr(update, name))
         except TypeError:
             raise DataError(
-                f"update of {where}: {name} {getattr(update, name)!r} is not an integer"
+                f"update of {_where(update)}: {name} {getattr(update, name)!r} is not an integer"
             ) from None
     values = {"speaker_id": update.speaker_id, "kind": update.kind}
     for name, value in values.items():
         if not isinstance(value, str):
-            raise DataError(f"update of {where}: {name} {value!r} is not a string")
+            raise DataError(f"update of {_where(update)}: {name} {value!r} is not a string")
         out[name] = value
     if out["kind"] not in schema.UPDATE_KINDS:
-        raise DataError(f"update of {where}: kind {out['kind']!r} not in {schema.UPDATE_KINDS}")
+        raise DataError(
+            f"update of {_where(update)}: kind {out['kind']!r} not in {schema.UPDATE_KINDS}"
+        )
     return out
