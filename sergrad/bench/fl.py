@@ -19,7 +19,12 @@ Adam, FedSGD), measures on random in-memory data:
   with harvest off and per harvest option (float32, float16, bfloat16; the reductions: fc1
   only, every 5th round, sketch), stored bytes per harvested update and per trained update,
   bytes against the previous plain Parquet layout (`harvest_reference`, same dtype, same
-  run), and the cost against harvest off in wall time (throughput) and in CPU time.
+  run), the cost against harvest off in wall time (throughput) and in CPU time, and the
+  background writer thread's own CPU per trained update, also as a fraction of the training's
+  (harvest off) CPU per update: with a free core for the writer, the harvest keeps up with
+  training while that fraction is below 1, and costs <= 20% of the throughput only while it
+  is below 1.25 and the training thread's own extra work (the copy into the buffer, cache
+  and memory contention) stays under 20%.
 
 Prints markdown tables. Times are wall-clock over whole rounds after one warm-up round. Temp
 harvest folders are deleted.

@@ -27,11 +27,14 @@ of all of a row group's updates in a row (like the old Parquet BYTE_STREAM_SPLIT
 no zstd block mixes two planes); the random sign bits, packed 8 to a byte, stay out of the
 exponent plane, where they made zstd slow (a two-valued sign+exponent byte gives many short
 matches). `sergrad bench fl` measures the bytes against the previous list-column layout
-(`bench.harvest_reference`): 1-6% smaller for FedAvg updates, 23% at the demo shape (float16).
-pyarrow's Parquet writer on a list<float> column spends ~2-3 ms per 1 MB tensor (repetition
-levels per element); a binary field is one copy. DuckDB could not read BYTE_STREAM_SPLIT
-float16 columns at all; it reads these structs. Most of the harvest's CPU is zstd; the
-writer encodes and writes in a background thread. Any reader gets the floats back with
+(`bench.harvest_reference`, Parquet BYTE_STREAM_SPLIT + zstd) in the same run: FedAvg
+updates take 0.99x its bytes at the paper shape (float16 and float32), 0.77x (float16) and
+0.94x (float32) at the demo shape, whose one-step Adam updates are nearly all +-lr (their
+signs are most of the information). pyarrow's Parquet writer on a list<float> column spends
+~2-3 ms per 1 MB tensor (repetition levels per element); a binary field is one copy. DuckDB
+could not read BYTE_STREAM_SPLIT float16 columns at all; it reads these structs. Most of the
+harvest's CPU is zstd (~1 ms per MB of planes at the paper shape); the writer encodes and
+writes in a background thread. Any reader gets the floats back with
 numpy (`decode_value`; `v` is the struct as a dict, n = numel = len(v["b0"])):
 
     sign = np.unpackbits(np.frombuffer(v["sign"], np.uint8), count=n)
@@ -373,9 +376,8 @@ def update_bytes_per_row(
     """Estimated stored bytes of one harvested update: raw element bytes x `ratio` + keys.
 
     `shapes` is {name: shape} or a single shape. The default ratio 1.0 is an upper bound.
-    Measured with zstd + byte-stream-split on the paper's fc1 (256x988), stored bytes / raw
-    bytes of the stored dtype: FedSGD gradients 0.85 (float32), 0.86 (float16); FedAvg
-    deltas (Adam) 0.78, 0.71 (`sergrad bench fl` prints the current ratios).
+    Stored bytes / raw bytes of the stored dtype, paper shape, FedAvg (Adam) deltas: about
+    0.76 (float32) and 0.68 (float16) (`sergrad bench fl` prints the current bytes).
 
     >>> update_bytes_per_row((256, 988), "float16")
     505888

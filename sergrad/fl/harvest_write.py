@@ -7,7 +7,7 @@ and byte-plane split (`harvest_codec.PlaneEncoder`) and the Parquet write with z
 the harvest's cost) run in one background thread (numpy and pyarrow release the GIL),
 overlapping the next rows' training: two row-group buffers alternate, and a flush first
 waits for the previous group's write, so memory is bounded by two row groups (buffers), the
-encoder's scratch (about 2 more) and one group's compressed pages however many rounds run.
+encoder's scratch (2.25-2.5 more) and one group's compressed pages however many rounds run.
 An error in the background (a NaN/inf or float16 overflow found there, a failed write) is
 raised by the next `add` or at the end of the `with` block. The file is
 written under the store's `_tmp/` and published on a clean exit of the `with` block; on an
