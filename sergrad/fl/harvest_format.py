@@ -97,7 +97,6 @@ array([ 1. , -2.5], dtype=float32)
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -105,18 +104,21 @@ import numpy as np
 import pyarrow as pa
 
 from sergrad.errors import ConfigError
+from sergrad.fl.harvest_codec import (  # noqa: F401  (re-exported: the bss1 codec, dtypes)
+    ITEM_BYTES,
+    STORAGE,
+    bfloat16_bits,
+    decode,
+    decode_into,
+    decode_planes_into,
+    encode_numpy,
+    to_blobs,
+)
 
 DTYPES: dict[str, pa.DataType] = {
     "float32": pa.float32(),
     "float16": pa.float16(),
     "bfloat16": pa.uint16(),  # bit pattern
-}
-_LITTLE = sys.byteorder == "little"
-ITEM_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
-STORAGE: dict[str, np.dtype] = {
-    "float32": np.dtype("<f4"),
-    "float16": np.dtype("<f2"),
-    "bfloat16": np.dtype("<u2"),
 }
 ENCODING = "sbs1"  # one struct of sign bits and byte planes per tensor (see the module doc)
 LEGACY_ENCODINGS = ("bss1", "list")  # older files, still read: binary values, list columns
@@ -256,102 +258,11 @@ class RoundSelection:
         return round >= 1 and round % self.every == 0
 
 
-# --- codecs (numpy, no torch) ------------------------------------------------------------
-def bfloat16_bits(x: np.ndarray) -> np.ndarray:
-    """float32 -> bfloat16 bit pattern (uint16), round-to-nearest-even; NaN kept quiet NaN."""
-    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    rounded = u + (np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1)))
-    bits = (rounded >> np.uint32(16)).astype(np.uint16)
-    nan = np.isnan(x)
-    if nan.any():
-        bits[nan] = ((u[nan] >> np.uint32(16)) | np.uint32(0x0040)).astype(np.uint16)
-    return bits
-
-
-def encode_numpy(x: np.ndarray, dtype: str) -> np.ndarray:
-    """float32 [rows, numel] -> the stored element dtype (numpy only; the writer uses torch)."""
-    x = np.asarray(x, dtype=np.float32)
-    if dtype == "float32":
-        return x
-    if dtype == "float16":
-        return x.astype(np.float16)
-    return bfloat16_bits(x)
-
-
-def decode(stored: np.ndarray, dtype: str) -> np.ndarray:
-    """Stored elements (float32 | float16 | uint16 bits) -> float32, same shape."""
-    if dtype == "float32":
-        return np.asarray(stored, dtype=np.float32)
-    if dtype == "float16":
-        return np.asarray(stored, dtype=np.float16).astype(np.float32)
-    bits = np.asarray(stored, dtype=np.uint16).astype(np.uint32) << np.uint32(16)
-    return bits.view(np.float32)
-
-
-def decode_into(stored: np.ndarray, dtype: str, out: np.ndarray) -> None:
-    """decode() writing into the float32 array `out` (same shape) without temporaries."""
-    if dtype == "bfloat16":
-        bits = out.view(np.uint32)
-        bits[...] = stored
-        bits <<= np.uint32(16)
-    else:
-        out[...] = stored
-
-
 def column_type(dtype: str, size: int) -> pa.DataType:
     """The Arrow type of a parameter column (every size: one sbs1 struct value per row)."""
     from sergrad.fl.harvest_codec import struct_type
 
     return struct_type(check_dtype(dtype))
-
-
-def to_blobs(rows: np.ndarray) -> pa.BinaryArray:
-    """Stored-dtype rows [R, numel] -> R binary values (byte-stream split), zero-copy wrapped:
-    the "bss1" values of older harvests (and of the attack's input cache)."""
-    rows = np.asarray(rows)
-    rows = rows.astype(rows.dtype.newbyteorder("<"), copy=False)
-    n_rows, n = rows.shape
-    item = rows.dtype.itemsize
-    planes = np.empty((n_rows, item, n), np.uint8)
-    if item == 2:  # 16-bit: low byte by truncation, high byte by a shift (no strided reads)
-        bits = rows.view("<u2")
-        np.copyto(planes[:, 0, :], bits, casting="unsafe")
-        np.copyto(planes[:, 1, :], bits >> np.uint16(8), casting="unsafe")
-    else:
-        as_bytes = rows.view(np.uint8).reshape(n_rows, n, item)
-        for k in range(item):  # one strided copy per byte plane (numpy releases the GIL)
-            planes[:, k, :] = as_bytes[:, :, k]
-    offsets = np.arange(n_rows + 1, dtype=np.int64) * (item * n)
-    if offsets[-1] >= 2**31:
-        raise ValueError(f"{n_rows} rows of {item * n} bytes exceed a binary array's 2 GiB")
-    return pa.Array.from_buffers(
-        pa.binary(), n_rows, [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(planes)]
-    )
-
-
-def decode_planes_into(planes: np.ndarray, dtype: str, out: np.ndarray) -> None:
-    """Byte planes uint8 [R, item, numel] of `dtype` -> float32 `out` [R, numel], in place."""
-    item = ITEM_BYTES[dtype]
-    if planes.ndim != 3 or planes.shape[1] != item or planes.shape[0] != out.shape[0]:
-        raise ValueError(f"planes {planes.shape} do not match {dtype} rows {out.shape}")
-    if not _LITTLE:  # pragma: no cover - every supported platform is little-endian
-        raise NotImplementedError("decoding harvests needs a little-endian host")
-    if dtype == "float32":
-        target = out.view(np.uint8).reshape(*out.shape, 4)
-        for k in range(4):
-            target[:, :, k] = planes[:, k, :]
-        return
-    if dtype == "bfloat16":  # the bits are the high half of the float32
-        out[...] = 0
-        target = out.view(np.uint8).reshape(*out.shape, 4)
-        for k in range(2):
-            target[:, :, k + 2] = planes[:, k, :]
-        return
-    half = np.empty(out.shape, STORAGE[dtype])
-    target = half.view(np.uint8).reshape(*out.shape, 2)
-    for k in range(2):
-        target[:, :, k] = planes[:, k, :]
-    out[...] = half
 
 
 def decode_value(value: bytes | dict, dtype: str) -> np.ndarray:
