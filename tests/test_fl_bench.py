@@ -26,7 +26,9 @@ def test_harvest_options_store_what_they_say_and_leave_no_temp_folder(monkeypatc
 
     torch.set_num_threads(1)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setitem(SHAPES, "tiny", (16, (8, 4), 5, 10, 4))
+    # fc1 16x64: its sketch (3 x 80 values) is well below the full update's 1024 values (at
+    # 8x16 the sign-packed full updates compress below the sketch's random floats)
+    monkeypatch.setitem(SHAPES, "tiny", (64, (16, 4), 5, 10, 4))
     setup = Setup("tiny", "fedavg", "fast")
     full = measure(setup, seconds=0.0, harvest="float16")
     every = measure(setup, seconds=0.0, harvest="float16, every 5th round")

@@ -136,17 +136,26 @@ def test_half_round_trip_equals_torch_conversion(tmp_path, dtype):
         np.testing.assert_array_equal(arrays[n].view(np.uint32), oracle.view(np.uint32))
     assert read_update_meta(store, "run1").dtype == dtype
     df = pl.read_parquet(tmp_path / "updates/run_id=run1/updates.parquet")  # polars reads it
-    assert df.schema["fc1.weight"] == pl.Binary
+    assert df.schema["fc1.weight"] == pl.Struct(
+        {"sign": pl.Binary, "b0": pl.Binary, "b1": pl.Binary}
+    )
     for value, r in zip(df["fc1.weight"].to_list(), rows):
         assert value == spec_value(convert(r["fc1.weight"]))
 
 
-def spec_value(t: torch.Tensor) -> bytes:
-    """The format's stored value, built from torch's bits: little-endian bytes of the flat
-    tensor, all byte 0s, then all byte 1s, ..."""
-    bits = t.reshape(-1).view({2: torch.int16, 4: torch.int32}[t.element_size()]).numpy()
-    raw = np.frombuffer(bits.astype(bits.dtype.newbyteorder("<")).tobytes(), np.uint8)
-    return raw.reshape(-1, t.element_size()).T.tobytes()
+def spec_value(t: torch.Tensor) -> dict:
+    """The format's stored struct, built from torch's bits with Python integers: the sign
+    bits packed 8 to a byte (first element in the high bit), then the bytes of each element
+    without its sign, shifted left by one: all lowest bytes, then all next bytes, ..."""
+    k = t.element_size()
+    bits = [int(b) % 2 ** (8 * k) for b in t.reshape(-1).view({2: torch.int16, 4: torch.int32}[k])]
+    signs = [b >> (8 * k - 1) for b in bits] + [0] * (-len(bits) % 8)
+    packed = bytes(
+        sum(s << (7 - j) for j, s in enumerate(signs[i : i + 8])) for i in range(0, len(signs), 8)
+    )
+    shifted = [(b << 1) % 2 ** (8 * k) for b in bits]
+    planes = {f"b{j}": bytes((m >> (8 * j)) & 0xFF for m in shifted) for j in range(k)}
+    return {"sign": packed, **planes}
 
 
 @settings(max_examples=50, deadline=None)
@@ -195,11 +204,14 @@ def test_several_runs_read_as_one_dataset(tmp_path):
         np.testing.assert_array_equal(decode_value(value, "float32"), expected[(rid, 2)])
 
 
-def spec_decode(value: bytes, dtype: str) -> np.ndarray:
-    """The module doc's two-line decoder (independent of harvest_format's code)."""
-    item = {"float32": 4, "float16": 2}[dtype]
-    planes = np.frombuffer(value, np.uint8).reshape(item, -1)
-    return np.ascontiguousarray(planes.T).view({4: "<f4", 2: "<f2"}[item]).reshape(-1)
+def spec_decode(v: dict, dtype: str) -> np.ndarray:
+    """The module doc's numpy decoder (independent of harvest_format's code)."""
+    k = {"float32": 4, "float16": 2}[dtype]
+    n = len(v["b0"])
+    sign = np.unpackbits(np.frombuffer(v["sign"], np.uint8), count=n)
+    m = np.stack([np.frombuffer(v[f"b{j}"], np.uint8) for j in range(k)], 1).view(f"<u{k}")[:, 0]
+    bits = (m >> 1) | (sign.astype(m.dtype) << (8 * k - 1))
+    return bits.view({4: "<f4", 2: "<f2"}[k])
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
@@ -235,7 +247,7 @@ def test_pyarrow_polars_and_duckdb_read_update_columns(tmp_path, dtype):
         assert len(rows) == 6, reader
         for row in rows:
             oracle = sent[(str(row["run_id"]), row["round"])]
-            value = bytes(row["fc1.weight"])
+            value = {k: bytes(b) for k, b in row["fc1.weight"].items()}  # a struct
             np.testing.assert_array_equal(spec_decode(value, dtype), oracle, err_msg=reader)
             np.testing.assert_array_equal(decode_value(value, dtype), oracle.astype(np.float32))
 
@@ -385,6 +397,30 @@ def test_non_finite_update_publishes_nothing(tmp_path, bad):
                 hw.add(update(r, 2, t))
     assert store.files("updates") == []
     assert list((tmp_path / "_tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("dtype", "bad", "message"),
+    [
+        ("float16", float("nan"), r"round 2 client 1 .*'fc2.weight' has 1 NaN/inf values"),
+        ("bfloat16", float("nan"), r"round 2 client 1 .*'fc2.weight' has 1 NaN/inf values"),
+        ("bfloat16", float("-inf"), r"round 2 client 1 .*'fc2.weight' overflows bfloat16"),
+        ("bfloat16", 3.4e38, r"round 2 client 1 .*'fc2.weight' overflows bfloat16"),  # finite
+        ("float32", float("inf"), r"round 2 client 1 .*'fc2.weight' has 1 NaN/inf values"),
+    ],
+)
+def test_non_finite_is_found_by_the_background_writer_in_each_dtype(tmp_path, dtype, bad, message):
+    """The writer thread finds NaN/inf from the stored exponent plane, in any row of a group."""
+    store = Store(tmp_path)
+    gen = torch.Generator().manual_seed(16)
+    with pytest.raises(DataError, match=message):
+        with writer(store, dtype=dtype, rows_per_group=3) as hw:
+            for r, c in [(1, 0), (1, 1), (2, 0), (2, 1), (3, 0)]:
+                t = random_tensors(gen)
+                if (r, c) == (2, 1):
+                    t["fc2.weight"][1, 3] = bad
+                hw.add(update(r, c, t))
+    assert store.files("updates") == []
 
 
 # --- metadata, atomicity, disabled -----------------------------------------------------------
@@ -557,6 +593,43 @@ def test_float16_range_boundary_matches_torch(tmp_path, value, ok):
         hw.add(update(1, 0, t))
     _, arrays = read_all(store, "run1", ["fc2.bias"])
     np.testing.assert_array_equal(arrays["fc2.bias"][0], fmt_oracle(t["fc2.bias"], "float16"))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_bss1_files_still_read(tmp_path, dtype):
+    """A file of the previous "bss1" format (one binary value per tensor: the little-endian
+    byte planes, built here with numpy from torch's bits) reads back to torch's conversion."""
+    gen = torch.Generator().manual_seed(15)
+    rows = [random_tensors(gen) for _ in range(5)]
+    store = Store(tmp_path)
+    with writer(store, dtype=dtype, rows_per_group=2) as hw:  # metadata and keys of a new file
+        for i, t in enumerate(rows):
+            hw.add(update(i + 1, 0, t))
+    path = tmp_path / "updates/run_id=run1/updates.parquet"
+    new = pq.read_table(path)
+    to = {"float32": torch.int32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+    cols = {}
+    for n in NAMES:
+        values = []
+        for t in rows:
+            x = t[n].reshape(-1).to(to) if dtype != "float32" else t[n].reshape(-1)
+            bits = x.view(torch.int16 if dtype != "float32" else torch.int32).numpy()
+            raw = np.frombuffer(bits.astype(bits.dtype.newbyteorder("<")).tobytes(), np.uint8)
+            values.append(raw.reshape(-1, bits.itemsize).T.tobytes())  # all byte 0s, then 1s..
+        cols[n] = pa.array(values, pa.binary())
+    meta = dict(new.schema.metadata) | {b"sergrad.encoding": b"bss1"}
+    old = new.select([f.name for f in schema.UPDATE_KEYS])
+    for n in NAMES:
+        old = old.append_column(n, cols[n])
+    pq.write_table(old.replace_schema_metadata(meta), path, row_group_size=2)
+    meta_read = read_update_meta(store, "run1")
+    assert meta_read.encoding == "bss1"
+    _, arrays = read_all(store, "run1", NAMES, batch_rows=3)
+    for n in NAMES:
+        oracle = np.stack([fmt_oracle(t[n], dtype) for t in rows])
+        np.testing.assert_array_equal(arrays[n].view(np.uint32), oracle.view(np.uint32))
+        got = decode_value(pq.read_table(path)[n][1].as_py(), dtype)
+        np.testing.assert_array_equal(got, oracle[1])
 
 
 # --- bounded memory ---------------------------------------------------------------------------

@@ -90,7 +90,7 @@ def test_sketch_is_readable_by_pyarrow_polars_and_duckdb(tmp_path):
     for reader, got in values.items():
         for v, t in zip(got, rows):
             oracle = naive_sketch(t["fc2.weight"].numpy().astype(np.float64))
-            np.testing.assert_allclose(decode_value(bytes(v), "float32"), oracle, rtol=1e-5,
+            np.testing.assert_allclose(decode_value(dict(v), "float32"), oracle, rtol=1e-5,
                                        err_msg=reader)  # fmt: skip
 
 

@@ -9,6 +9,8 @@ zstd at pyarrow's default level. It is a benchmark baseline only: the store neve
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pyarrow as pa
 
@@ -51,6 +53,13 @@ class ReferenceWriter(HarvestWriter):
         return self
 
     def _write(self, keys: list[pa.Array], rows: list[np.ndarray]) -> None:
+        start = time.thread_time()
+        try:
+            self._write_lists(keys, rows)
+        finally:
+            self.write_cpu_s += time.thread_time() - start
+
+    def _write_lists(self, keys: list[pa.Array], rows: list[np.ndarray]) -> None:
         cols = list(keys)
         for n, r in zip(self.params, rows):
             flat = pa.array(np.ascontiguousarray(r).reshape(-1))  # [rows * numel]

@@ -1,39 +1,57 @@
 """The on-disk format of harvested client updates: selection, element types and the codec.
 
 File: `updates/run_id=<id>/updates.parquet` (the run id lives in the directory name only).
-Columns: the key columns of `schema.UPDATE_KEYS`, then one `binary` column per harvested
-parameter, named by the parameter: ONE value per update holding the whole tensor (format
-"bss1", schema metadata `sergrad.encoding`):
+Columns: the key columns of `schema.UPDATE_KEYS`, then one column per harvested parameter,
+named by the parameter: ONE struct value per update holding the whole tensor (format "sbs1",
+schema metadata `sergrad.encoding`; code in `harvest_codec`):
 
-    value = the tensor flattened row-major, each element in the stored dtype, little-endian,
-            byte-stream-split: all elements' byte 0, then all elements' byte 1, ...
-            (len = numel * item bytes; Parquet PLAIN encoding, zstd level 1 pages)
+    bits    = the tensor flattened row-major, each element in the stored dtype as an
+              unsigned integer of k bytes (k = 4 float32, 2 float16 / bfloat16)
+    value   = struct {
+        sign: binary   the elements' sign bits, np.packbits order (ceil(numel / 8) bytes)
+        b0 .. b{k-1}: binary   byte planes of (bits << 1) mod 2^(8k), i.e. the element without
+                       its sign, left-aligned: b0 = the lowest byte of every element, ...
+                       (numel bytes each; the top plane of float32/bfloat16 is the exponent)
+    }
+    Parquet stores each field as a column chunk: PLAIN, zstd level 1 pages.
 
 Stored element dtype (schema metadata `sergrad.dtype`):
 
-    float32   -> IEEE binary32       4 planes (lossless; bit-exact round trip)
-    float16   -> IEEE binary16       2 planes (torch's `.half()`)
-    bfloat16  -> bfloat16 bits       2 planes (the top 16 bits of the float32,
-                                     round-to-nearest-even, i.e. torch's `.bfloat16()`)
+    float32   -> IEEE binary32       lossless; bit-exact round trip
+    float16   -> IEEE binary16       torch's `.half()`
+    bfloat16  -> bfloat16 bits       the top 16 bits of the float32, round-to-nearest-even,
+                                     i.e. torch's `.bfloat16()`
 
-Why binary values, not Parquet floats: pyarrow's Parquet writer spends ~2-3 ms per 1 MB
-tensor on a list<float> column (repetition levels per element, plus per-value float16 and
-byte-stream-split work), more than the fast engine needs to compute the update; a binary
-value is one memcpy. The byte-stream split, done here in numpy, keeps most of zstd's gain
-on the old Parquet BYTE_STREAM_SPLIT columns (those split a whole page, several updates, per
-byte plane; a value splits one tensor, so zstd's 128 KB blocks mix planes of small tensors:
-`sergrad bench fl` measures +0.5-3% bytes against that layout, `bench.harvest_reference`),
-and every Parquet reader opens the file: DuckDB could not read BYTE_STREAM_SPLIT float16
-columns at all. Most of the harvest's CPU is zstd (about 1 ms per MB of stored dtype at
-level 1); the writer runs it in a background thread. Any reader
-gets the floats back in two lines of numpy (`decode_value`):
+Why this layout: a struct field is its own Parquet column chunk, so zstd compresses plane j
+of all of a row group's updates in a row (like the old Parquet BYTE_STREAM_SPLIT pages, and
+no zstd block mixes two planes); the random sign bits, packed 8 to a byte, stay out of the
+exponent plane, where they made zstd slow (a two-valued sign+exponent byte gives many short
+matches). `sergrad bench fl` measures the bytes against the previous list-column layout
+(`bench.harvest_reference`, Parquet BYTE_STREAM_SPLIT + zstd) in the same run: FedAvg
+updates take 0.99x its bytes at the paper shape (float16 and float32), 0.77x (float16) and
+0.94x (float32) at the demo shape, whose one-step Adam updates are nearly all +-lr (their
+signs are most of the information). pyarrow's Parquet writer on a list<float> column spends
+~2-3 ms per 1 MB tensor (repetition levels per element); a binary field is one copy. DuckDB
+could not read BYTE_STREAM_SPLIT float16 columns at all; it reads these structs. Most of the
+harvest's CPU is zstd (~1 ms per MB of planes at the paper shape); the writer encodes and
+writes in a background thread. Any reader gets the floats back with
+numpy (`decode_value`; `v` is the struct as a dict, n = numel = len(v["b0"])):
 
-    planes = np.frombuffer(value, np.uint8).reshape(item_bytes, numel)
-    x = np.ascontiguousarray(planes.T).view("<f2")   # "<f4" for float32; bfloat16: uint16 bits
+    sign = np.unpackbits(np.frombuffer(v["sign"], np.uint8), count=n)
+    m = np.stack([np.frombuffer(v[f"b{j}"], np.uint8) for j in range(k)], 1).view(f"<u{k}")[:, 0]
+    bits = (m >> 1) | (sign.astype(m.dtype) << (8 * k - 1))
+    x = bits.view("<f2")   # "<f4" for float32; bfloat16: the uint16 bits of a float32's top half
 
 e.g. `duckdb.sql("SELECT \"fc1.weight\" FROM 'updates/*/*.parquet'")` or
-`pl.read_parquet(path)["fc1.weight"]` give the bytes, `decode_value` the array. Files of the
-previous format (fixed-size list columns, no `sergrad.encoding`) are still read.
+`pl.read_parquet(path)["fc1.weight"]` give the structs, `decode_value` the array. Files of
+the previous formats are still read: "bss1" (a `binary` column per parameter, value = the
+little-endian byte planes of the elements, all byte 0s then all byte 1s ...: `decode_value`
+of bytes) and "list" (fixed-size list columns, no `sergrad.encoding`).
+
+Non-finite values (NaN, inf, or a float16/bfloat16 overflow) are refused by the writer's
+background thread from the top plane (exponent all ones) of each row group: the error names
+the round, client and parameter and is raised by a later `add` or at the end of the `with`
+block, which then publishes nothing.
 
 Under the `secure_aggregation` defense (sergrad.fl.secagg) the file holds the server's view
 only: ONE row per round, the cohort's sample-weighted mean in server space (FedSGD gradients,
@@ -69,7 +87,9 @@ This module needs numpy and pyarrow only: readers never import torch.
 array([[ 1. , -2.5]], dtype=float32)
 >>> sketch_rowcol(np.array([[[3.0, 4.0], [0.0, 0.0]]]), (2, 2)).tolist()
 [[3.5, 0.0, 0.5, 0.0, 5.0, 0.0, 1.5, 2.0, 1.5, 2.0, 3.0, 4.0]]
->>> blobs = to_blobs(np.array([[1.0, -2.5], [3.0, 0.5]], np.float16))
+>>> decode_value({"sign": b"\\x40", "b0": b"\\x00\\x00", "b1": b"\\x78\\x82"}, "float16")
+array([ 1. , -2.5], dtype=float32)
+>>> blobs = to_blobs(np.array([[1.0, -2.5], [3.0, 0.5]], np.float16))  # "bss1" values
 >>> blobs[0].as_py().hex(), decode_value(blobs[1].as_py(), "float16")
 ('00003cc1', array([3. , 0.5], dtype=float32))
 """
@@ -77,7 +97,6 @@ array([[ 1. , -2.5]], dtype=float32)
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -85,20 +104,24 @@ import numpy as np
 import pyarrow as pa
 
 from sergrad.errors import ConfigError
+from sergrad.fl.harvest_codec import (  # noqa: F401  (re-exported: the bss1 codec, dtypes)
+    ITEM_BYTES,
+    STORAGE,
+    bfloat16_bits,
+    decode,
+    decode_into,
+    decode_planes_into,
+    encode_numpy,
+    to_blobs,
+)
 
 DTYPES: dict[str, pa.DataType] = {
     "float32": pa.float32(),
     "float16": pa.float16(),
     "bfloat16": pa.uint16(),  # bit pattern
 }
-_LITTLE = sys.byteorder == "little"
-ITEM_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
-STORAGE: dict[str, np.dtype] = {
-    "float32": np.dtype("<f4"),
-    "float16": np.dtype("<f2"),
-    "bfloat16": np.dtype("<u2"),
-}
-ENCODING = "bss1"  # one byte-stream-split binary value per tensor (see the module doc)
+ENCODING = "sbs1"  # one struct of sign bits and byte planes per tensor (see the module doc)
+LEGACY_ENCODINGS = ("bss1", "list")  # older files, still read: binary values, list columns
 META_ENCODING = b"sergrad.encoding"
 SKETCH = "rowcol1"  # harvest.sketch: per-row and per-column statistics of each 2-D update
 META_SKETCH = b"sergrad.sketch"  # SKETCH when the file holds sketches (absent: full tensors)
@@ -106,9 +129,9 @@ META_SKETCH_OF = b"sergrad.sketch_of"  # JSON {name: full shape} of a sketch fil
 TABLE = "updates"
 PARTITION = "run_id"
 FILE_NAME = "updates"
-# Writer options: dictionary encoding only for the string keys; the tensor values are PLAIN
-# binary (split in numpy by `to_blobs`) in zstd level-1 pages; statistics only on the key
-# columns (round pruning; min/max of 1 MB values would bloat the footer).
+# Writer options: dictionary encoding only for the string keys; the tensor fields are PLAIN
+# binary (split in numpy by `harvest_codec.PlaneEncoder`) in zstd level-1 pages; statistics
+# only on the key columns (round pruning; min/max of 1 MB values would bloat the footer).
 WRITER_OPTIONS = {
     "use_dictionary": ["speaker_id", "kind"],
     "use_byte_stream_split": False,
@@ -235,104 +258,20 @@ class RoundSelection:
         return round >= 1 and round % self.every == 0
 
 
-# --- codecs (numpy, no torch) ------------------------------------------------------------
-def bfloat16_bits(x: np.ndarray) -> np.ndarray:
-    """float32 -> bfloat16 bit pattern (uint16), round-to-nearest-even; NaN kept quiet NaN."""
-    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    rounded = u + (np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1)))
-    bits = (rounded >> np.uint32(16)).astype(np.uint16)
-    nan = np.isnan(x)
-    if nan.any():
-        bits[nan] = ((u[nan] >> np.uint32(16)) | np.uint32(0x0040)).astype(np.uint16)
-    return bits
-
-
-def encode_numpy(x: np.ndarray, dtype: str) -> np.ndarray:
-    """float32 [rows, numel] -> the stored element dtype (numpy only; the writer uses torch)."""
-    x = np.asarray(x, dtype=np.float32)
-    if dtype == "float32":
-        return x
-    if dtype == "float16":
-        return x.astype(np.float16)
-    return bfloat16_bits(x)
-
-
-def decode(stored: np.ndarray, dtype: str) -> np.ndarray:
-    """Stored elements (float32 | float16 | uint16 bits) -> float32, same shape."""
-    if dtype == "float32":
-        return np.asarray(stored, dtype=np.float32)
-    if dtype == "float16":
-        return np.asarray(stored, dtype=np.float16).astype(np.float32)
-    bits = np.asarray(stored, dtype=np.uint16).astype(np.uint32) << np.uint32(16)
-    return bits.view(np.float32)
-
-
-def decode_into(stored: np.ndarray, dtype: str, out: np.ndarray) -> None:
-    """decode() writing into the float32 array `out` (same shape) without temporaries."""
-    if dtype == "bfloat16":
-        bits = out.view(np.uint32)
-        bits[...] = stored
-        bits <<= np.uint32(16)
-    else:
-        out[...] = stored
-
-
 def column_type(dtype: str, size: int) -> pa.DataType:
-    """The Arrow type of a parameter column (every dtype and size: one binary value per row)."""
-    check_dtype(dtype)
-    return pa.binary()
+    """The Arrow type of a parameter column (every size: one sbs1 struct value per row)."""
+    from sergrad.fl.harvest_codec import struct_type
+
+    return struct_type(check_dtype(dtype))
 
 
-def to_blobs(rows: np.ndarray) -> pa.BinaryArray:
-    """Stored-dtype rows [R, numel] -> R binary values (byte-stream split), zero-copy wrapped."""
-    rows = np.asarray(rows)
-    rows = rows.astype(rows.dtype.newbyteorder("<"), copy=False)
-    n_rows, n = rows.shape
-    item = rows.dtype.itemsize
-    planes = np.empty((n_rows, item, n), np.uint8)
-    if item == 2:  # 16-bit: low byte by truncation, high byte by a shift (no strided reads)
-        bits = rows.view("<u2")
-        np.copyto(planes[:, 0, :], bits, casting="unsafe")
-        np.copyto(planes[:, 1, :], bits >> np.uint16(8), casting="unsafe")
-    else:
-        as_bytes = rows.view(np.uint8).reshape(n_rows, n, item)
-        for k in range(item):  # one strided copy per byte plane (numpy releases the GIL)
-            planes[:, k, :] = as_bytes[:, :, k]
-    offsets = np.arange(n_rows + 1, dtype=np.int64) * (item * n)
-    if offsets[-1] >= 2**31:
-        raise ValueError(f"{n_rows} rows of {item * n} bytes exceed a binary array's 2 GiB")
-    return pa.Array.from_buffers(
-        pa.binary(), n_rows, [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(planes)]
-    )
+def decode_value(value: bytes | dict, dtype: str) -> np.ndarray:
+    """One stored value -> float32 [numel] (flattened row-major tensor): an sbs1 struct (a
+    dict of bytes, as pyarrow, polars and DuckDB return it) or a bss1 binary value."""
+    if isinstance(value, dict):
+        from sergrad.fl.harvest_codec import decode_sbs_value
 
-
-def decode_planes_into(planes: np.ndarray, dtype: str, out: np.ndarray) -> None:
-    """Byte planes uint8 [R, item, numel] of `dtype` -> float32 `out` [R, numel], in place."""
-    item = ITEM_BYTES[dtype]
-    if planes.ndim != 3 or planes.shape[1] != item or planes.shape[0] != out.shape[0]:
-        raise ValueError(f"planes {planes.shape} do not match {dtype} rows {out.shape}")
-    if not _LITTLE:  # pragma: no cover - every supported platform is little-endian
-        raise NotImplementedError("decoding harvests needs a little-endian host")
-    if dtype == "float32":
-        target = out.view(np.uint8).reshape(*out.shape, 4)
-        for k in range(4):
-            target[:, :, k] = planes[:, k, :]
-        return
-    if dtype == "bfloat16":  # the bits are the high half of the float32
-        out[...] = 0
-        target = out.view(np.uint8).reshape(*out.shape, 4)
-        for k in range(2):
-            target[:, :, k + 2] = planes[:, k, :]
-        return
-    half = np.empty(out.shape, STORAGE[dtype])
-    target = half.view(np.uint8).reshape(*out.shape, 2)
-    for k in range(2):
-        target[:, :, k] = planes[:, k, :]
-    out[...] = half
-
-
-def decode_value(value: bytes, dtype: str) -> np.ndarray:
-    """One stored binary value -> float32 [numel] (flattened row-major tensor)."""
+        return decode_sbs_value(value, check_dtype(dtype))
     item = ITEM_BYTES[check_dtype(dtype)]
     raw = np.frombuffer(value, np.uint8)
     if raw.size % item:
@@ -348,9 +287,8 @@ def update_bytes_per_row(
     """Estimated stored bytes of one harvested update: raw element bytes x `ratio` + keys.
 
     `shapes` is {name: shape} or a single shape. The default ratio 1.0 is an upper bound.
-    Measured with zstd + byte-stream-split on the paper's fc1 (256x988), stored bytes / raw
-    bytes of the stored dtype: FedSGD gradients 0.85 (float32), 0.86 (float16); FedAvg
-    deltas (Adam) 0.78, 0.71 (`sergrad bench fl` prints the current ratios).
+    Stored bytes / raw bytes of the stored dtype, paper shape, FedAvg (Adam) deltas: about
+    0.76 (float32) and 0.68 (float16) (`sergrad bench fl` prints the current bytes).
 
     >>> update_bytes_per_row((256, 988), "float16")
     505888

@@ -13,10 +13,11 @@ For a whole-store scan with polars: `pl.scan_parquet(root / "updates",
 hive_partitioning=True, hive_schema={"run_id": pl.String})` (pin run_id to a string: polars
 infers an all-digit id as an integer); pyarrow: `store.dataset("updates")`; DuckDB:
 `read_parquet('updates/*/*.parquet', hive_partitioning=true)`. Parameter columns come back as
-binary values (one per update, see `harvest_format`); `harvest_format.decode_value(value,
-dtype)` turns one into float32 with the file's `sergrad.dtype`. Key columns scan fine
-across all runs; for parameter values `iter_update_batches` decodes each file by its own
-dtype and encoding (the current binary values and the older list<float> columns). A
+struct values (one per update: sign bits and byte planes, see `harvest_format`);
+`harvest_format.decode_value(value, dtype)` turns one into float32 with the file's
+`sergrad.dtype`. Key columns scan fine across all runs; for parameter values
+`iter_update_batches` decodes each file by its own dtype and encoding (the current "sbs1"
+structs, the older "bss1" binary values and list<float> columns). A
 sketch harvest (`UpdateMeta.sketch`) reads the same way: its arrays are the sketch vectors.
 """
 
@@ -34,6 +35,7 @@ import pyarrow.parquet as pq
 from sergrad import schema
 from sergrad.errors import StoreError
 from sergrad.fl import harvest_format as fmt
+from sergrad.fl.harvest_codec import decode_sbs_into, field_names
 from sergrad.store import Store
 
 KEY_NAMES: list[str] = [f.name for f in schema.UPDATE_KEYS]
@@ -48,7 +50,7 @@ class UpdateMeta:
     param_names: list[str]  # harvested parameters, in model order
     param_shapes: dict[str, tuple[int, ...]]
     dtype: str  # float32 | float16 | bfloat16
-    encoding: str  # "bss1" (binary values) | "list" (older files: fixed-size list columns)
+    encoding: str  # "sbs1" (structs) | older files: "bss1" (binary values), "list" (lists)
     config: dict  # the resolved run config
     n_rows: int
     versions: dict = field(default_factory=dict)
@@ -103,13 +105,13 @@ def _meta(pf: pq.ParquetFile, run_id: str) -> UpdateMeta:
     except (KeyError, ValueError) as exc:
         raise StoreError(f"updates of run {run_id!r}: missing or bad metadata ({exc})") from exc
     if (
-        encoding not in (fmt.ENCODING, "list")
+        encoding not in (fmt.ENCODING, *fmt.LEGACY_ENCODINGS)
         or dtype not in fmt.DTYPES
         or sketch not in ("", fmt.SKETCH)
     ):
         raise StoreError(
             f"updates of run {run_id!r}: unknown encoding {encoding!r}, dtype {dtype!r} or "
-            f"sketch {sketch!r} (this sergrad reads {fmt.ENCODING!r} and 'list' of "
+            f"sketch {sketch!r} (this sergrad reads {fmt.ENCODING!r}, 'bss1' and 'list' of "
             f"{', '.join(fmt.DTYPES)}, sketches {fmt.SKETCH!r})"
         )
     return UpdateMeta(
@@ -229,22 +231,44 @@ def _row_groups(pf: pq.ParquetFile, wanted: pa.Array | None) -> list[int]:
 def _decode_into(
     col: pa.ChunkedArray, dtype: str, size: int, out: np.ndarray, *, where: str
 ) -> None:
-    """A parameter column (binary values or fixed-size lists) -> float32 rows of `out`."""
+    """A parameter column (sbs1 structs, bss1 binary values or fixed-size lists) -> float32
+    rows of `out`."""
     row = 0
     item = fmt.ITEM_BYTES[dtype]
     for c in col.chunks:
         n = len(c)
+        if pa.types.is_struct(c.type):
+            _decode_struct_into(c, dtype, size, out[row : row + n], where=where)
+            row += n
+            continue
         if pa.types.is_fixed_size_list(c.type):  # files written before the binary encoding
             stored = c.flatten().to_numpy(zero_copy_only=False).reshape(n, size)
             fmt.decode_into(stored, dtype, out[row : row + n])
             row += n
             continue
-        if not pa.types.is_binary(c.type) or c.null_count:
-            raise StoreError(f"{where}: expected non-null binary values, found {c.type}")
-        offsets_buf, data_buf = c.buffers()[1:3]
-        offsets = np.frombuffer(offsets_buf, np.int32)[c.offset : c.offset + n + 1]
-        if np.any(np.diff(offsets) != item * size):
-            raise StoreError(f"{where}: a value is not {size} x {item} bytes ({dtype})")
-        data = np.frombuffer(data_buf, np.uint8)[offsets[0] : offsets[-1]]
+        data = _binary_rows(c, item * size, where=where, what=f"{size} x {item} bytes ({dtype})")
         fmt.decode_planes_into(data.reshape(n, item, size), dtype, out[row : row + n])
         row += n
+
+
+def _binary_rows(c: pa.Array, width: int, *, where: str, what: str) -> np.ndarray:
+    """Non-null binary values of `width` bytes each -> uint8 [len(c), width] (zero-copy)."""
+    if not pa.types.is_binary(c.type) or c.null_count:
+        raise StoreError(f"{where}: expected non-null binary values, found {c.type}")
+    offsets_buf, data_buf = c.buffers()[1:3]
+    offsets = np.frombuffer(offsets_buf, np.int32)[c.offset : c.offset + len(c) + 1]
+    if np.any(np.diff(offsets) != width):
+        raise StoreError(f"{where}: a value is not {what}")
+    return np.frombuffer(data_buf, np.uint8)[offsets[0] : offsets[-1]].reshape(len(c), width)
+
+
+def _decode_struct_into(c: pa.StructArray, dtype: str, size: int, out: np.ndarray, *,
+                        where: str) -> None:  # fmt: skip
+    """sbs1 struct values (harvest_codec) -> float32 rows of `out`."""
+    names = field_names(dtype)
+    if [f.name for f in c.type] != names or c.null_count:
+        raise StoreError(f"{where}: expected non-null structs of {names}, found {c.type}")
+    fields = c.flatten()  # honours the struct's offset
+    sign = _binary_rows(fields[0], (size + 7) // 8, where=where, what=f"{size} sign bits")
+    planes = [_binary_rows(f, size, where=where, what=f"{size} bytes") for f in fields[1:]]
+    decode_sbs_into(sign, planes, dtype, out)

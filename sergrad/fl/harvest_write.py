@@ -1,13 +1,15 @@
 """HarvestWriter: stream the server's view of every client update into one Parquet file.
 
 Rows are buffered `harvest.rows_per_group` at a time (capped at MAX_GROUP_ELEMENTS values per
-group, e.g. 16 rows of the paper's 256x988 fc1) and flushed as one row group. The byte-stream
-split (`harvest_format.to_blobs`) and the Parquet write with zstd (most of the harvest's
-cost) run in one background thread (numpy and pyarrow release the GIL), overlapping the next
-rows' training: two row-group buffers alternate, and a flush first waits for the previous
-group's write, so memory is bounded by two row groups (buffers) plus one group's split copy
-and compressed pages (~2-3 bytes per stored byte) however many rounds run. An error in the
-background write is raised by the next `add` or at the end of the `with` block. The file is
+group, e.g. 16 rows of the paper's 256x988 fc1) and flushed as one row group. `add` only
+checks shapes and copies (converts) the tensors into the buffer; the finite check, the sign
+and byte-plane split (`harvest_codec.PlaneEncoder`) and the Parquet write with zstd (most of
+the harvest's cost) run in one background thread (numpy and pyarrow release the GIL),
+overlapping the next rows' training: two row-group buffers alternate, and a flush first
+waits for the previous group's write, so memory is bounded by two row groups (buffers), the
+encoder's scratch (2.25-2.5 more) and one group's compressed pages however many rounds run.
+An error in the background (a NaN/inf or float16 overflow found there, a failed write) is
+raised by the next `add` or at the end of the `with` block. The file is
 written under the store's `_tmp/` and published on a clean exit of the `with` block; on an
 exception (in the block or in a background write) nothing is visible. With `harvest.sketch`
 the buffers hold the float32 tensors and the background thread stores their row/column
@@ -25,8 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import operator
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -98,16 +100,19 @@ class HarvestWriter:
         self._keys: dict[str, list] = {f.name: [] for f in schema.UPDATE_KEYS}
         # two alternating sets of buffers: one being filled, one being written in the background
         self._bufs: list[dict[str, np.ndarray]] = [{}, {}]  # name -> [rows_per_group, numel]
+        self._views: list[dict[str, list]] = [{}, {}]  # name -> torch views of buffer rows
         self._cur = 0  # index of the set being filled
         self.background = bool(background)
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future | None = None  # the previous row group's write
         self._cm: contextlib.AbstractContextManager | None = None
         self._pq = None
+        self._encoders: dict[str, Any] = {}  # name -> harvest_codec.PlaneEncoder (writer side)
+        self.write_cpu_s = 0.0  # CPU seconds spent encoding and writing (in whichever thread)
 
     def _max_value_bytes(self) -> int:
-        item = fmt.ITEM_BYTES[self.dtype]
-        return max([1] + [k * item for k in self.stored_numel.values()])
+        """The largest field of a value: a byte plane of the largest parameter."""
+        return max([1] + list(self.stored_numel.values()))
 
     def _schema(self, config: Any) -> pa.Schema:
         fields = list(schema.UPDATE_KEYS) + [
@@ -183,6 +188,7 @@ class HarvestWriter:
             self._pool.shutdown(wait=True)
             self._pool = None
         self._bufs = [{}, {}]
+        self._views = [{}, {}]
 
     # --- rows ----------------------------------------------------------------------------
     def wants_round(self, round: int) -> bool:
@@ -191,9 +197,11 @@ class HarvestWriter:
         return self.enabled and self.selection.wants(round)
 
     def add(self, update: ClientUpdate) -> None:
-        """Buffer one update (rounds not wanted are skipped). Raises DataError on NaN/inf,
-        a missing parameter, a wrong shape or a bad key, naming the round and client;
-        a rejected update leaves nothing behind. Only what the server sees is written: the
+        """Buffer one update (rounds not wanted are skipped). Raises DataError on a missing
+        parameter, a wrong shape or a bad key, naming the round and client (a rejected update
+        leaves nothing behind); NaN/inf (or a float16 overflow) is found by the background
+        write of its row group, which raises DataError later (module doc) and publishes
+        nothing. Only what the server sees is written: the
         client's ground truth goes to the `clients` side table (`records.write_clients`)."""
         if not self.wants_round(update.round):
             return
@@ -201,66 +209,60 @@ class HarvestWriter:
             raise RuntimeError("HarvestWriter.add outside its `with` block")
         if self._pending is not None and self._pending.done():
             self._wait()  # surface a background write error as soon as it is known
-        where = f"round {update.round} client {update.client_id} (speaker {update.speaker_id})"
-        keys = _keys(update, where)
-        tensors = [self._checked(update.tensors, n, where) for n in self.params]
+        keys = _keys(update)
+        tensors = update.tensors
+        for n in self.params:  # every check before any copy: a rejected update leaves nothing
+            self._check(tensors, n, update)
+        import torch
+
         i = len(self._keys["round"])
-        for n, t in zip(self.params, tensors):
-            self._store_row(n, i, t, where)
+        rows = self._row_views()
+        with torch.no_grad():
+            for n in self.params:  # converted to the stored dtype by copy_ (torch's rounding)
+                t = tensors[n]
+                rows[n][i].copy_(t if t.dtype == torch.float32 else t.to(torch.float32))
         for name, value in keys.items():
             self._keys[name].append(value)
         self.n_rows += 1
         if i + 1 >= self.rows_per_group:
             self._flush()
 
-    def _checked(self, tensors, name: str, where: str):
-        import torch
-
-        if name not in tensors:
-            raise DataError(f"update of {where}: parameter {name!r} missing; has {list(tensors)}")
-        t = tensors[name].detach()
-        if tuple(t.shape) != self.shapes[name]:
+    def _check(self, tensors, name: str, update: ClientUpdate) -> None:
+        """Presence, shape and float dtype (NaN/inf: found in the background, _check_finite)."""
+        t = tensors.get(name)
+        if t is None:
             raise DataError(
-                f"update of {where}: {name!r} has shape {tuple(t.shape)}, "
+                f"update of {_where(update)}: parameter {name!r} missing; has {list(tensors)}"
+            )
+        if t.shape != self.shapes[name]:
+            raise DataError(
+                f"update of {_where(update)}: {name!r} has shape {tuple(t.shape)}, "
                 f"expected {self.shapes[name]}"
             )
         if not t.is_floating_point():
-            raise DataError(f"update of {where}: {name!r} has dtype {t.dtype}, expected float")
-        t = t.reshape(-1).to(torch.float32)  # [numel], still on its device
-        if not t.numel():
-            return t
-        # one pass: min/max propagate NaN and are +-inf if any inf; only then count them
-        lo, hi = (float(v) for v in torch.aminmax(t))
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            bad = int((~torch.isfinite(t)).sum())
-            raise DataError(f"update of {where}: {name!r} has {bad} NaN/inf values")
-        if self.dtype == "float16" and not self.sketch and max(-lo, hi) >= FLOAT16_MAX_EXCLUSIVE:
             raise DataError(
-                f"update of {where}: {name!r} overflows float16 (|x| > 65504); "
-                f"use harvest.dtype float32 or bfloat16"
+                f"update of {_where(update)}: {name!r} has dtype {t.dtype}, expected float"
             )
-        return t
 
-    def _store_row(self, name: str, i: int, t, where: str) -> None:
-        """Convert float32 `t` [numel] to the stored dtype and copy it into buffer row i."""
-        import torch
-
-        buf = self._buffer(name)  # [rows_per_group, numel] numpy, stored dtype (sketch: f32)
-        if (
-            self.dtype == "bfloat16" and not self.sketch
-        ):  # bit pattern, round-to-nearest-even as torch converts
-            torch.from_numpy(buf[i].view(np.int16)).copy_(t.bfloat16().view(torch.int16))
-        else:  # float32, or float16 converted by copy_ (range checked in _checked)
-            torch.from_numpy(buf[i]).copy_(t)
-
-    def _buffer(self, name: str) -> np.ndarray:
+    def _row_views(self) -> dict[str, list]:
+        """name -> torch views of the filling buffer's rows, shaped like the parameter, in the
+        stored dtype (bfloat16: the uint16 buffer seen as torch.bfloat16; sketch: float32)."""
         bufs = self._bufs[self._cur]
-        if name not in bufs:
-            np_dtype = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}
-            shape = (self.rows_per_group, self.numel[name])
+        if not bufs:
+            import torch
+
+            np_dtype = {"float32": np.float32, "float16": np.float16, "bfloat16": np.int16}
             dtype = np.float32 if self.sketch else np_dtype[self.dtype]
-            bufs[name] = np.empty(shape, dtype=dtype)
-        return bufs[name]
+            views = {}
+            for n in self.params:
+                buf = np.empty((self.rows_per_group, self.numel[n]), dtype=dtype)
+                bufs[n] = buf.view(np.uint16) if dtype is np.int16 else buf
+                rows = torch.from_numpy(buf)
+                if dtype is np.int16:
+                    rows = rows.view(torch.bfloat16)
+                views[n] = [r.view(self.shapes[n]) for r in rows]
+            self._views[self._cur] = views
+        return self._views[self._cur]
 
     def _flush(self) -> None:
         """Hand the filled buffers to the writer (background or inline) and switch buffers."""
@@ -278,12 +280,50 @@ class HarvestWriter:
         self._cur = 1 - self._cur
 
     def _write(self, keys: list[pa.Array], rows: list[np.ndarray]) -> None:
-        """Split each parameter's rows into binary values and write one row group."""
-        if self.sketch:
-            rows = [self._sketch(n, r, keys) for n, r in zip(self.params, rows)]
-        cols = keys + [fmt.to_blobs(r) for r in rows]
-        batch = pa.RecordBatch.from_arrays(cols, schema=self.schema)
-        self._pq.write_batch(batch, row_group_size=batch.num_rows)
+        """Check, split each parameter's rows into sbs1 values and write one row group."""
+        start = time.thread_time()
+        try:
+            if self.sketch:
+                rows = [self._sketch(n, r, keys) for n, r in zip(self.params, rows)]
+            cols = list(keys)
+            for n, r in zip(self.params, rows):
+                cols.append(self._encoder(n)(r))
+                self._check_finite(n, r, keys)
+            batch = pa.RecordBatch.from_arrays(cols, schema=self.schema)
+            self._pq.write_batch(batch, row_group_size=batch.num_rows)
+        finally:
+            self.write_cpu_s += time.thread_time() - start
+
+    def _encoder(self, name: str):
+        from sergrad.fl.harvest_codec import PlaneEncoder
+
+        if name not in self._encoders:
+            self._encoders[name] = PlaneEncoder(
+                self.dtype, rows=self.rows_per_group, numel=self.stored_numel[name]
+            )
+        return self._encoders[name]
+
+    def _check_finite(self, name: str, rows: np.ndarray, keys: list[pa.Array]) -> None:
+        """DataError naming the first row of the group whose stored `name` holds NaN/inf
+        (the encoder's top plane: exponent all ones; a float16 overflow is an inf)."""
+        from sergrad.fl.harvest_codec import count_nonfinite
+
+        bad = self._encoders[name].nonfinite_rows()
+        if not len(bad):
+            return
+        i = int(bad[0])
+        where = (
+            f"round {keys[0][i].as_py()} client {keys[1][i].as_py()} (speaker {keys[2][i].as_py()})"
+        )
+        what = "the sketch of " if self.sketch else ""
+        nan, inf = count_nonfinite(rows[i], self.dtype)
+        if self.dtype != "float32" and not nan and not self.sketch:
+            raise DataError(
+                f"update of {where}: {name!r} overflows {self.dtype} (|x| > "
+                f"{'65504' if self.dtype == 'float16' else '3.4e38'}) or holds inf ({inf} values); "
+                f"use harvest.dtype float32{' or bfloat16' if self.dtype == 'float16' else ''}"
+            )
+        raise DataError(f"update of {where}: {what}{name!r} has {nan + inf} NaN/inf values")
 
     def _sketch(self, name: str, rows: np.ndarray, keys: list[pa.Array]) -> np.ndarray:
         """Full float32 rows [R, numel] -> their sketches in the stored dtype [R, sketch]."""
@@ -301,7 +341,11 @@ class HarvestWriter:
             v.clear()
 
 
-def _keys(update: ClientUpdate, where: str) -> dict[str, object]:
+def _where(update: ClientUpdate) -> str:
+    return f"round {update.round} client {update.client_id} (speaker {update.speaker_id})"
+
+
+def _keys(update: ClientUpdate) -> dict[str, object]:
     """The key columns of one update, type-checked (numpy integers are accepted)."""
     out: dict[str, object] = {}
     for name in ("round", "client_id", "n_samples"):
@@ -309,13 +353,15 @@ def _keys(update: ClientUpdate, where: str) -> dict[str, object]:
             out[name] = operator.index(getattr(update, name))
         except TypeError:
             raise DataError(
-                f"update of {where}: {name} {getattr(update, name)!r} is not an integer"
+                f"update of {_where(update)}: {name} {getattr(update, name)!r} is not an integer"
             ) from None
     values = {"speaker_id": update.speaker_id, "kind": update.kind}
     for name, value in values.items():
         if not isinstance(value, str):
-            raise DataError(f"update of {where}: {name} {value!r} is not a string")
+            raise DataError(f"update of {_where(update)}: {name} {value!r} is not a string")
         out[name] = value
     if out["kind"] not in schema.UPDATE_KINDS:
-        raise DataError(f"update of {where}: kind {out['kind']!r} not in {schema.UPDATE_KINDS}")
+        raise DataError(
+            f"update of {_where(update)}: kind {out['kind']!r} not in {schema.UPDATE_KINDS}"
+        )
     return out
