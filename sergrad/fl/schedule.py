@@ -39,7 +39,8 @@ def _seed_text(parts: tuple) -> str:
             items.append(repr(p))
             continue
         text = p if type(p) is str else None if isinstance(p, int) else str(p)
-        if text is None or not (text.isascii() and text.isprintable()) or '"' in text or "\\" in text:
+        plain = text is not None and text.isascii() and text.isprintable()
+        if not plain or '"' in text or "\\" in text:
             return json.dumps([str(q) if not isinstance(q, int) else q for q in parts])
         items.append(f'"{text}"')
     return "[" + ", ".join(items) + "]"
