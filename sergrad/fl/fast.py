@@ -157,7 +157,8 @@ class FastEngine:
         if two_step:  # fc1's weight one client at a time, in cache (sergrad.fl.fast_two_step)
             shared = train_two_steps(self, params, own, plan, views, slots, add_losses)
             return self._results(clients, n_steps, shared, loss_sum / loss_n.clamp(min=1))
-        ebs = torch.tensor([expected_batch_size(c.n_train, a) for c in clients])  # [C]
+        ebs = torch.tensor([expected_batch_size(c.n_train, a) for c in clients]) \
+            if self.dp else [None] * len(clients)  # [C] DP-SGD's noise divisors  # fmt: skip
         for t, st in enumerate(plan.steps):
             act = st.active
             # step 0: every client still holds the global model -> unstacked [out, in] weights

@@ -74,7 +74,7 @@ def train_two_steps(engine, params, own, plan: CohortPlan, views, out, losses) -
         _adam(P, G, M, V, A2, t2, adam)
         d1 = deltas[0]
     scale = _scales(engine, plan.n_steps, P[W])
-    for i in range(C):
+    for i in reversed(range(C)):  # the clients of loop 1's end are still in cache
         p = P[W][i]
         if i < A2:
             m, v = M[W][i], V[W][i]
