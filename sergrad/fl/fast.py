@@ -16,10 +16,10 @@ Batches, dropout masks (drawn up front by `sergrad.fl.fast_plan`) and DP noise c
 same per-client generators, in the same order, as in the reference engine, so both produce
 the same numbers.
 
-Where a paper-shape FedAvg round's time goes (2 local steps per client): the per-client
-weight-sized passes (fused Adam, bounded by float32 sqrt at ~0.4 ns per element on the
-project's CPU; the weight-gradient matmuls; copying the global weights in; zeroing the Adam
-state; the pseudo-gradient), not per-client Python. See docs/benchmarks.md.
+Cohorts of at most two local steps with Adam (the paper shape) take `fast_two_step`: fc1's
+weight goes through each step's passes one client at a time, in cache. What remains of a
+paper-shape FedAvg round is weight-sized work (matmuls, fused Adam, copying the global weights
+in, the shared update), not per-client Python: see docs/benchmarks.md.
 
 Shapes: C cohort, A active clients, B padded batch, D input, H1/H2 hidden, K classes.
 """
