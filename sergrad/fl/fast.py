@@ -73,7 +73,7 @@ class FastEngine:
         self._cap = 0
         self._xbufs = [torch.empty(0, part.x.shape[1], device=self.device) for _ in range(2)]
         self._minus_one = torch.full((1, 1, 1), -1.0, device=self.device)
-        self._scratch_buf = torch.empty(0, device=self.device)
+        self._scratch_bufs: dict[str, torch.Tensor] = {}
 
     # --- buffers -------------------------------------------------------------------------
     def _stacked(
@@ -236,11 +236,12 @@ class FastEngine:
                 g.mul_(-a.lr)
         return grads
 
-    def _scratch(self, like: torch.Tensor) -> torch.Tensor:
-        """A reused scratch tensor shaped like `like`."""
-        if self._scratch_buf.numel() < like.numel():
-            self._scratch_buf = torch.empty(like.numel(), device=self.device)
-        return self._scratch_buf[: like.numel()].view(like.shape)
+    def _scratch(self, like: torch.Tensor, slot: str = "") -> torch.Tensor:
+        """A reused scratch tensor shaped like `like` (one per `slot`)."""
+        buf = self._scratch_bufs.get(slot)
+        if buf is None or buf.numel() < like.numel():
+            buf = self._scratch_bufs[slot] = torch.empty(like.numel(), device=self.device)
+        return buf[: like.numel()].view(like.shape)
 
     # --- forward / backward ------------------------------------------------------------------
     def _grad(self, pa, ga, st: Step, *, noise_g, ebs) -> torch.Tensor:

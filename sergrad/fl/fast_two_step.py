@@ -1,18 +1,20 @@
 """FedAvg with Adam when no client of a cohort takes more than two local steps (the paper
 shape: 24 samples per client, batch 20), fc1's weight processed one client at a time.
 
-fc1.weight is ~90% of the paper MLP. Stacked over a cohort it is [C, 256, 988] (1 MB per
+fc1.weight is 88% of the paper MLP. Stacked over a cohort it is [C, 256, 988] (1 MB per
 client, 16 MB for 16 clients) in each of the parameter, gradient and two Adam-state
-buffers: far more than the caches. The batched path (`FastEngine._train_cohort`) streams
-every buffer from memory in each of the round's passes (copy the global weights in, zero the
+buffers: more than the caches. The batched path (`FastEngine._train_cohort`) streams every
+buffer from memory in each of the round's passes (copy the global weights in, zero the
 state, the weight-gradient matmul, Adam, the next step's forward, Adam again, the shared
-update). Here each client's fc1 slice goes through all passes of a step back to back, while
-its slices are still in cache: per client, the step-1 weight-gradient mm, the state set-up,
-torch's fused Adam step and the step-2 forward matmul; then (after the rest of step 2 ran
-batched) the step-2 weight-gradient mm, the fused Adam step and the shared update. The small
-layers (fc1.bias, fc2, fc3) stay batched. Each element sees the same operations in the same
-order as in the batched path, so the numbers agree up to matmul summation order (tested
-against the batched path and the reference engine).
+update). Here step 1's forward and backward run batched (the global weights are shared),
+then each client's fc1 goes through all its passes back to back in four reused 1 MB scratch
+buffers (weight, gradient, Adam's m and v) that stay in cache: the step-1 weight-gradient
+`mm`, the state set-up, torch's fused Adam step, then the client's whole step 2 (its forward
+and backward, with its small layers as [1, ...] views), the step-2 weight-gradient `mm`,
+fused Adam and the shared update. The small layers' (fc1.bias, fc2, fc3) Adam steps and shared
+updates stay batched. Each element sees the same operations in the same order as in the
+batched path, so the numbers agree up to matmul summation order (tested against the batched
+path and the reference engine).
 
 Used on CPU for plain FedAvg + Adam (no DP-SGD, no batch clipping, torch's fused Adam
 available); anything else takes the batched path.
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from sergrad.fl.fast_plan import CohortPlan
+from sergrad.fl.fast_plan import CohortPlan, Step
 from sergrad.fl.model import PARAM_NAMES
 
 W, BIAS = "fc1.weight", "fc1.bias"
@@ -33,7 +35,8 @@ def train_two_steps(engine, params, own, plan: CohortPlan, views, out, losses) -
     """Train the cohort's (at most two) local steps; write what each client shares into
     `out` [C, ...] and return it. `params`: the global parameters; `own`: each client's own
     start [C, ...] (stacked runs) or None; `views`: the engine's p/g/m/v buffers [C, ...]
-    (not initialised); `losses(step_losses, step)`: records a step's mean losses."""
+    (not initialised; only the small layers' are used); `losses(step_losses, step)`: records
+    a step's mean losses."""
     a = engine.algo
     C, steps = len(plan.clients), plan.steps
     P, G, M, V = (views[r] for r in "pgmv")
@@ -54,37 +57,37 @@ def train_two_steps(engine, params, own, plan: CohortPlan, views, out, losses) -
     second = steps[1] if len(steps) > 1 else None
     A2 = second.active if second is not None else 0
     x2 = engine._gather(second, 1) if second is not None else None
-    z1 = torch.empty(A2, x2.shape[1] if A2 else 0, P[W].shape[1], device=P[W].device)
     d1 = deltas[0]
-    M[W].zero_()  # one memset each: faster than per client
-    V[W].zero_()
-    g = engine._scratch(P[W][0])  # fc1's gradient: one client's, reused (stays in cache)
-    for i in range(C):
-        p, m, v = P[W][i], M[W][i], V[W][i]
-        torch.mm(d1[i].T, x1[i], out=g)
-        p.copy_(start[W] if own is None else start[W][i])
-        torch._fused_adam_([p], [g], [m], [v], [], [t1], **adam)
-        if i < A2:  # the step-2 forward of fc1 while p is in cache
-            torch.addmm(P[BIAS][i], x2[i], p.T, out=z1[i])
-    if A2:
-        pa = {k: P[k][:A2] for k in PARAM_NAMES}
-        step_losses, acts, deltas = engine._forward_backward(pa, second, x2, z1=z1)
-        losses(step_losses, second)
-        engine._weight_grads({k: G[k][:A2] for k in PARAM_NAMES}, acts, deltas, skip=W)
-        _adam(P, G, M, V, A2, t2, adam)
-        d1 = deltas[0]
+    # fc1's weight, gradient and Adam state: one client's at a time, reused (stay in cache)
+    p, g, m, v = (engine._scratch(P[W][0], slot=r) for r in "pgmv")
     scale = _scales(engine, plan.n_steps, P[W])
-    for i in reversed(range(C)):  # the clients of loop 1's end are still in cache
-        p = P[W][i]
-        if i < A2:
-            m, v = M[W][i], V[W][i]
-            torch.mm(d1[i].T, x2[i], out=g)
-            torch._fused_adam_([p], [g], [m], [v], [], [t2], **adam)
+    losses2 = []
+    if A2:  # per-client views [i : i + 1], split once (fewer Python calls per client)
+        client_steps = _client_steps(second)
+        pas = _split({k: P[k][:A2] for k in SMALL})
+        gas = _split({k: G[k][:A2] for k in SMALL})
+        x2s = x2.split(1)
+    for i in range(C):
         s = start[W] if own is None else start[W][i]
+        torch.mm(d1[i].T, x1[i], out=g)
+        p.copy_(s)
+        m.zero_()
+        v.zero_()
+        torch._fused_adam_([p], [g], [m], [v], [], [t1], **adam)
+        if i < A2:  # the client's step 2; its small layers' gradients into G[...][i]
+            z1 = torch.addmm(P[BIAS][i], x2[i], p.T).unsqueeze(0)  # [1, B, H1]
+            loss, acts, deltas = engine._forward_backward(pas[i], client_steps[i], x2s[i], z1=z1)
+            losses2.append(loss)
+            engine._weight_grads(gas[i], acts, deltas, skip=W)
+            torch.mm(deltas[0][0].T, x2[i], out=g)
+            torch._fused_adam_([p], [g], [m], [v], [], [t2], **adam)
         if scale is None:  # delta
             torch.sub(p, s, out=out[W][i])
         else:
             torch.sub(s, p, out=out[W][i]).mul_(scale[i])
+    if A2:
+        losses(torch.cat(losses2), second)
+        _adam(P, G, M, V, A2, t2, adam)
     engine._shared(start, {"p": {k: P[k] for k in SMALL}}, plan.n_steps, out=out)
     return out
 
@@ -93,6 +96,22 @@ def _adam(P, G, M, V, n: int, step: torch.Tensor, adam: dict) -> None:
     """torch's fused Adam step on the small layers of clients [:n]."""
     ts = [[X[k][:n] for k in SMALL] for X in (P, G, M, V)]
     torch._fused_adam_(*ts, [], [step] * len(SMALL), **adam)
+
+
+def _client_steps(st: Step) -> list[Step]:
+    """Each client's part [i : i + 1] of a stacked step."""
+    b = st.valid.shape[1]
+    none = [None] * st.active
+    parts = zip(st.rows.split(b), st.valid.split(1), st.count.split(1), st.nonempty.split(1),
+                none if st.mask1 is None else st.mask1.split(1),
+                none if st.mask2 is None else st.mask2.split(1))  # fmt: skip
+    return [Step(1, *fields) for fields in parts]
+
+
+def _split(tensors: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """{name: [A, ...]} -> per client {name: [1, ...]}."""
+    split = {k: v.split(1) for k, v in tensors.items()}
+    return [dict(zip(split, views)) for views in zip(*split.values())]
 
 
 def _scales(engine, n_steps: list[int], like: torch.Tensor) -> torch.Tensor | None:
