@@ -191,3 +191,49 @@ def test_defenses_in_the_loop_same_in_both_engines(tmp_path, defense):
     for k in PARAM_NAMES:
         r, f = _values(ref["updates"], k), _values(fast["updates"], k)
         torch.testing.assert_close(f, r, rtol=1e-4, atol=1e-4)
+
+
+# no client takes more than two local steps (batch 20: 1 or 2 steps here, ragged second
+# batches): the fast engine's per-client fc1 path (sergrad.fl.fast_two_step)
+TWO_STEP = {
+    "adam": AlgoConfig(name="fedavg", batch_size=20, eps=1e-6),
+    "adam_default_eps": AlgoConfig(name="fedavg", batch_size=20),
+    "adam_delta_no_decay": AlgoConfig(
+        name="fedavg", batch_size=20, weight_decay=0.0, share="delta", eps=1e-6
+    ),
+}
+
+
+@pytest.mark.parametrize("algo", list(TWO_STEP))
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_fast_two_local_steps_equals_reference(algo, dropout):
+    ref = _round("reference", TWO_STEP[algo], None, dropout)
+    fast = _round("fast", TWO_STEP[algo], None, dropout)
+    assert {r.steps for r in ref} == {1, 2}  # the two-step path with one-step clients
+    _assert_same_results(ref, fast, TWO_STEP[algo])
+
+
+@pytest.mark.parametrize("algo", list(TWO_STEP))
+def test_fast_two_step_path_equals_batched_path(algo, monkeypatch):
+    """Oracle: the same engine's batched path (every tensor stacked, fused Adam over all)."""
+    import sergrad.fl.fast as fast_module
+
+    calls = []
+    spy = fast_module.train_two_steps
+    monkeypatch.setattr(fast_module, "train_two_steps", lambda *a: calls.append(1) or spy(*a))
+    model = ModelConfig(hidden=(16, 8), dropout1=0.2, dropout2=0.2)
+    params = init_params(12, model, generator=generator(0, "init"))
+    out = {}
+    for two_step in (True, False):
+        e = create_engine("fast", PART, model=model, algo=TWO_STEP[algo], local=None, seed=0,
+                          device="cpu")  # fmt: skip
+        e.two_step = two_step
+        for rnd in (3, 4):  # buffers reused across rounds
+            res = e.train_round(params, list(PART.clients), round=rnd)
+        out[two_step] = [(r.steps, r.loss, {k: v.clone() for k, v in r.tensors.items()})
+                         for r in res]  # fmt: skip
+        assert len(calls) == 2  # both rounds of the first engine, none of the second
+    for (s1, l1, t1), (s2, l2, t2) in zip(out[True], out[False]):
+        assert s1 == s2 and l1 == pytest.approx(l2, rel=1e-6)
+        for k in PARAM_NAMES:
+            torch.testing.assert_close(t1[k], t2[k], rtol=1e-5, atol=1e-6)

@@ -9,7 +9,7 @@ import torch
 
 from sergrad.defenses.plan import TrainingPlan
 from sergrad.fl.config import AlgoConfig
-from sergrad.fl.schedule import batch_schedule, sample_clients
+from sergrad.fl.schedule import _seed_text, batch_schedule, sample_clients
 
 
 def test_plan_matches_the_engines_schedule():
@@ -29,3 +29,15 @@ def test_plan_matches_the_engines_schedule():
         steps = batch_schedule(n_train, algo=algo, local=None, generator=gen)
         assert plan.local_steps == len(steps)
         assert max(len(s) for s in steps) == round(plan.sample_rate * n_train)
+
+
+def test_seed_text_is_the_json_text():
+    """Oracle: the json.dumps text derive_seed always hashed (seeds of stored runs stay)."""
+    import json
+
+    import numpy as np
+
+    cases = [(0, "batches", 5, 3), (7, "dpsgd", 12, "corpus/spk-1"), (True, 1), ('a"b',),
+             ("x\\y",), ("é",), ("tab\t",), (np.int64(3), "s"), (-12, 2**70), (), (1.5, None)]  # fmt: skip
+    for parts in cases:
+        assert _seed_text(parts) == json.dumps([p if isinstance(p, int) else str(p) for p in parts])

@@ -45,6 +45,7 @@ def _runs(n_runs: int = 3):
          LocalTraining(per_example_clip=1.0, noise_multiplier=0.7, poisson=True)),
         (AlgoConfig(name="fedsgd", batch_size=5), LocalTraining(batch_clip=0.5)),
         (AlgoConfig(name="fedavg", batch_size=64), None),  # one local step: the closed form
+        (AlgoConfig(name="fedavg", batch_size=10), None),  # two local steps: fast_two_step
     ],
 )  # fmt: skip
 def test_stacked_runs_equal_each_run_alone(algo, local):

@@ -16,10 +16,10 @@ Batches, dropout masks (drawn up front by `sergrad.fl.fast_plan`) and DP noise c
 same per-client generators, in the same order, as in the reference engine, so both produce
 the same numbers.
 
-Where a paper-shape FedAvg round's time goes (2 local steps per client): the per-client
-weight-sized passes (fused Adam, bounded by float32 sqrt at ~0.4 ns per element on the
-project's CPU; the weight-gradient matmuls; copying the global weights in; zeroing the Adam
-state; the pseudo-gradient), not per-client Python. See docs/benchmarks.md.
+Cohorts of at most two local steps with Adam (the paper shape) take `fast_two_step`: fc1's
+weight goes through each step's passes one client at a time, in cache. What remains of a
+paper-shape FedAvg round is weight-sized work (matmuls, fused Adam, copying the global weights
+in, the shared update), not per-client Python: see docs/benchmarks.md.
 
 Shapes: C cohort, A active clients, B padded batch, D input, H1/H2 hidden, K classes.
 """
@@ -35,6 +35,7 @@ from sergrad.fl.config import AlgoConfig, ModelConfig
 from sergrad.fl.dp_clip import dp_sgd_grads_
 from sergrad.fl.engine import LocalResult
 from sergrad.fl.fast_plan import Step, plan_cohort
+from sergrad.fl.fast_two_step import train_two_steps
 from sergrad.fl.model import PARAM_NAMES
 from sergrad.fl.partition import Client, Partition
 from sergrad.fl.schedule import expected_batch_size, generator, sample_rate, share_kind
@@ -68,10 +69,11 @@ class FastEngine:
         self._out_cap = 0
         # torch's fused Adam kernel (one pass; same rule as torch.optim.Adam up to rounding)
         self.fused_adam = hasattr(torch, "_fused_adam_") and self.device.type in ("cpu", "cuda")
+        self.two_step = True  # False: two-step cohorts take the batched path (tests' oracle)
         self._cap = 0
-        self._xbuf = torch.empty(0, part.x.shape[1], device=self.device)
+        self._xbufs = [torch.empty(0, part.x.shape[1], device=self.device) for _ in range(2)]
         self._minus_one = torch.full((1, 1, 1), -1.0, device=self.device)
-        self._scratch_buf = torch.empty(0, device=self.device)
+        self._scratch_bufs: dict[str, torch.Tensor] = {}
 
     # --- buffers -------------------------------------------------------------------------
     def _stacked(
@@ -81,11 +83,13 @@ class FastEngine:
         per_client: dict | None = None,
         *,
         grads: dict[str, torch.Tensor] | None = None,
+        init: bool = True,
     ) -> dict[str, dict[str, torch.Tensor]]:
         """Views [c, ...] of the preallocated param / grad / optimiser-state buffers.
 
         FedAvg: params (or each client's own `per_client` [c, ...] start) copied in, optimiser
-        state zeroed. FedSGD needs only gradients (`grads`: [c, ...] tensors to write them to).
+        state zeroed (unless not `init`). FedSGD needs only gradients (`grads`: [c, ...]
+        tensors to write them to).
         """
         roles = "" if grads is not None else "g" if self.algo.name == "fedsgd" else "pgmvt"
         if c > self._cap:
@@ -98,7 +102,7 @@ class FastEngine:
         views = {r: {k: self._buffers[f"{r}:{k}"][:c] for k in params} for r in roles}
         if grads is not None:
             views["g"] = grads
-        if "p" in views:
+        if "p" in views and init:
             for k, v in params.items():
                 start = v.unsqueeze(0).expand_as(views["p"][k]) if per_client is None else None
                 views["p"][k].copy_(per_client[k] if start is None else start)
@@ -132,16 +136,29 @@ class FastEngine:
         plan = plan_cohort(clients, seeds=[self._seed(c) for c in clients], round=round,
                            algo=a, local=self.local, model=self.model, device=self.device)  # fmt: skip
         clients, n_steps = plan.clients, plan.n_steps
-        noise_g = [generator(self._seed(c), "dpsgd", round, c.client_id) for c in clients]
+        noise_g = [generator(self._seed(c), "dpsgd", round, c.client_id) for c in clients] \
+            if self.dp else [None] * len(clients)  # fmt: skip
         own = self._client_params(clients)  # None: every client starts from `params`
         # one local step each (FedSGD, or FedAvg's small clients): what is shared is a function
         # of the step's gradient alone, computed straight into the output slots
         one_step = a.name == "fedsgd" or n_steps[0] == 1
-        views = self._stacked(params, len(clients), own, grads=slots if one_step else None)
+        two_step = not one_step and n_steps[0] == 2 and self._two_step_ok()
+        views = self._stacked(params, len(clients), own, grads=slots if one_step else None,
+                              init=not two_step)  # fmt: skip
         P, G = views.get("p"), views["g"]
         loss_sum = torch.zeros(len(clients), dtype=torch.float64)
         loss_n = torch.zeros(len(clients), dtype=torch.float64)
-        ebs = torch.tensor([expected_batch_size(c.n_train, a) for c in clients])  # [C]
+
+        def add_losses(losses: torch.Tensor, st: Step) -> None:
+            loss_sum[: st.active] += losses.double().cpu() * st.nonempty
+            loss_n[: st.active] += st.nonempty
+
+        start = params if own is None else own
+        if two_step:  # fc1's weight one client at a time, in cache (sergrad.fl.fast_two_step)
+            shared = train_two_steps(self, params, own, plan, views, slots, add_losses)
+            return self._results(clients, n_steps, shared, loss_sum / loss_n.clamp(min=1))
+        ebs = torch.tensor([expected_batch_size(c.n_train, a) for c in clients]) \
+            if self.dp else [None] * len(clients)  # [C] DP-SGD's noise divisors  # fmt: skip
         for t, st in enumerate(plan.steps):
             act = st.active
             # step 0: every client still holds the global model -> unstacked [out, in] weights
@@ -150,26 +167,36 @@ class FastEngine:
             else:
                 pa = params if own is None else {k: own[k][:act] for k in PARAM_NAMES}
             ga = {k: G[k][:act] for k in PARAM_NAMES}
-            losses = self._grad(pa, ga, st, noise_g=noise_g[:act], ebs=ebs[:act])
-            loss_sum[:act] += losses.double().cpu() * st.nonempty
-            loss_n[:act] += st.nonempty
+            add_losses(self._grad(pa, ga, st, noise_g=noise_g[:act], ebs=ebs[:act]), st)
             if not one_step:
                 self._optimizer_step(views, act, step=t + 1)
-        start = params if own is None else own
         if one_step:
             shared = G if a.name == "fedsgd" else self._one_step_update(start, G)
         else:
             shared = self._shared(start, views, n_steps, out=slots)
+        return self._results(clients, n_steps, shared, loss_sum / loss_n.clamp(min=1))
+
+    def _results(self, clients, n_steps, shared, losses) -> list[LocalResult]:
+        """One LocalResult per client: views [i] of the stacked shared tensors."""
+        rows = {k: v.unbind(0) for k, v in shared.items()}  # one call per tensor, not per client
+        losses = losses.tolist()
         return [
             LocalResult(
                 client=c,
-                tensors={k: v[i] for k, v in shared.items()},
+                tensors={k: v[i] for k, v in rows.items()},
                 steps=n_steps[i],
-                sample_rate=sample_rate(c.n_train, a),
-                loss=float(loss_sum[i] / loss_n[i].clamp(min=1)),
+                sample_rate=sample_rate(c.n_train, self.algo),
+                loss=losses[i],
             )
             for i, c in enumerate(clients)
         ]
+
+    def _two_step_ok(self) -> bool:
+        """Whether a cohort of at most two local steps takes `fast_two_step` (see there)."""
+        a = self.algo
+        return (self.two_step and self.fused_adam and self.device.type == "cpu"
+                and a.name == "fedavg" and a.optimizer == "adam" and not self.dp
+                and self.batch_clip is None)  # fmt: skip
 
     def _seed(self, client: Client) -> int:
         """The run seed of a client's generators (one run here; see sergrad.fl.stacked)."""
@@ -209,23 +236,45 @@ class FastEngine:
                 g.mul_(-a.lr)
         return grads
 
-    def _scratch(self, like: torch.Tensor) -> torch.Tensor:
-        """A reused scratch tensor shaped like `like`."""
-        if self._scratch_buf.numel() < like.numel():
-            self._scratch_buf = torch.empty(like.numel(), device=self.device)
-        return self._scratch_buf[: like.numel()].view(like.shape)
+    def _scratch(self, like: torch.Tensor, slot: str = "") -> torch.Tensor:
+        """A reused scratch tensor shaped like `like` (one per `slot`)."""
+        buf = self._scratch_bufs.get(slot)
+        if buf is None or buf.numel() < like.numel():
+            buf = self._scratch_bufs[slot] = torch.empty(like.numel(), device=self.device)
+        return buf[: like.numel()].view(like.shape)
 
     # --- forward / backward ------------------------------------------------------------------
     def _grad(self, pa, ga, st: Step, *, noise_g, ebs) -> torch.Tensor:
         """Fill ga with each active client's step gradient; return its mean losses [A]."""
+        losses, acts, deltas = self._forward_backward(pa, st, self._gather(st))
+        if self.dp:
+            std = self.local.noise_multiplier * self.local.per_example_clip
+            dp_sgd_grads_(acts, deltas, [(ga[w], ga[b]) for w, b in LAYERS],
+                          max_norm=self.local.per_example_clip, noise_std=std,
+                          expected_batch_sizes=ebs, generators=noise_g)  # fmt: skip
+            return losses
+        self._weight_grads(ga, acts, deltas)
+        if self.batch_clip is not None:
+            self._clip_batch(ga, self.batch_clip)
+        return losses
+
+    def _gather(self, st: Step, slot: int = 0) -> torch.Tensor:
+        """The step's inputs [A, B, D], gathered into reused buffer `slot`."""
         A, B = st.valid.shape
         rows = A * B
-        if rows > len(self._xbuf):  # gathered inputs, reused across steps and rounds
-            self._xbuf = torch.empty(rows, self.x.shape[1], device=self.device)
-        x = torch.index_select(self.x, 0, st.rows, out=self._xbuf[:rows]).view(A, B, -1)
+        if rows > len(self._xbufs[slot]):  # reused across steps and rounds
+            self._xbufs[slot] = torch.empty(rows, self.x.shape[1], device=self.device)
+        return torch.index_select(self.x, 0, st.rows, out=self._xbufs[slot][:rows]).view(A, B, -1)
+
+    def _forward_backward(self, pa, st: Step, x: torch.Tensor, z1: torch.Tensor | None = None):
+        """Mean losses [A], activations [x, h1, h2] and per-sample output gradients
+        [d1, d2, d3] (summed over the batch: mean-scaled unless DP) of one step;
+        `z1`: the fc1 pre-activations [A, B, H1] when the caller computed them."""
+        A, B = st.valid.shape
         y = self.y.index_select(0, st.rows).view(A, B, 1)  # [A, B, 1]
         m1, m2, valid = st.mask1, st.mask2, st.valid
-        z1 = _linear(x, pa["fc1.weight"], pa["fc1.bias"])  # [A, B, H1]
+        if z1 is None:
+            z1 = _linear(x, pa["fc1.weight"], pa["fc1.bias"])  # [A, B, H1]
         h1 = torch.relu(z1) if m1 is None else torch.relu(z1).mul_(m1)
         z2 = _linear(h1, pa["fc2.weight"], pa["fc2.bias"])  # [A, B, H2]
         h2 = torch.relu(z2) if m2 is None else torch.relu(z2).mul_(m2)
@@ -244,19 +293,15 @@ class FastEngine:
         d1 = _backprop(d2, pa["fc2.weight"]).mul_(z1 > 0)  # [A, B, H1]
         if m1 is not None:
             d1.mul_(m1)
-        acts, deltas = [x, h1, h2], [d1, d2, d3]
-        if self.dp:
-            std = self.local.noise_multiplier * self.local.per_example_clip
-            dp_sgd_grads_(acts, deltas, [(ga[w], ga[b]) for w, b in LAYERS],
-                          max_norm=self.local.per_example_clip, noise_std=std,
-                          expected_batch_sizes=ebs, generators=noise_g)  # fmt: skip
-            return losses
+        return losses, [x, h1, h2], [d1, d2, d3]
+
+    @staticmethod
+    def _weight_grads(ga, acts, deltas, *, skip: str | None = None) -> None:
+        """ga[...] = the batch-summed weight / bias gradients (all but `skip`)."""
         for (wn, bn), act, delta in zip(LAYERS, acts, deltas):
-            torch.bmm(delta.transpose(1, 2), act, out=ga[wn])  # [A, out, in]
+            if wn != skip:
+                torch.bmm(delta.transpose(1, 2), act, out=ga[wn])  # [A, out, in]
             torch.sum(delta, dim=1, out=ga[bn])  # [A, out]
-        if self.batch_clip is not None:
-            self._clip_batch(ga, self.batch_clip)
-        return losses
 
     @staticmethod
     def _clip_batch(ga, max_norm: float) -> None:

@@ -26,8 +26,24 @@ from sergrad.fl.update import LocalTraining
 
 def derive_seed(*parts: object) -> int:
     """A 63-bit seed that is a pure function of `parts` (ints and strings)."""
-    text = json.dumps([str(p) if not isinstance(p, int) else p for p in parts])
+    text = _seed_text(parts)
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def _seed_text(parts: tuple) -> str:
+    """json.dumps([p if int else str(p) ...]), built directly for plain ints and plain ASCII
+    strings (the engines derive a few generators per client and round)."""
+    items = []
+    for p in parts:
+        if type(p) is int:
+            items.append(repr(p))
+            continue
+        text = p if type(p) is str else None if isinstance(p, int) else str(p)
+        plain = text is not None and text.isascii() and text.isprintable()
+        if not plain or '"' in text or "\\" in text:
+            return json.dumps([str(q) if not isinstance(q, int) else q for q in parts])
+        items.append(f'"{text}"')
+    return "[" + ", ".join(items) + "]"
 
 
 def generator(*parts: object) -> torch.Generator:
