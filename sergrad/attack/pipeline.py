@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from sergrad.attack import dataset as D
-from sergrad.attack import inputs, source
+from sergrad.attack import fit_cache, inputs, source
 from sergrad.attack.config import AttackConfig, AttackModelConfig
 from sergrad.attack.labels import AttributeLabels
 from sergrad.attack.models import AttackModel, create
@@ -221,11 +221,19 @@ def fit_layer(
     name: str,
     progress: bool = False,
 ) -> tuple[AttackModel, TrainResult]:
-    """The layer's shadow feature rows (cached, else one more shadow pass), then train."""
-    model = create(config.model.name, shapes={p: shapes[p] for p in params},
-                   params=config.model.params, generator=generator,
-                   target=shadow.target)  # fmt: skip
+    """The fit stored under the same content key (`fit_cache`), else the layer's shadow
+    feature rows (cached, else one more shadow pass), then train (and store the fit)."""
     fkey = inputs.features_key(shadow.key, params, inputs.featurizer(config.model))
+    layer_shapes = {p: shapes[p] for p in params}
+    gen_state = generator.get_state()  # before create() draws the initial weights
+    model = create(config.model.name, shapes=layer_shapes, params=config.model.params,
+                   generator=generator, target=shadow.target)  # fmt: skip
+    ckey = fit_cache.fit_key(features_key=fkey, model=model, model_config=config.model,
+                             labels=shadow.labels, split=split, generator_state=gen_state,
+                             shapes=layer_shapes, device=config.device)  # fmt: skip
+    reused = fit_cache.load(store, fkey, ckey, model) if ckey else None
+    if reused is not None:
+        return model, reused
     path = os.path.join(tmp, f"shadow-{name}.bin")
     feats = inputs.load_features(store, fkey, path)
     if feats is None:
@@ -242,6 +250,8 @@ def fit_layer(
                           progress=progress)  # fmt: skip
     feats.close()
     os.unlink(feats.path)
+    if ckey:
+        fit_cache.save(store, fkey, ckey, model, result)
     return model, result
 
 
