@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sergrad.attack.dataset import Moments, normalise
 from sergrad.attack.protocols import (
     average_rows,
+    average_selections,
     client_rows,
     client_selections,
     fuse,
@@ -69,6 +72,34 @@ def test_average_then_normalise_equals_normalise_then_average():
     oracle = (raw.astype(np.float64).mean(0) - mean) / std  # raw averaged, then normalised
     got = average_rows(normalise(raw, mean, std))
     np.testing.assert_allclose(got, oracle, rtol=1e-5, atol=1e-5)
+
+
+@given(
+    counts=st.lists(st.integers(1, 9), min_size=1, max_size=6),
+    n=st.integers(0, 6),
+    width=st.integers(1, 300),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=60, deadline=None)
+def test_selections_averaged_in_place_equal_average_rows_bit_for_bit(counts, n, width, seed):
+    rng = np.random.default_rng(seed)
+    rows = (rng.standard_normal((sum(counts), width)) * 10 ** rng.uniform(-3, 3)).astype(np.float32)
+    by_client = client_rows(rng.permutation(np.repeat(np.arange(len(counts)), counts)))
+    sels, _ = client_selections(by_client, n=n, trials=3, seed=seed)
+    got = average_selections(lambda idx: rows[idx], sels, width=width)
+    want = np.stack([average_rows(rows[s.rows]) for s in sels])  # the one-by-one oracle
+    assert got.dtype == np.float32 and got.tobytes() == want.tobytes()
+
+
+def test_wide_rows_averaged_in_place_equal_average_rows_bit_for_bit():
+    rng = np.random.default_rng(3)  # a demo fc1 row is 64 x 549 + 64 wide
+    rows = rng.standard_normal((90, 64 * 549 + 64)).astype(np.float32)
+    by_client = client_rows(np.repeat(np.arange(6), [30, 20, 15, 12, 8, 5]))
+    for n in (1, 5, 0):
+        sels, _ = client_selections(by_client, n=n, trials=5, seed=n)
+        got = average_selections(lambda idx: rows[idx], sels, width=rows.shape[1])
+        want = np.stack([average_rows(rows[s.rows]) for s in sels])
+        assert got.tobytes() == want.tobytes()
 
 
 def test_fusion_weights_by_parameter_count():

@@ -172,7 +172,7 @@ def load_features(store: Store, key: str, path: str) -> D.RowFile | None:
     except (OSError, pa.ArrowException, KeyError, ValueError) as exc:
         raise StoreError(f"{TABLE}/key={key}/features: unreadable ({exc})") from exc
     touch(store, key, "features")
-    rows = D.RowFile(path, width=width, dtype=dtype)
+    rows = D.RowFile(path, width=width, dtype=dtype, memory_bytes=D.IN_MEMORY_BYTES)
     for rb in pf.iter_batches(batch_size=ROWS_PER_GROUP, columns=["x"]):
         out = np.empty((rb.num_rows, width), np.float32)
         col = rb.column(0)

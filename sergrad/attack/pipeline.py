@@ -24,7 +24,7 @@ from sergrad.attack import fit_cache, inputs, source
 from sergrad.attack.config import AttackConfig, AttackModelConfig
 from sergrad.attack.labels import AttributeLabels
 from sergrad.attack.models import AttackModel, create
-from sergrad.attack.protocols import Selection, average_rows
+from sergrad.attack.protocols import Selection, average_selections
 from sergrad.attack.target import GENDER, Target
 from sergrad.attack.train import TrainResult, predict_features, train_attack
 from sergrad.errors import DataError
@@ -184,12 +184,12 @@ def load_target(
 ) -> TargetSet:
     """One streaming pass over the target run: post-hoc defense, normalise, store per layer."""
     params = [p for ps in groups.values() for p in ps]
+    memory = D.IN_MEMORY_BYTES // max(1, len(groups))  # held in memory up to this per layer
     rows = {
-        layer: D.RowFile(
-            os.path.join(tmp, f"target-{i}.f32"), width=sum(math.prod(shapes[p]) for p in ps)
-        )  # fmt: skip
+        layer: D.RowFile(os.path.join(tmp, f"target-{i}.f32"),
+                         width=sum(math.prod(shapes[p]) for p in ps), memory_bytes=memory)
         for i, (layer, ps) in enumerate(groups.items())
-    }
+    }  # fmt: skip
     keys = D.UpdateKeys()
     stream = D.stream_raw(store, [config.target_run], params, batch_rows=BATCH_ROWS,
                           posthoc=posthoc, param_shapes=shapes, seed=config.seed, role=1)  # fmt: skip
@@ -274,7 +274,8 @@ def score_layer(
     device: str,
 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """The model's outputs (gender: P(male)) per target update, and per selection for each n
-    (rows averaged first). A target set up to `dataset.IN_MEMORY_BYTES` is read once and
+    (rows averaged first; a selection of one update is that update, whose output is taken
+    from the per-update ones). A target set up to `dataset.IN_MEMORY_BYTES` is read once and
     indexed in memory (the per-client draws pick scattered rows: one read per row otherwise)."""
     take = rows.reader()
     per_update = []
@@ -285,12 +286,19 @@ def score_layer(
                 model, model.transform(_split_params(x, params, shapes)), device=device
             )
         )
+    p_update = np.concatenate(per_update)  # [N] or [N, C]
     per_client = {}
     for n, sels in selections.items():
-        out = []
-        for s in range(0, len(sels), PREDICT_ROWS):
-            avg = np.stack([average_rows(take(sel.rows)) for sel in sels[s : s + PREDICT_ROWS]])
+        single = np.array([len(sel.rows) == 1 for sel in sels], dtype=bool)
+        out = np.empty((len(sels), *p_update.shape[1:]), p_update.dtype)  # [S] or [S, C]
+        out[single] = p_update[[int(sel.rows[0]) for sel, one in zip(sels, single) if one]]
+        several = [sel for sel, one in zip(sels, single) if not one]
+        done = []
+        for s in range(0, len(several), PREDICT_ROWS):
+            avg = average_selections(take, several[s : s + PREDICT_ROWS], width=rows.width)
             feats = model.transform(_split_params(avg, params, shapes))
-            out.append(predict_features(model, feats, device=device))
-        per_client[n] = np.concatenate(out) if out else model.target.empty()
-    return np.concatenate(per_update), per_client
+            done.append(predict_features(model, feats, device=device))
+        if done:
+            out[~single] = np.concatenate(done)
+        per_client[n] = out
+    return p_update, per_client

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,6 +71,25 @@ def selection_note(counts: list[int], *, n: int, trials: int) -> str:
 def average_rows(x: np.ndarray) -> np.ndarray:
     """Mean of normalised update rows [k, D] -> [D], accumulated in float64."""
     return np.asarray(x, np.float64).mean(axis=0).astype(np.float32)
+
+
+def average_selections(
+    take: Callable[[np.ndarray], np.ndarray], selections: Sequence[Selection], *, width: int
+) -> np.ndarray:
+    """`average_rows(take(s.rows))` of every selection, [S, width] float32, bit for bit:
+    the same float64 sums in the same row order, accumulated in place in one [width] buffer
+    that stays in cache (no float64 copy of the rows). `take(idx)` returns rows `idx` as
+    float32 [len(idx), width]."""
+    out = np.empty((len(selections), width), np.float32)  # [S, D]
+    acc = np.empty(width, np.float64)  # [D]
+    for i, sel in enumerate(selections):
+        x = take(sel.rows)  # [k, D] float32
+        acc[:] = x[0]
+        for row in x[1:]:
+            np.add(acc, row, out=acc)
+        np.true_divide(acc, len(x), out=acc)  # what mean() does after its sum
+        out[i] = acc  # rounded to float32 like astype
+    return out
 
 
 def vote(p_update: np.ndarray, selections: list[Selection]) -> np.ndarray:
