@@ -3,6 +3,7 @@ feature rows fit it once (`sergrad.attack.fit_cache`), with bit-identical result
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -123,6 +124,33 @@ def test_what_the_fit_depends_on_gets_its_own_fit(tmp_path, monkeypatch):
     # only the fusion / protocol settings differ: the fits are reused
     run_attack(_config(targets[1], shadows, fusion=False), store)
     assert fits.n == 10 and len(_fits(store)) == 10
+
+
+def test_a_layer_shares_its_features_and_fit_across_layer_sets(tmp_path, monkeypatch):
+    store = Store(tmp_path)
+    shadows, targets = _world(store)
+    fits = CountingFits(monkeypatch)
+    both = run_attack(_config(targets[0], shadows), store)  # fc1 + fc2
+    features = {r["key"] for r in inputs.describe(store) if r["name"] == "features.parquet"}
+    assert fits.n == 2 and len(features) == 2
+    # fc1 alone (other moments key): fc1's feature rows and fit are the same ones
+    alone = run_attack(dataclasses.replace(_config(targets[0], shadows), layers=("fc1",)), store)
+    assert fits.n == 2
+    assert {r["key"] for r in inputs.describe(store) if r["name"] == "features.parquet"} == features
+
+    def fc1(rows):
+        return sorted((r["protocol"], r["n_avg"], r["calibration"], r["uar"], r["auc"])
+                      for r in rows if r["layer"] == "fc1")  # fmt: skip
+
+    assert fc1(alone) == fc1(both)
+    # an attacker mimicking a defense: its noise draws span the pass's params, so fc1 alone
+    # and fc1 + fc2 are other feature rows
+    adaptive = dict(posthoc=NOISE, adaptive=True)
+    run_attack(_config(targets[0], shadows, **adaptive), store)
+    assert fits.n == 4
+    run_attack(dataclasses.replace(_config(targets[0], shadows, **adaptive), layers=("fc1",)),
+               store)  # fmt: skip
+    assert fits.n == 5
 
 
 def test_a_fit_stopped_by_its_time_budget_is_not_stored(tmp_path, monkeypatch):

@@ -33,6 +33,7 @@ from sergrad.store import Store
 RAW_IN_MEMORY_BYTES = 256 * 2**20  # a shadow set's decoded updates kept between its passes
 BATCH_ROWS = 32  # updates per streamed batch: 32 x 1 MB (fc1 at 988-d) plus float64 temporaries
 PREDICT_ROWS = 20  # cnn activations at 256x988: ~0.3 GB per 20 rows in conv1
+KEEP_FEATURE_BYTES = 64 * 2**20  # score_layer keeps the target's feature rows up to this
 
 
 @dataclass
@@ -41,7 +42,8 @@ class ShadowSet:
     keys: D.UpdateKeys
     labels: np.ndarray  # [N] class index (gender F=0, M=1; -1 unknown) or value (NaN unknown)
     stats: dict[str, tuple[np.ndarray, np.ndarray]]  # param -> (mean, std) float64 [numel]
-    key: str = ""  # attack_inputs key of the moments (and of the features derived from them)
+    key: str = ""  # attack_inputs key of the moments
+    feature_base: str = ""  # what its features keys derive from (`inputs.feature_base`)
     target: Target = GENDER  # what the labels are
     # the moments pass's batches [(run, keys, {param: rows})], kept when they fit in
     # RAW_IN_MEMORY_BYTES so the featurizing pass needs no second read (non-adaptive only)
@@ -69,6 +71,7 @@ def load_shadow(
     (F=0, M=1) unless `attribute` names another one (class index / value per row)."""
     runs = list(config.shadow_runs)
     mkey = inputs.moments_key(config, params, batch_rows=BATCH_ROWS)
+    base = inputs.feature_base(config, params, batch_rows=BATCH_ROWS)
     cached = inputs.load_moments(store, mkey)
     raw = None
     if cached is not None:
@@ -96,7 +99,7 @@ def load_shadow(
         if cached is None:  # the moments and keys do not depend on the attacked attribute
             inputs.save_moments(store, mkey, keys, stats)
         return ShadowSet(runs=runs, keys=keys, labels=labels, stats=stats, key=mkey,
-                         target=attribute.target, raw=raw)  # fmt: skip
+                         feature_base=base, target=attribute.target, raw=raw)  # fmt: skip
     labels = keys.labels()
     if (labels < 0).any():
         bad = sorted({r for r, y in zip(keys.run, labels) if y < 0})
@@ -109,7 +112,8 @@ def load_shadow(
         )
     if cached is None:
         inputs.save_moments(store, mkey, keys, stats)
-    return ShadowSet(runs=runs, keys=keys, labels=labels, stats=stats, key=mkey, raw=raw)
+    return ShadowSet(runs=runs, keys=keys, labels=labels, stats=stats, key=mkey,
+                     feature_base=base, raw=raw)  # fmt: skip
 
 
 def featurize_shadow(
@@ -126,7 +130,7 @@ def featurize_shadow(
     post-hoc defense, which sees exactly the layer's params). Returns the passes made."""
     todo: dict[tuple[str, ...], list[tuple[str, AttackModelConfig]]] = {}
     for params, model_config in jobs:
-        fkey = inputs.features_key(shadow.key, params, inputs.featurizer(model_config))
+        fkey = inputs.features_key(shadow.feature_base, params, inputs.featurizer(model_config))
         if not inputs.has(store, fkey, "features"):
             todo.setdefault(tuple(params), [])
             if fkey not in [k for k, _ in todo[tuple(params)]]:
@@ -223,7 +227,7 @@ def fit_layer(
 ) -> tuple[AttackModel, TrainResult]:
     """The fit stored under the same content key (`fit_cache`), else the layer's shadow
     feature rows (cached, else one more shadow pass), then train (and store the fit)."""
-    fkey = inputs.features_key(shadow.key, params, inputs.featurizer(config.model))
+    fkey = inputs.features_key(shadow.feature_base, params, inputs.featurizer(config.model))
     layer_shapes = {p: shapes[p] for p in params}
     gen_state = generator.get_state()  # before create() draws the initial weights
     model = create(config.model.name, shapes=layer_shapes, params=config.model.params,
@@ -274,31 +278,42 @@ def score_layer(
     device: str,
 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """The model's outputs (gender: P(male)) per target update, and per selection for each n
-    (rows averaged first; a selection of one update is that update, whose output is taken
-    from the per-update ones). A target set up to `dataset.IN_MEMORY_BYTES` is read once and
-    indexed in memory (the per-client draws pick scattered rows: one read per row otherwise)."""
+    (rows averaged first). A target set up to `dataset.IN_MEMORY_BYTES` is read once and
+    indexed in memory (the per-client draws pick scattered rows: one read per row otherwise).
+    A selection of one update is that update: its feature row is the update's own (kept when
+    the target's feature rows fit in KEEP_FEATURE_BYTES), not transformed again; every batch
+    the model predicts is the same PREDICT_ROWS selections as ever (same outputs, bit for bit)."""
     take = rows.reader()
-    per_update = []
+    keep = rows.n_rows * model.n_features * 4 <= KEEP_FEATURE_BYTES
+    per_update, feats_u = [], []
     for s in range(0, rows.n_rows, PREDICT_ROWS):
         x = take(np.arange(s, min(s + PREDICT_ROWS, rows.n_rows)))  # [b, D]
-        per_update.append(
-            predict_features(
-                model, model.transform(_split_params(x, params, shapes)), device=device
-            )
-        )
-    p_update = np.concatenate(per_update)  # [N] or [N, C]
+        feats = model.transform(_split_params(x, params, shapes))  # [b, F]
+        feats_u += [feats] if keep else []
+        per_update.append(predict_features(model, feats, device=device))
+    feats_u = np.concatenate(feats_u) if feats_u else None  # [N, F]
     per_client = {}
     for n, sels in selections.items():
-        single = np.array([len(sel.rows) == 1 for sel in sels], dtype=bool)
-        out = np.empty((len(sels), *p_update.shape[1:]), p_update.dtype)  # [S] or [S, C]
-        out[single] = p_update[[int(sel.rows[0]) for sel, one in zip(sels, single) if one]]
-        several = [sel for sel, one in zip(sels, single) if not one]
-        done = []
-        for s in range(0, len(several), PREDICT_ROWS):
-            avg = average_selections(take, several[s : s + PREDICT_ROWS], width=rows.width)
-            feats = model.transform(_split_params(avg, params, shapes))
-            done.append(predict_features(model, feats, device=device))
-        if done:
-            out[~single] = np.concatenate(done)
-        per_client[n] = out
-    return p_update, per_client
+        out = []
+        for s in range(0, len(sels), PREDICT_ROWS):
+            chunk = sels[s : s + PREDICT_ROWS]
+            out.append(predict_features(model, _selection_features(model, take, chunk, feats_u,
+                                        params=params, shapes=shapes, width=rows.width),
+                                        device=device))  # fmt: skip
+        per_client[n] = np.concatenate(out) if out else model.target.empty()
+    return np.concatenate(per_update), per_client
+
+
+def _selection_features(model, take, chunk, feats_u, *, params, shapes, width) -> np.ndarray:
+    """Feature rows [c, F] of averaged selections; one-update selections from `feats_u`."""
+    if feats_u is None:
+        avg = average_selections(take, chunk, width=width)  # [c, D]
+        return model.transform(_split_params(avg, params, shapes))
+    single = np.array([len(sel.rows) == 1 for sel in chunk], dtype=bool)
+    feats = np.empty((len(chunk), feats_u.shape[1]), feats_u.dtype)  # [c, F]
+    feats[single] = feats_u[[int(sel.rows[0]) for sel, one in zip(chunk, single) if one]]
+    several = [sel for sel, one in zip(chunk, single) if not one]
+    if several:
+        avg = average_selections(take, several, width=width)  # [c', D]
+        feats[~single] = model.transform(_split_params(avg, params, shapes))
+    return feats
