@@ -139,3 +139,11 @@ def load(store: Store, features_key: str, key: str, model: AttackModel) -> Train
     inputs.touch(store, features_key, name)
     fields["history"] = tuple(fields["history"])
     return dataclasses.replace(TrainResult(**fields), reused=where)
+
+
+def delete_all(store: Store) -> int:
+    """Delete every stored fit (the feature rows stay); returns how many (for `bench eval`)."""
+    paths = [p for p in store.files(inputs.TABLE) if p.rsplit("/", 1)[-1].startswith("fit-")]
+    for path in paths:
+        store.fs.delete_file(path)
+    return len(paths)
