@@ -122,3 +122,20 @@ def test_majority_and_no_updates_baselines():
     xr = metadata_features(rng.integers(20, 60, 400), rng.integers(1, 100, 400))
     pr = no_updates_model(xr[:300], y[:300]).predict_proba(xr[300:])[:, 1]
     assert np.mean((pr >= 0.5) == y[300:]) == pytest.approx(0.5, abs=0.15)
+
+
+def test_no_updates_model_of_the_same_shadow_rows_is_fitted_once():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 200)
+    x = metadata_features(
+        np.where(y == 1, 50, 20) + rng.integers(0, 9, 200), rng.integers(1, 30, 200)
+    )
+    first = no_updates_model(x, y)
+    assert no_updates_model(x.copy(), y.copy()) is first  # equal rows: the same model
+    assert no_updates_model(x, 1 - y) is not first  # other labels: another one
+    fresh = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y)
+    assert first.predict_proba(x).tobytes() == fresh.predict_proba(x).tobytes()

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -116,16 +117,29 @@ def metadata_features(n_samples: np.ndarray, rounds: np.ndarray) -> np.ndarray:
     return np.column_stack([np.log1p(np.asarray(n_samples, np.float64)), np.asarray(rounds, float)])
 
 
+_NO_UPDATES: dict[str, object] = {}  # fitted no_updates models of recent shadow sets
+_NO_UPDATES_KEEP = 16
+
+
 def no_updates_model(shadow_x: np.ndarray, shadow_y: np.ndarray):
     """The metadata-only attacker: a standardised logistic regression fitted on the shadow
-    keys once; its `predict_proba(x)[:, 1]` is P(male) for any metadata rows x."""
+    keys once; its `predict_proba(x)[:, 1]` is P(male) for any metadata rows x. The fit is
+    deterministic, so a process reuses the model of the same shadow rows (evaluations that
+    share a shadow set); callers only predict with it."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(
-        shadow_x, shadow_y
-    )
+    x, y = np.ascontiguousarray(shadow_x, np.float64), np.ascontiguousarray(shadow_y)
+    key = hashlib.sha256(f"{x.shape}{y.dtype.str}{y.shape}".encode() + x.tobytes() + y.tobytes())
+    key = key.hexdigest()
+    if key not in _NO_UPDATES:
+        if len(_NO_UPDATES) >= _NO_UPDATES_KEEP:
+            _NO_UPDATES.pop(next(iter(_NO_UPDATES)))  # the oldest
+        _NO_UPDATES[key] = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(
+            x, y
+        )
+    return _NO_UPDATES[key]
 
 
 def baseline_outputs(target, shadow_x: np.ndarray, shadow_y: np.ndarray):
