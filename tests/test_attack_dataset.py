@@ -95,3 +95,24 @@ def test_rowfile_held_in_memory_or_spilled_reads_what_the_file_does(tmp_path, dt
     assert rf.read(idx).tobytes() == plain.read(idx).tobytes()
     assert rf.reader()(idx).tobytes() == plain.reader()(idx).tobytes()
     assert plain.read(np.arange(23)).tobytes() != np.zeros((23, 7), np.float32).tobytes()
+
+
+def test_in_place_moments_and_normalise_equal_the_plain_formulas_bit_for_bit():
+    rng = np.random.default_rng(7)
+    batches = [rng.normal(0.1, 3.0, size=(n, 2113)).astype(np.float32) for n in (32, 32, 5)]
+    m = _moments(batches)
+    mean, m2, count = np.zeros(2113), np.zeros(2113), 0  # Chan et al., written out plainly
+    for b in batches:
+        xb = b.astype(np.float64)
+        mb = xb.mean(axis=0)
+        m2b = np.square(xb - mb).sum(axis=0)
+        n = count + len(b)
+        delta = mb - mean
+        mean = mean + delta * (len(b) / n)
+        m2 = m2 + (m2b + np.square(delta) * (count * len(b) / n))
+        count = n
+    assert m.mean.tobytes() == mean.tobytes() and m.m2.tobytes() == m2.tobytes()
+    sd = m.std()
+    want = ((batches[0].astype(np.float64) - mean) / sd).astype(np.float32)
+    assert normalise(batches[0], mean, sd).tobytes() == want.tobytes()
+    assert batches[0].dtype == np.float32  # the input is left alone

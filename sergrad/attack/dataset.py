@@ -48,12 +48,13 @@ class Moments:
 
     def update(self, x: np.ndarray) -> None:
         """Merge a batch x [B, D] (Chan et al. 1979; exact up to float64 rounding)."""
-        xb = np.asarray(x, dtype=np.float64)
+        xb = np.array(x, dtype=np.float64)  # [B, D] a copy, then squared deviations in place
         nb = xb.shape[0]
         if nb == 0:
             return
         mb = xb.mean(axis=0)
-        m2b = np.square(xb - mb).sum(axis=0)
+        np.subtract(xb, mb, out=xb)
+        m2b = np.square(xb, out=xb).sum(axis=0)
         n = self.count + nb
         delta = mb - self.mean
         self.mean += delta * (nb / n)
