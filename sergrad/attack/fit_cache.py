@@ -129,8 +129,8 @@ def load(store: Store, features_key: str, key: str, model: AttackModel) -> Train
     except (OSError, pa.ArrowException, KeyError, ValueError) as exc:
         raise StoreError(f"{where}: unreadable ({exc})") from exc
     state = {
-        name: torch.from_numpy(np.frombuffer(value, dtype).reshape(shape).copy())
-        for name, dtype, shape, value in zip(d["name"], d["dtype"], d["shape"], d["value"])
+        param: torch.from_numpy(np.frombuffer(value, dtype).reshape(shape).copy())
+        for param, dtype, shape, value in zip(d["name"], d["dtype"], d["shape"], d["value"])
     }
     try:
         model.module.load_state_dict(state, strict=True)
