@@ -71,3 +71,48 @@ def test_rowfile_roundtrip_any_index_order(tmp_path, dtype):
     with pytest.raises(ValueError):
         rf.append(np.zeros((2, 6), np.float32))
     rf.close()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("memory_rows", [0, 5, 23, 100])  # none, spills, exactly fits, fits
+def test_rowfile_held_in_memory_or_spilled_reads_what_the_file_does(tmp_path, dtype, memory_rows):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((23, 7)).astype(np.float32)
+    itemsize = np.dtype(dtype).itemsize
+    rf = RowFile(
+        str(tmp_path / "m.bin"), width=7, dtype=dtype, memory_bytes=memory_rows * 7 * itemsize
+    )
+    plain = RowFile(str(tmp_path / "p.bin"), width=7, dtype=dtype)
+    for part in (x[:4], x[4:10], x[10:]):
+        rf.append(part)
+        plain.append(part)
+        part[:] = 0  # the caller reuses its buffer: held rows are copies
+    assert rf.n_rows == plain.n_rows == 23
+    on_disk = (tmp_path / "m.bin").stat().st_size
+    assert on_disk == (0 if memory_rows >= 23 else 23 * 7 * itemsize)
+    idx = np.array([22, 0, 1, 2, 9, 10, 5])
+    assert rf.read(idx).dtype == np.float32
+    assert rf.read(idx).tobytes() == plain.read(idx).tobytes()
+    assert rf.reader()(idx).tobytes() == plain.reader()(idx).tobytes()
+    assert plain.read(np.arange(23)).tobytes() != np.zeros((23, 7), np.float32).tobytes()
+
+
+def test_in_place_moments_and_normalise_equal_the_plain_formulas_bit_for_bit():
+    rng = np.random.default_rng(7)
+    batches = [rng.normal(0.1, 3.0, size=(n, 2113)).astype(np.float32) for n in (32, 32, 5)]
+    m = _moments(batches)
+    mean, m2, count = np.zeros(2113), np.zeros(2113), 0  # Chan et al., written out plainly
+    for b in batches:
+        xb = b.astype(np.float64)
+        mb = xb.mean(axis=0)
+        m2b = np.square(xb - mb).sum(axis=0)
+        n = count + len(b)
+        delta = mb - mean
+        mean = mean + delta * (len(b) / n)
+        m2 = m2 + (m2b + np.square(delta) * (count * len(b) / n))
+        count = n
+    assert m.mean.tobytes() == mean.tobytes() and m.m2.tobytes() == m2.tobytes()
+    sd = m.std()
+    want = ((batches[0].astype(np.float64) - mean) / sd).astype(np.float32)
+    assert normalise(batches[0], mean, sd).tobytes() == want.tobytes()
+    assert batches[0].dtype == np.float32  # the input is left alone

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sergrad.attack.dataset import Moments, normalise
 from sergrad.attack.protocols import (
     average_rows,
+    average_selections,
     client_rows,
     client_selections,
     fuse,
@@ -71,6 +74,34 @@ def test_average_then_normalise_equals_normalise_then_average():
     np.testing.assert_allclose(got, oracle, rtol=1e-5, atol=1e-5)
 
 
+@given(
+    counts=st.lists(st.integers(1, 9), min_size=1, max_size=6),
+    n=st.integers(0, 6),
+    width=st.integers(1, 300),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=60, deadline=None)
+def test_selections_averaged_in_place_equal_average_rows_bit_for_bit(counts, n, width, seed):
+    rng = np.random.default_rng(seed)
+    rows = (rng.standard_normal((sum(counts), width)) * 10 ** rng.uniform(-3, 3)).astype(np.float32)
+    by_client = client_rows(rng.permutation(np.repeat(np.arange(len(counts)), counts)))
+    sels, _ = client_selections(by_client, n=n, trials=3, seed=seed)
+    got = average_selections(lambda idx: rows[idx], sels, width=width)
+    want = np.stack([average_rows(rows[s.rows]) for s in sels])  # the one-by-one oracle
+    assert got.dtype == np.float32 and got.tobytes() == want.tobytes()
+
+
+def test_wide_rows_averaged_in_place_equal_average_rows_bit_for_bit():
+    rng = np.random.default_rng(3)  # a demo fc1 row is 64 x 549 + 64 wide
+    rows = rng.standard_normal((90, 64 * 549 + 64)).astype(np.float32)
+    by_client = client_rows(np.repeat(np.arange(6), [30, 20, 15, 12, 8, 5]))
+    for n in (1, 5, 0):
+        sels, _ = client_selections(by_client, n=n, trials=5, seed=n)
+        got = average_selections(lambda idx: rows[idx], sels, width=rows.shape[1])
+        want = np.stack([average_rows(rows[s.rows]) for s in sels])
+        assert got.tobytes() == want.tobytes()
+
+
 def test_fusion_weights_by_parameter_count():
     p = {"fc1": np.array([0.9, 0.2]), "fc2": np.array([0.1, 0.6])}
     w = {"fc1": 300, "fc2": 100}
@@ -91,3 +122,20 @@ def test_majority_and_no_updates_baselines():
     xr = metadata_features(rng.integers(20, 60, 400), rng.integers(1, 100, 400))
     pr = no_updates_model(xr[:300], y[:300]).predict_proba(xr[300:])[:, 1]
     assert np.mean((pr >= 0.5) == y[300:]) == pytest.approx(0.5, abs=0.15)
+
+
+def test_no_updates_model_of_the_same_shadow_rows_is_fitted_once():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 200)
+    x = metadata_features(
+        np.where(y == 1, 50, 20) + rng.integers(0, 9, 200), rng.integers(1, 30, 200)
+    )
+    first = no_updates_model(x, y)
+    assert no_updates_model(x.copy(), y.copy()) is first  # equal rows: the same model
+    assert no_updates_model(x, 1 - y) is not first  # other labels: another one
+    fresh = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y)
+    assert first.predict_proba(x).tobytes() == fresh.predict_proba(x).tobytes()

@@ -48,12 +48,13 @@ class Moments:
 
     def update(self, x: np.ndarray) -> None:
         """Merge a batch x [B, D] (Chan et al. 1979; exact up to float64 rounding)."""
-        xb = np.asarray(x, dtype=np.float64)
+        xb = np.array(x, dtype=np.float64)  # [B, D] a copy, then squared deviations in place
         nb = xb.shape[0]
         if nb == 0:
             return
         mb = xb.mean(axis=0)
-        m2b = np.square(xb - mb).sum(axis=0)
+        np.subtract(xb, mb, out=xb)
+        m2b = np.square(xb, out=xb).sum(axis=0)
         n = self.count + nb
         delta = mb - self.mean
         self.mean += delta * (nb / n)
@@ -70,7 +71,10 @@ class Moments:
 
 def normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """(x - mean) / std computed in float64, returned as float32 [B, D]."""
-    return ((np.asarray(x, np.float64) - mean) / std).astype(np.float32)
+    z = np.array(x, np.float64)  # [B, D] a copy, then in place: same values, no temporaries
+    np.subtract(z, mean, out=z)
+    np.divide(z, std, out=z)
+    return z.astype(np.float32)
 
 
 @dataclass
@@ -114,24 +118,50 @@ class UpdateKeys:
 
 class RowFile:
     """Fixed-width rows in a flat binary file; rows are read back with os.pread (not mmap),
-    so the data stays in the page cache and out of the process's resident set."""
+    so the data stays in the page cache and out of the process's resident set. With
+    `memory_bytes` > 0 the rows are held in memory while they total at most that (no write,
+    no read back: a small target or feature set), and go to the file once they exceed it."""
 
-    def __init__(self, path: str, *, width: int, dtype: str = "float32") -> None:
+    def __init__(
+        self, path: str, *, width: int, dtype: str = "float32", memory_bytes: int = 0
+    ) -> None:
         self.path, self.width, self.dtype = path, width, np.dtype(dtype)
         self.row_bytes = width * self.dtype.itemsize
         self.n_rows = 0
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._memory_bytes = memory_bytes
+        self._held: list[np.ndarray] | None = [] if memory_bytes > 0 else None
+        self._whole: np.ndarray | None = None  # the held rows as one float32 array
 
     def append(self, rows: np.ndarray) -> None:
-        rows = np.ascontiguousarray(rows, dtype=self.dtype)  # [B, width]
+        given, rows = rows, np.ascontiguousarray(rows, dtype=self.dtype)  # [B, width]
         if rows.ndim != 2 or rows.shape[1] != self.width:
             raise ValueError(f"expected rows [B, {self.width}], got {rows.shape}")
+        if self._held is not None:
+            if (self.n_rows + rows.shape[0]) * self.row_bytes <= self._memory_bytes:
+                # keep a copy when `rows` is the caller's array (it may reuse the buffer)
+                self._held.append(rows.copy() if rows is given else rows)
+                self._whole = None
+                self.n_rows += rows.shape[0]
+                return
+            held, self._held, self._whole = self._held, None, None  # too big: to the file
+            if held:
+                os.pwrite(self._fd, np.concatenate(held).tobytes(), 0)
         os.pwrite(self._fd, rows.tobytes(), self.n_rows * self.row_bytes)
         self.n_rows += rows.shape[0]
+
+    def _in_memory(self) -> np.ndarray:
+        """[n_rows, width] float32 of the held rows."""
+        if self._whole is None or len(self._whole) != self.n_rows:
+            held = np.concatenate(self._held) if self._held else np.empty((0, self.width))
+            self._whole = held.astype(np.float32, copy=False)
+        return self._whole
 
     def read(self, idx: np.ndarray) -> np.ndarray:
         """Rows `idx` as float32 [len(idx), width]; contiguous runs are read in one call."""
         idx = np.asarray(idx, dtype=np.int64)
+        if self._held is not None:
+            return self._in_memory()[idx]
         out = np.empty((len(idx), self.width), dtype=self.dtype)
         ends = np.r_[np.flatnonzero(np.diff(idx) != 1) + 1, len(idx)].tolist()
         start = 0
@@ -145,6 +175,9 @@ class RowFile:
     def reader(self, max_bytes: int = IN_MEMORY_BYTES) -> Callable[[np.ndarray], np.ndarray]:
         """A `read` for repeated scattered reads: with the file at most `max_bytes` it is read
         once and rows are indexed in memory (same float32 rows), else `read` itself."""
+        if self._held is not None:
+            whole = self._in_memory()
+            return lambda idx: whole[np.asarray(idx, dtype=np.int64)]
         if self.n_rows * self.row_bytes > max_bytes:
             return self.read
         whole = self.read(np.arange(self.n_rows))  # [N, width] float32

@@ -17,8 +17,14 @@ cnn), byte-stream split like a harvest value (`harvest_format.decode_value`). Ke
 
     moments key  = content hash of {shadow_runs (in order), params, the post-hoc defenses and
                    seed when the attacker mimics them (adaptive), BATCH_ROWS, VERSION}
-    features key = content hash of {moments key, the layer's params, featurizer}
+    features key = content hash of {feature base, the layer's params, featurizer}
+    feature base = the moments key when the attacker mimics a post-hoc defense (its noise
+                   draws depend on every param of the pass), else {shadow_runs, BATCH_ROWS,
+                   VERSION}: each param's moments are its own, so evaluations of other layer
+                   sets (fc1 alone, fc1-fc3) share a layer's feature rows and fits
     featurizer   = {attack model name, its params minus training-only ones}
+
+Models fitted on a features key's rows are stored beside them (`sergrad.attack.fit_cache`).
 
 Files are written atomically; two processes computing the same key write identical content.
 """
@@ -41,7 +47,9 @@ from sergrad.store import Store
 
 TABLE = "attack_inputs"
 PARTITION = "key"
-VERSION = 2  # 2: logreg_colcorr cosines by batched matmul (float rounding differs from 1)
+# 2: logreg_colcorr cosines by batched matmul (float rounding differs from 1); 3: features
+# keyed by the feature base (same rows as 2)
+VERSION = 3
 # model params that do not change the fixed input transform
 TRAINING_ONLY = ("lr", "batch_size", "max_seconds", "amp", "dropout", "hidden")
 KEY_FIELDS = ("round", "client_id", "speaker_id", "gender", "n_samples")
@@ -75,12 +83,27 @@ def moments_key(config: AttackConfig, params: Sequence[str], *, batch_rows: int)
     )
 
 
-def features_key(mkey: str, params: Sequence[str], feat: dict) -> str:
+def feature_base(config: AttackConfig, params: Sequence[str], *, batch_rows: int) -> str:
+    """What a layer's feature rows depend on besides its own params and featurizer (see the
+    module docstring)."""
+    if mimics_posthoc(config):
+        return moments_key(config, params, batch_rows=batch_rows)
+    return content_hash(
+        {
+            "kind": "shadow rows",
+            "version": VERSION,
+            "shadow_runs": list(config.shadow_runs),
+            "batch_rows": batch_rows,
+        }
+    )
+
+
+def features_key(base: str, params: Sequence[str], feat: dict) -> str:
     return content_hash(
         {
             "kind": "features",
             "version": VERSION,
-            "moments": mkey,
+            "base": base,
             "params": list(params),
             "featurizer": feat,
         }  # fmt: skip
@@ -172,7 +195,7 @@ def load_features(store: Store, key: str, path: str) -> D.RowFile | None:
     except (OSError, pa.ArrowException, KeyError, ValueError) as exc:
         raise StoreError(f"{TABLE}/key={key}/features: unreadable ({exc})") from exc
     touch(store, key, "features")
-    rows = D.RowFile(path, width=width, dtype=dtype)
+    rows = D.RowFile(path, width=width, dtype=dtype, memory_bytes=D.IN_MEMORY_BYTES)
     for rb in pf.iter_batches(batch_size=ROWS_PER_GROUP, columns=["x"]):
         out = np.empty((rb.num_rows, width), np.float32)
         col = rb.column(0)

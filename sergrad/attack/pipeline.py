@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from sergrad.attack import dataset as D
-from sergrad.attack import inputs, source
+from sergrad.attack import fit_cache, inputs, source
 from sergrad.attack.config import AttackConfig, AttackModelConfig
 from sergrad.attack.labels import AttributeLabels
 from sergrad.attack.models import AttackModel, create
-from sergrad.attack.protocols import Selection, average_rows
+from sergrad.attack.protocols import Selection, average_selections
 from sergrad.attack.target import GENDER, Target
 from sergrad.attack.train import TrainResult, predict_features, train_attack
 from sergrad.errors import DataError
@@ -33,6 +33,7 @@ from sergrad.store import Store
 RAW_IN_MEMORY_BYTES = 256 * 2**20  # a shadow set's decoded updates kept between its passes
 BATCH_ROWS = 32  # updates per streamed batch: 32 x 1 MB (fc1 at 988-d) plus float64 temporaries
 PREDICT_ROWS = 20  # cnn activations at 256x988: ~0.3 GB per 20 rows in conv1
+KEEP_FEATURE_BYTES = 64 * 2**20  # score_layer keeps the target's feature rows up to this
 
 
 @dataclass
@@ -41,7 +42,8 @@ class ShadowSet:
     keys: D.UpdateKeys
     labels: np.ndarray  # [N] class index (gender F=0, M=1; -1 unknown) or value (NaN unknown)
     stats: dict[str, tuple[np.ndarray, np.ndarray]]  # param -> (mean, std) float64 [numel]
-    key: str = ""  # attack_inputs key of the moments (and of the features derived from them)
+    key: str = ""  # attack_inputs key of the moments
+    feature_base: str = ""  # what its features keys derive from (`inputs.feature_base`)
     target: Target = GENDER  # what the labels are
     # the moments pass's batches [(run, keys, {param: rows})], kept when they fit in
     # RAW_IN_MEMORY_BYTES so the featurizing pass needs no second read (non-adaptive only)
@@ -69,6 +71,7 @@ def load_shadow(
     (F=0, M=1) unless `attribute` names another one (class index / value per row)."""
     runs = list(config.shadow_runs)
     mkey = inputs.moments_key(config, params, batch_rows=BATCH_ROWS)
+    base = inputs.feature_base(config, params, batch_rows=BATCH_ROWS)
     cached = inputs.load_moments(store, mkey)
     raw = None
     if cached is not None:
@@ -96,7 +99,7 @@ def load_shadow(
         if cached is None:  # the moments and keys do not depend on the attacked attribute
             inputs.save_moments(store, mkey, keys, stats)
         return ShadowSet(runs=runs, keys=keys, labels=labels, stats=stats, key=mkey,
-                         target=attribute.target, raw=raw)  # fmt: skip
+                         feature_base=base, target=attribute.target, raw=raw)  # fmt: skip
     labels = keys.labels()
     if (labels < 0).any():
         bad = sorted({r for r, y in zip(keys.run, labels) if y < 0})
@@ -109,7 +112,8 @@ def load_shadow(
         )
     if cached is None:
         inputs.save_moments(store, mkey, keys, stats)
-    return ShadowSet(runs=runs, keys=keys, labels=labels, stats=stats, key=mkey, raw=raw)
+    return ShadowSet(runs=runs, keys=keys, labels=labels, stats=stats, key=mkey,
+                     feature_base=base, raw=raw)  # fmt: skip
 
 
 def featurize_shadow(
@@ -126,7 +130,7 @@ def featurize_shadow(
     post-hoc defense, which sees exactly the layer's params). Returns the passes made."""
     todo: dict[tuple[str, ...], list[tuple[str, AttackModelConfig]]] = {}
     for params, model_config in jobs:
-        fkey = inputs.features_key(shadow.key, params, inputs.featurizer(model_config))
+        fkey = inputs.features_key(shadow.feature_base, params, inputs.featurizer(model_config))
         if not inputs.has(store, fkey, "features"):
             todo.setdefault(tuple(params), [])
             if fkey not in [k for k, _ in todo[tuple(params)]]:
@@ -184,12 +188,12 @@ def load_target(
 ) -> TargetSet:
     """One streaming pass over the target run: post-hoc defense, normalise, store per layer."""
     params = [p for ps in groups.values() for p in ps]
+    memory = D.IN_MEMORY_BYTES // max(1, len(groups))  # held in memory up to this per layer
     rows = {
-        layer: D.RowFile(
-            os.path.join(tmp, f"target-{i}.f32"), width=sum(math.prod(shapes[p]) for p in ps)
-        )  # fmt: skip
+        layer: D.RowFile(os.path.join(tmp, f"target-{i}.f32"),
+                         width=sum(math.prod(shapes[p]) for p in ps), memory_bytes=memory)
         for i, (layer, ps) in enumerate(groups.items())
-    }
+    }  # fmt: skip
     keys = D.UpdateKeys()
     stream = D.stream_raw(store, [config.target_run], params, batch_rows=BATCH_ROWS,
                           posthoc=posthoc, param_shapes=shapes, seed=config.seed, role=1)  # fmt: skip
@@ -221,11 +225,19 @@ def fit_layer(
     name: str,
     progress: bool = False,
 ) -> tuple[AttackModel, TrainResult]:
-    """The layer's shadow feature rows (cached, else one more shadow pass), then train."""
-    model = create(config.model.name, shapes={p: shapes[p] for p in params},
-                   params=config.model.params, generator=generator,
-                   target=shadow.target)  # fmt: skip
-    fkey = inputs.features_key(shadow.key, params, inputs.featurizer(config.model))
+    """The fit stored under the same content key (`fit_cache`), else the layer's shadow
+    feature rows (cached, else one more shadow pass), then train (and store the fit)."""
+    fkey = inputs.features_key(shadow.feature_base, params, inputs.featurizer(config.model))
+    layer_shapes = {p: shapes[p] for p in params}
+    gen_state = generator.get_state()  # before create() draws the initial weights
+    model = create(config.model.name, shapes=layer_shapes, params=config.model.params,
+                   generator=generator, target=shadow.target)  # fmt: skip
+    ckey = fit_cache.fit_key(features_key=fkey, model=model, model_config=config.model,
+                             labels=shadow.labels, split=split, generator_state=gen_state,
+                             shapes=layer_shapes, device=config.device)  # fmt: skip
+    reused = fit_cache.load(store, fkey, ckey, model) if ckey else None
+    if reused is not None:
+        return model, reused
     path = os.path.join(tmp, f"shadow-{name}.bin")
     feats = inputs.load_features(store, fkey, path)
     if feats is None:
@@ -242,6 +254,8 @@ def fit_layer(
                           progress=progress)  # fmt: skip
     feats.close()
     os.unlink(feats.path)
+    if ckey:
+        fit_cache.save(store, fkey, ckey, model, result)
     return model, result
 
 
@@ -265,22 +279,41 @@ def score_layer(
 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """The model's outputs (gender: P(male)) per target update, and per selection for each n
     (rows averaged first). A target set up to `dataset.IN_MEMORY_BYTES` is read once and
-    indexed in memory (the per-client draws pick scattered rows: one read per row otherwise)."""
+    indexed in memory (the per-client draws pick scattered rows: one read per row otherwise).
+    A selection of one update is that update: its feature row is the update's own (kept when
+    the target's feature rows fit in KEEP_FEATURE_BYTES), not transformed again; every batch
+    the model predicts is the same PREDICT_ROWS selections as ever (same outputs, bit for bit)."""
     take = rows.reader()
-    per_update = []
+    keep = rows.n_rows * model.n_features * 4 <= KEEP_FEATURE_BYTES
+    per_update, feats_u = [], []
     for s in range(0, rows.n_rows, PREDICT_ROWS):
         x = take(np.arange(s, min(s + PREDICT_ROWS, rows.n_rows)))  # [b, D]
-        per_update.append(
-            predict_features(
-                model, model.transform(_split_params(x, params, shapes)), device=device
-            )
-        )
+        feats = model.transform(_split_params(x, params, shapes))  # [b, F]
+        feats_u += [feats] if keep else []
+        per_update.append(predict_features(model, feats, device=device))
+    feats_u = np.concatenate(feats_u) if feats_u else None  # [N, F]
     per_client = {}
     for n, sels in selections.items():
         out = []
         for s in range(0, len(sels), PREDICT_ROWS):
-            avg = np.stack([average_rows(take(sel.rows)) for sel in sels[s : s + PREDICT_ROWS]])
-            feats = model.transform(_split_params(avg, params, shapes))
-            out.append(predict_features(model, feats, device=device))
+            chunk = sels[s : s + PREDICT_ROWS]
+            out.append(predict_features(model, _selection_features(model, take, chunk, feats_u,
+                                        params=params, shapes=shapes, width=rows.width),
+                                        device=device))  # fmt: skip
         per_client[n] = np.concatenate(out) if out else model.target.empty()
     return np.concatenate(per_update), per_client
+
+
+def _selection_features(model, take, chunk, feats_u, *, params, shapes, width) -> np.ndarray:
+    """Feature rows [c, F] of averaged selections; one-update selections from `feats_u`."""
+    if feats_u is None:
+        avg = average_selections(take, chunk, width=width)  # [c, D]
+        return model.transform(_split_params(avg, params, shapes))
+    single = np.array([len(sel.rows) == 1 for sel in chunk], dtype=bool)
+    feats = np.empty((len(chunk), feats_u.shape[1]), feats_u.dtype)  # [c, F]
+    feats[single] = feats_u[[int(sel.rows[0]) for sel, one in zip(chunk, single) if one]]
+    several = [sel for sel, one in zip(chunk, single) if not one]
+    if several:
+        avg = average_selections(take, several, width=width)  # [c', D]
+        feats[~single] = model.transform(_split_params(avg, params, shapes))
+    return feats

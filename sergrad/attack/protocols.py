@@ -21,6 +21,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +74,25 @@ def average_rows(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, np.float64).mean(axis=0).astype(np.float32)
 
 
+def average_selections(
+    take: Callable[[np.ndarray], np.ndarray], selections: Sequence[Selection], *, width: int
+) -> np.ndarray:
+    """`average_rows(take(s.rows))` of every selection, [S, width] float32, bit for bit:
+    the same float64 sums in the same row order, accumulated in place in one [width] buffer
+    that stays in cache (no float64 copy of the rows). `take(idx)` returns rows `idx` as
+    float32 [len(idx), width]."""
+    out = np.empty((len(selections), width), np.float32)  # [S, D]
+    acc = np.empty(width, np.float64)  # [D]
+    for i, sel in enumerate(selections):
+        x = take(sel.rows)  # [k, D] float32
+        acc[:] = x[0]
+        for row in x[1:]:
+            np.add(acc, row, out=acc)
+        np.true_divide(acc, len(x), out=acc)  # what mean() does after its sum
+        out[i] = acc  # rounded to float32 like astype
+    return out
+
+
 def vote(p_update: np.ndarray, selections: list[Selection]) -> np.ndarray:
     """Per selection: the mean P(male) of its updates (float64); for class probabilities
     [N, C] or numeric predictions, the mean over the selection's rows likewise."""
@@ -96,16 +117,29 @@ def metadata_features(n_samples: np.ndarray, rounds: np.ndarray) -> np.ndarray:
     return np.column_stack([np.log1p(np.asarray(n_samples, np.float64)), np.asarray(rounds, float)])
 
 
+_NO_UPDATES: dict[str, object] = {}  # fitted no_updates models of recent shadow sets
+_NO_UPDATES_KEEP = 16
+
+
 def no_updates_model(shadow_x: np.ndarray, shadow_y: np.ndarray):
     """The metadata-only attacker: a standardised logistic regression fitted on the shadow
-    keys once; its `predict_proba(x)[:, 1]` is P(male) for any metadata rows x."""
+    keys once; its `predict_proba(x)[:, 1]` is P(male) for any metadata rows x. The fit is
+    deterministic, so a process reuses the model of the same shadow rows (evaluations that
+    share a shadow set); callers only predict with it."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(
-        shadow_x, shadow_y
-    )
+    x, y = np.ascontiguousarray(shadow_x, np.float64), np.ascontiguousarray(shadow_y)
+    key = hashlib.sha256(f"{x.shape}{y.dtype.str}{y.shape}".encode() + x.tobytes() + y.tobytes())
+    key = key.hexdigest()
+    if key not in _NO_UPDATES:
+        if len(_NO_UPDATES) >= _NO_UPDATES_KEEP:
+            _NO_UPDATES.pop(next(iter(_NO_UPDATES)))  # the oldest
+        _NO_UPDATES[key] = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(
+            x, y
+        )
+    return _NO_UPDATES[key]
 
 
 def baseline_outputs(target, shadow_x: np.ndarray, shadow_y: np.ndarray):

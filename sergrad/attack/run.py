@@ -130,7 +130,8 @@ def run_attack(config: AttackConfig, store: Store, *, progress: bool = False) ->
                                                 selections=averaged, device=config.device)  # fmt: skip
             note = (f"train: val_uar={fit.best_val_uar:.3f} best_epoch={fit.best_epoch} "
                     f"epochs={fit.epochs_run} stopped={fit.stopped} n_train={fit.n_train} "
-                    f"n_val={fit.n_val} {fit.updates_per_s:.0f} updates/s")  # fmt: skip
+                    f"n_val={fit.n_val} {fit.updates_per_s:.0f} updates/s"
+                    + (f" (fit reused from {fit.reused})" if fit.reused else ""))  # fmt: skip
             results += _score(ctx, layer, probs[layer], target, sels, scored, note=note,
                               wall=time.perf_counter() - tl, attack=config.model.name)  # fmt: skip
         if config.fusion and len(groups) > 1:

@@ -65,6 +65,7 @@ class TrainResult:
     updates_per_s: float  # training throughput: updates / time in read+forward+backward+step
     history: tuple[dict, ...]
     stopped: str = "epochs"  # epochs | patience | budget
+    reused: str = ""  # fit-cache key this fit was loaded from (`attack.fit_cache`); "" = trained
 
 
 def use_amp(model: AttackModel, device: str) -> bool:

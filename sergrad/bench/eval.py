@@ -1,19 +1,24 @@
-"""`sergrad bench eval`: one sweep's evaluation phase, per-evaluation vs featurize-once.
+"""`sergrad bench eval`: one sweep's evaluation phase, per-evaluation vs featurize-once vs
+fit-once.
 
 A synthetic store like a sweep's (sergrad.attack.synth: `--shadows` shadow runs of one fold
 and `--targets` target runs at the paper's layer shapes, or `--quick` small ones) is evaluated
-by the grid targets x attack models x post-hoc levels (fc1 and fc2, fused), three ways, in one
+by the grid targets x attack models x post-hoc levels (fc1 and fc2, fused), four ways, in one
 process, one thread:
 
 - per-evaluation: the `attack_inputs` cache is emptied before every evaluation (what each
-  evaluation cost before the cache: it streams and featurizes the shadow harvest itself);
+  evaluation cost before the cache: it streams and featurizes the shadow harvest itself and
+  trains its models);
+- featurize-once: the shadow inputs are shared but the stored fits are deleted before every
+  evaluation (what the cache did before it held fitted models: every evaluation trains);
 - cold: one shared cache, empty at the start (the first evaluation of each featurizer builds
-  the shadow inputs, the others read them);
-- warm: the cache already full (a resumed sweep, or a second sweep on the same shadow runs).
+  the shadow inputs, the first of each fit trains it, the others read them);
+- warm: the cache already full (a resumed sweep, or a second sweep on the same shadow runs:
+  no harvest read and no model trained for the shadow side).
 
-Prints wall seconds per phase, the ratios to per-evaluation, the harvest reads per shadow run
-and the cache's bytes. The `attacks` outputs are deleted between phases so each phase really
-evaluates. Temp folders are deleted.
+Prints wall seconds per phase, the ratios to per-evaluation, the harvest reads per shadow run,
+the attack models trained and the cache's bytes. The `attacks` outputs are deleted between
+phases so each phase really evaluates. Temp folders are deleted.
 """
 
 from __future__ import annotations
@@ -85,28 +90,37 @@ def grid(args, shadows, targets) -> list:
     return configs
 
 
-def run_phase(store, configs, *, clear_each: bool) -> tuple[float, collections.Counter]:
-    """Wall seconds of evaluating `configs`; harvest streams per run."""
-    from sergrad.attack import inputs, source
+def run_phase(store, configs, *, clear_each: str) -> tuple[float, collections.Counter, int]:
+    """Wall seconds of evaluating `configs`, harvest streams per run and models trained;
+    `clear_each`: "inputs" (the whole cache) or "fits" (stored fits) emptied before every
+    evaluation, or "" (nothing)."""
+    from sergrad.attack import fit_cache, inputs, pipeline, source
     from sergrad.attack.run import run_attack
 
     reads: collections.Counter = collections.Counter()
-    real = source.iter_batches
+    trained = [0]
+    real, real_train = source.iter_batches, pipeline.train_attack
 
     def counted(st, run_id, **kw):
         reads[run_id] += 1
         yield from real(st, run_id, **kw)
 
-    source.iter_batches = counted
+    def counted_train(*a, **kw):
+        trained[0] += 1
+        return real_train(*a, **kw)
+
+    source.iter_batches, pipeline.train_attack = counted, counted_train
     try:
         t0 = time.perf_counter()
         for cfg in configs:
-            if clear_each:
+            if clear_each == "inputs":
                 shutil.rmtree(store.path(inputs.TABLE), ignore_errors=True)
+            elif clear_each == "fits":
+                fit_cache.delete_all(store)
             run_attack(cfg, store)
-        return time.perf_counter() - t0, reads
+        return time.perf_counter() - t0, reads, trained[0]
     finally:
-        source.iter_batches = real
+        source.iter_batches, pipeline.train_attack = real, real_train
 
 
 def main(args: argparse.Namespace) -> int:
@@ -126,13 +140,15 @@ def main(args: argparse.Namespace) -> int:
         build = time.perf_counter() - t0
         configs = grid(args, shadows, targets)
         rows = []
-        for phase, clear in (("per-evaluation", True), ("cold", False), ("warm", False)):
+        phases = (("per-evaluation", "inputs"), ("featurize-once", "fits"), ("cold", ""),
+                  ("warm", ""))  # fmt: skip
+        for phase, clear in phases:
             shutil.rmtree(store.path("attacks"), ignore_errors=True)
             shutil.rmtree(store.path("predictions"), ignore_errors=True)
             if phase == "cold":
                 shutil.rmtree(store.path(inputs.TABLE), ignore_errors=True)
-            wall, reads = run_phase(store, configs, clear_each=clear)
-            rows.append((phase, wall, sum(reads[s] for s in shadows) / len(shadows)))
+            wall, reads, trained = run_phase(store, configs, clear_each=clear)
+            rows.append((phase, wall, sum(reads[s] for s in shadows) / len(shadows), trained))
         cache = sum(r["bytes"] for r in inputs.describe(store))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -141,12 +157,11 @@ def main(args: argparse.Namespace) -> int:
           f"post-hoc {args.posthoc}), {args.shadows} shadow runs of {n_upd} updates, fc1 "
           f"{shapes['fc1.weight']}, {args.epochs} epochs, 1 thread; store built in "
           f"{build:.1f} s; attack_inputs {cache / 2**20:.1f} MB")  # fmt: skip
-    print(
-        "\n| phase | wall s | s / evaluation | vs per-evaluation | harvest reads per shadow run |"
-    )
-    print("|---|---:|---:|---:|---:|")
+    print("\n| phase | wall s | s / evaluation | vs per-evaluation | harvest reads per shadow "
+          "run | models trained |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|")
     base = rows[0][1]
-    for phase, wall, reads in rows:
+    for phase, wall, reads, trained in rows:
         print(f"| {phase} | {wall:.1f} | {wall / len(configs):.2f} | {wall / base:.2f}x | "
-              f"{reads:.0f} |")  # fmt: skip
+              f"{reads:.0f} | {trained} |")  # fmt: skip
     return 0
