@@ -710,3 +710,23 @@ if __name__ == "__main__":  # the memory probe: python tests/test_harvest.py wri
     mode, root, rows, h, w, rpg, dtype = sys.argv[1:]
     torch.set_num_threads(1)
     print(json.dumps(probe(mode, root, int(rows), int(h), int(w), int(rpg), dtype)))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_sbs1_decoder_is_exact_for_every_16_bit_pattern(dtype):
+    """All 65,536 bit patterns (zeros, subnormals, the extremes, inf, NaN payloads) decode to
+    numpy's own float16 widening (bfloat16: the bits as the float32's high half), bit for bit."""
+    from sergrad.fl.harvest_codec import PlaneEncoder, decode_sbs_into
+
+    bits = np.arange(2**16, dtype=np.uint32).astype(np.uint16).reshape(4, 2**14)
+    stored = bits.view(np.float16) if dtype == "float16" else bits
+    enc = PlaneEncoder(dtype, rows=4, numel=2**14)
+    fields = enc(stored).flatten()
+    rows = [np.frombuffer(f.buffers()[2], np.uint8).reshape(4, -1) for f in fields]
+    out = np.empty((4, 2**14), np.float32)
+    decode_sbs_into(rows[0], rows[1:], dtype, out)
+    if dtype == "float16":
+        expected = bits.view(np.float16).astype(np.float32)
+    else:
+        expected = (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
+    assert np.array_equal(out.view(np.uint32), expected.view(np.uint32))
