@@ -45,11 +45,12 @@ import polars as pl
 from sergrad.analysis import load
 from sergrad.analysis import tables as T
 from sergrad.analysis.cells import (
-    ALPHA,
     ATTACKER_KEYS,
-    CELL_KEYS,
     VERDICT_PROTOCOLS,
+    cell_keys,
     evidence_rng,
+    selection_adjusted,
+    strongest,
 )
 from sergrad.analysis.stats import N_BOOT, N_PERM, t_interval
 from sergrad.analysis.verdicts_numeric import numeric_text, numeric_verdicts
@@ -183,7 +184,7 @@ def candidates(
         & pl.col("calibration").is_in(LEGITIMATE)
         & pl.col("uar").is_not_null()
     )
-    keys = [*CELL_KEYS, *(k for k in extra_keys or [] if k not in CELL_KEYS)]
+    keys = cell_keys(extra_keys)
     attacker = [k for k in ATTACKER_KEYS if k not in keys]
     return rows.group_by([*keys, *attacker], maintain_order=True).agg(
         pl.col("uar").mean().alias("uar_mean"),
@@ -216,21 +217,14 @@ def verdicts(
 ) -> pl.DataFrame:
     """One row per cell (x extra_keys): the strongest attacker, its pooled per-client UAR with
     the cluster-bootstrap interval, p-value, n_runs, n_clients and how many attackers competed."""
-    keys = [*CELL_KEYS, *(k for k in extra_keys or [] if k not in CELL_KEYS)]
+    keys = cell_keys(extra_keys)
     cand = candidates(
         store_uri, where=where, n_avg=n_avg, extra_keys=extra_keys, protocols=protocols
     )
     if cand.is_empty():
         return numeric_verdicts(store_uri, where=where, n_avg=n_avg, extra_keys=extra_keys,
                                 n_boot=n_boot, n_perm=n_perm, seed=seed, protocols=protocols)  # fmt: skip
-    counted = cand.group_by(keys, maintain_order=True).agg(
-        pl.len().alias("n_candidates"), pl.col("eps_lb").max().alias("cell_eps_lb")
-    )
-    best = (
-        cand.sort(["degenerate", "uar_mean"], descending=[False, True], nulls_last=True)
-        .unique(subset=keys, keep="first", maintain_order=True)
-        .join(counted, on=keys, how="left", nulls_equal=True)
-    )
+    best = strongest(cand, keys, "uar_mean", pl.col("eps_lb").max().alias("cell_eps_lb"))
     ids = [e for lst in best["eval_ids"] for e in lst]
     preds = (
         load.scan(store_uri, "predictions")
@@ -277,9 +271,7 @@ def verdicts(
         out.append({
             **{k: row[k] for k in [*keys, *ATTACKER_KEYS]},
             "uar": uar, "chance": row["chance"], "uar_ci_low": lo, "uar_ci_high": hi,
-            "p_value": pval,
-            "p_value_adjusted": None if pval is None else min(1.0, pval * row["n_candidates"]),
-            "significant": None if pval is None else pval * row["n_candidates"] < ALPHA,
+            **selection_adjusted(pval, row["n_candidates"]),
             "auc": row["auc_mean"], "tpr_at_10fpr": row["tpr_at_10fpr_mean"],
             "degenerate": row["degenerate"], "eps_lb": row["cell_eps_lb"],
             "epsilon": row["epsilon"], "delta": row["delta"], "dp_protects": row["dp_protects"],

@@ -1,7 +1,7 @@
 """Verdicts for numeric attributes (age): the strongest legitimate attacker's MAE gain over
 the predict-the-shadow-mean baseline, with a cluster-bootstrap interval and a p-value.
 
-Per cell (the verdict cell keys, `verdicts.CELL_KEYS`), the attacker (attack model x
+Per cell (the verdict cell keys, `cells.CELL_KEYS`), the attacker (attack model x
 adaptive x protocol; numeric rows have one calibration) with the largest mean gain
 (baseline_mae - mae) over the cell's target runs wins. From its stored predictions
 (`value`, `prediction`) and each evaluation's baseline prediction (`baseline_value`, the
@@ -26,11 +26,12 @@ import polars as pl
 from sergrad.analysis import load
 from sergrad.analysis import tables as T
 from sergrad.analysis.cells import (
-    ALPHA,
     ATTACKER_KEYS,
-    CELL_KEYS,
     VERDICT_PROTOCOLS,
+    cell_keys,
     evidence_rng,
+    selection_adjusted,
+    strongest,
 )
 from sergrad.analysis.stats import N_BOOT, N_PERM
 
@@ -111,7 +112,7 @@ def numeric_verdicts(
     )
     if rows.is_empty():
         return pl.DataFrame()
-    keys = [*CELL_KEYS, *(k for k in extra_keys or [] if k not in CELL_KEYS)]
+    keys = cell_keys(extra_keys)
     attacker = [k for k in ATTACKER_KEYS if k not in keys]
     cand = rows.group_by([*keys, *attacker], maintain_order=True).agg(
         (pl.col("baseline_mae") - pl.col("mae")).mean().alias("gain_mean"),
@@ -122,12 +123,7 @@ def numeric_verdicts(
         pl.col("eval_id").alias("eval_ids"),
         pl.col("baseline_value").alias("baselines"),
     )
-    counted = cand.group_by(keys, maintain_order=True).agg(pl.len().alias("n_candidates"))
-    best = (
-        cand.sort(["degenerate", "gain_mean"], descending=[False, True], nulls_last=True)
-        .unique(subset=keys, keep="first", maintain_order=True)
-        .join(counted, on=keys, how="left", nulls_equal=True)
-    )
+    best = strongest(cand, keys, "gain_mean")
     ids = [e for lst in best["eval_ids"] for e in lst]
     preds = (
         load.scan(store_uri, "predictions")
@@ -153,9 +149,7 @@ def numeric_verdicts(
             **{k: row[k] for k in [*keys, *attacker]},
             "mae_gain": gain, "mae_gain_ci_low": lo, "mae_gain_ci_high": hi,
             "mae": row["mae"], "baseline_mae": row["baseline_mae"], "spearman": row["spearman"],
-            "p_value": pval,
-            "p_value_adjusted": None if pval is None else min(1.0, pval * row["n_candidates"]),
-            "significant": None if pval is None else bool(pval * row["n_candidates"] < ALPHA),
+            **selection_adjusted(pval, row["n_candidates"]),
             "degenerate": row["degenerate"], "n_runs": len(evals),
             "n_speakers": int(sum(len(r[0]) for r in runs)) if full else None,
             "n_candidates": row["n_candidates"],
