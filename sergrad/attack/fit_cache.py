@@ -44,6 +44,7 @@ from sergrad.errors import StoreError
 from sergrad.store import Store
 
 FIT_VERSION = 1
+PREFIX = "fit-"  # file name of a stored fit in its features key's folder: fit-<fit key>
 _RESULT_META = b"sergrad.train_result"
 
 
@@ -88,7 +89,7 @@ def fit_key(
 
 
 def _name(key: str) -> str:
-    return f"fit-{key}"
+    return f"{PREFIX}{key}"
 
 
 def save(
@@ -143,7 +144,7 @@ def load(store: Store, features_key: str, key: str, model: AttackModel) -> Train
 
 def delete_all(store: Store) -> int:
     """Delete every stored fit (the feature rows stay); returns how many (for `bench eval`)."""
-    paths = [p for p in store.files(inputs.TABLE) if p.rsplit("/", 1)[-1].startswith("fit-")]
+    paths = [p for p in store.files(inputs.TABLE) if p.rsplit("/", 1)[-1].startswith(PREFIX)]
     for path in paths:
         store.fs.delete_file(path)
     return len(paths)
