@@ -11,9 +11,10 @@ Adam, FedSGD), measures on random in-memory data:
   thread: updates per CPU-second; on a machine shared with other jobs, CPU time leaves out
   the time the process waited for a core, not the memory stalls it suffers), achieved GFLOP/s (matmul FLOPs of forward + backward)
   against a measured single-core torch.mm peak, peak extra RSS of the measuring process;
-- stacked runs (`--stack` runs of the same shape, seeds 0..k-1) in one StackedFastEngine
-  against the same runs one by one, one thread (on a CPU stacking only adds the per-client
-  weight copies; it is meant to fill a GPU);
+- stacked runs (`--stack` runs of the same shape, seeds 0..k-1; several sizes allowed) in one
+  StackedFastEngine against the same runs one by one, one thread (on a CPU stacking only adds
+  the per-client weight copies; it is meant to fill a GPU); on a GPU also against the CPU
+  reference engine on one core, measured in the same run (the ">= 20x per device" ratio);
 - harvest with the fast engine (FedAvg, one training thread; the harvest's background
   writer thread may use another core): updates/s and process CPU seconds per trained update
   with harvest off and per harvest option (float32, float16, bfloat16; the reductions: fc1
@@ -72,7 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--procs", type=int, default=os.cpu_count() or 1, help="processes for 'all cores'"
     )
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    parser.add_argument("--stack", type=int, default=4, help="runs stacked in 'stacked'")
+    parser.add_argument("--stack", type=int, nargs="+", default=[4],
+                        help="runs stacked in 'stacked' (several sizes: one row each)")  # fmt: skip
     parser.add_argument(
         "--parts",
         nargs="+",
@@ -328,18 +330,27 @@ def stacked_rate(shape: str, algo: str, device: str, runs: int, seconds: float) 
     }
 
 
-def stacked_table(shapes: list[str], seconds: float, device: str, runs: int) -> None:
-    print(
-        f"\n| shape | algo | {runs} runs one by one, updates/s | stacked, updates/s | stacked / alone |"
-    )
-    print("|---|---|---:|---:|---:|")
+def stacked_table(shapes: list[str], seconds: float, device: str, sizes: list[int]) -> None:
+    on_gpu = device != "cpu"
+    extra = " CPU reference (1 core), updates/s | stacked / CPU reference |" if on_gpu else ""
+    print(f"\n| shape | algo | runs | one by one, updates/s | stacked, updates/s | "
+          f"stacked / alone |{extra}")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|" + ("---:|---:|" if on_gpu else ""))
     for shape in shapes:
         for algo in ALGOS:
-            ctx = mp.get_context("fork")
-            with ctx.Pool(1) as pool:
-                got = pool.apply(stacked_rate, (shape, algo, device, runs, seconds))
-            print(f"| {shape} | {algo} | {got['alone']:.0f} | {got['stacked']:.0f} | "
-                  f"{got['stacked'] / got['alone']:.2f}x |", flush=True)  # fmt: skip
+            ref = None
+            if on_gpu:  # the CPU reference engine, one thread, in its own process
+                ref = in_processes(Setup(shape, algo, "reference", "cpu"), seconds, procs=1)[0]
+            for runs in sizes:
+                ctx = mp.get_context("fork")
+                with ctx.Pool(1) as pool:
+                    got = pool.apply(stacked_rate, (shape, algo, device, runs, seconds))
+                row = (f"| {shape} | {algo} | {runs} | {got['alone']:.0f} | {got['stacked']:.0f} | "
+                       f"{got['stacked'] / got['alone']:.2f}x |")  # fmt: skip
+                if ref is not None:
+                    cpu = ref["updates_per_s"]
+                    row += f" {cpu:.0f} | {got['stacked'] / cpu:.1f}x |"
+                print(row, flush=True)
 
 
 def engines_table(shapes: list[str], seconds: float, procs: int, device: str) -> None:
