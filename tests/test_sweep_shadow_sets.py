@@ -70,9 +70,11 @@ class InProcess:
             self.reads[run_id] += 1
             yield from real_iter(store, run_id, **kw)
 
-        def tune_phase(jobs, *, store_uri, options, progress, outcomes, lost):
-            self.phases.append([j.eta_kind for j in jobs])
-            for job in jobs:
+        def tune_phase(jobs, *, store_uri, options, progress, outcomes, lost, shadow_sets=()):
+            groups = runner.trial_groups(jobs, shadow_sets=shadow_sets, per_trial=0, slots=1)
+            ordered = [j for g in groups for j in g]  # trials one after another
+            self.phases.append([j.eta_kind for j in ordered])
+            for job in ordered:
                 outcomes[job.id] = execute(job, Store(store_uri), max_retries=0)
 
         monkeypatch.setattr(source, "iter_batches", iter_batches)
@@ -92,7 +94,8 @@ def test_shared_shadow_set_is_read_once_through_the_runner(tmp_path, monkeypatch
     result = run_jobs(_runs(), _evals(), store_uri=str(tmp_path / "grouped"),
                       options=EngineOptions(max_retries=0))  # fmt: skip
     assert result.all_ok, result.problems
-    assert hooks.phases == [["shadow inputs"], ["fast eval", "fast eval"]]
+    # one phase: the set's inputs first, in the trial of the evaluations that use them
+    assert hooks.phases == [["shadow inputs", "fast eval", "fast eval"]]
     # one moments pass whose batches feed both featurizers, then none per evaluation
     assert {r: hooks.reads[r] for r in SHADOWS} == {r: 1 for r in SHADOWS}
     assert {r: hooks.reads[r] for r in TARGETS} == {r: 1 for r in TARGETS}
@@ -127,6 +130,25 @@ def test_prepare_jobs_groups_only_shared_shadow_sets():
     assert prepare_jobs(evals[:1]) == [] and prepare_jobs([]) == []
 
 
+def test_trial_groups_put_each_shadow_set_ahead_of_its_evaluations():
+    noise = (PostHocConfig("layer_perturbation", {"std": 0.5}),)
+    shared = [make_eval_job("b", _config(t, m)) for t in TARGETS for m in ("logreg_colcorr", "cnn")]
+    alone = [make_eval_job("b", _config("target0", "logreg_stats", shadows=("shadow0",))),
+             make_eval_job("b", _config("target1", "logreg_stats", posthoc=noise, adaptive=True))]  # fmt: skip
+    jobs = [alone[0], *shared, alone[1]]
+    prepare = prepare_jobs(jobs)
+    groups = runner.trial_groups(jobs, shadow_sets=prepare, per_trial=0, slots=2)
+    assert groups[0] == [prepare[0], *shared]  # the set's trial, evaluations in jobs' order
+    assert sorted(j.id for g in groups[1:] for j in g) == sorted(j.id for j in alone)
+    split = runner.trial_groups(jobs, shadow_sets=prepare, per_trial=2, slots=2)
+    assert split[:2] == [[prepare[0], shared[0]], shared[1:3]]
+    assert sorted(j.id for g in split for j in g) == sorted([prepare[0].id] + [j.id for j in jobs])
+    # without shared sets: group_jobs alone
+    assert runner.trial_groups(jobs, per_trial=0, slots=2) == runner.group_jobs(
+        jobs, per_trial=0, slots=2
+    )
+
+
 def test_a_failed_preparation_is_a_warning_and_evaluations_still_run(tmp_path, monkeypatch, caplog):
     _world(tmp_path)
     hooks = InProcess(monkeypatch)
@@ -138,7 +160,7 @@ def test_a_failed_preparation_is_a_warning_and_evaluations_still_run(tmp_path, m
     result = run_jobs(_runs(), _evals(), store_uri=str(tmp_path),
                       options=EngineOptions(max_retries=0))  # fmt: skip
     assert result.all_ok and result.oks["evals"] == 2
-    assert hooks.phases[0] == ["shadow inputs"]
+    assert hooks.phases[0][0] == "shadow inputs"
     assert "not prepared (OSError: disk gone)" in caplog.text
     assert Store(tmp_path).files("attacks")  # the evaluations recorded their own rows
 

@@ -19,11 +19,31 @@ from sergrad.attack.metrics import (
     uar,
 )
 from sergrad.privacy_bound import (
+    clopper_pearson,
     empirical_epsilon,
     gaussian_delta,
     gaussian_epsilon,
     local_gaussian_epsilon,
 )
+
+
+@pytest.mark.parametrize("k,n", [(0, 10), (1, 10), (7, 10), (10, 10), (3, 523), (990, 1000)])
+def test_clopper_pearson_inverts_the_binomial_tail(k, n):
+    """The exact bounds solve P(X <= k | p_hi) = alpha and P(X >= k | p_lo) = alpha (binomial
+    tails, an independent closed form), and equal scipy.stats.beta's quantiles bit for bit."""
+    alpha = 0.025
+    hi = clopper_pearson(k, n, alpha=alpha, upper=True)
+    lo = clopper_pearson(k, n, alpha=alpha, upper=False)
+    if k < n:
+        assert stats.binom.cdf(k, n, hi) == pytest.approx(alpha, rel=1e-9)
+        assert hi == stats.beta.ppf(1 - alpha, k + 1, n - k)
+    else:
+        assert hi == 1.0
+    if k > 0:
+        assert stats.binom.sf(k - 1, n, lo) == pytest.approx(alpha, rel=1e-9)
+        assert lo == stats.beta.ppf(alpha, k, n - k + 1)
+    else:
+        assert lo == 0.0
 
 
 def _rr_counts(eps: float, n: int, rng) -> dict:

@@ -8,8 +8,10 @@ failed (with its recorded error), unrecorded (the failure record could not be wr
 blocked (an input run failed) or not run (its worker died for good). Tune keeps its own files
 in a temporary directory; the store is the record. A trial whose worker process dies is
 restarted by Tune (`trial_restarts`), is reported as one line naming the job, and skips the
-jobs already in the store. Evaluations that share a shadow set get its inputs built once
-first (`jobs.PrepareJob`: one read of the shadow harvest for all of them).
+jobs already in the store. Evaluations that share a shadow set get its inputs built once,
+first, in their own trial (`jobs.PrepareJob`: one read of the shadow harvest for all of
+them; `trial_groups`), and evaluations of one target run follow each other
+(`jobs.by_target`: its decoded updates are read once per worker, `attack.batch_cache`).
 
 Ray is only imported here, inside functions.
 """
@@ -24,11 +26,12 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sergrad.store import Store, absolute_uri
 from sergrad.sweep.executors import Outcome, done_ids, execute
-from sergrad.sweep.jobs import Job, prepare_jobs
+from sergrad.sweep.jobs import Job, by_target, prepare_jobs
 from sergrad.sweep.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -212,6 +215,30 @@ def group_jobs(jobs: list[dict], *, per_trial: int, slots: int) -> list[list[dic
     return groups
 
 
+def trial_groups(
+    jobs: list[Job], *, shadow_sets: Sequence[Job] = (), per_trial: int, slots: int
+) -> list[list[Job]]:
+    """Tune trials for `jobs`. Each shared shadow set's PrepareJob (`shadow_sets`) heads a
+    trial with the evaluations that use it, in `jobs`' order (split every `per_trial` jobs
+    when that is set; biggest first): its inputs are built once, before its evaluations, by
+    the worker that runs them, and no other trial races to build them. The other jobs are
+    grouped by `group_jobs`."""
+    member = {}
+    if shadow_sets:
+        from sergrad.attack.config import eval_id
+
+        member = {eval_id(c): i for i, p in enumerate(shadow_sets) for c in p.configs}
+    sets: list[list[Job]] = [[p] for p in shadow_sets]
+    rest: list[Job] = []
+    for job in jobs:
+        i = member.get(job.id)
+        (rest if i is None else sets[i]).append(job)
+    if per_trial:
+        sets = [g[i : i + per_trial] for g in sets for i in range(0, len(g), per_trial)]
+    sets.sort(key=len, reverse=True)
+    return sets + group_jobs(rest, per_trial=per_trial, slots=slots)
+
+
 def _tune_phase(
     jobs: list[Job],
     *,
@@ -220,9 +247,11 @@ def _tune_phase(
     progress: Progress,
     outcomes: dict[str, Outcome],
     lost: dict[str, str],
+    shadow_sets: Sequence[Job] = (),
 ) -> None:
-    """Run `jobs` as Tune trials; fills `outcomes` (reported by workers) and `lost` (job id
-    -> why, for jobs whose trial died for good)."""
+    """Run `jobs` (and the PrepareJobs `shadow_sets`, each ahead of its evaluations) as Tune
+    trials; fills `outcomes` (reported by workers) and `lost` (job id -> why, for jobs whose
+    trial died for good)."""
     import ray
     from ray import tune
     from ray.tune import Callback, FailureConfig, RunConfig, TuneConfig, Tuner
@@ -232,7 +261,7 @@ def _tune_phase(
     if options.max_concurrent:
         slots = min(slots, options.max_concurrent)
     progress.slots = slots
-    groups = group_jobs(jobs, per_trial=options.per_trial, slots=slots)
+    groups = trial_groups(jobs, shadow_sets=shadow_sets, per_trial=options.per_trial, slots=slots)
     next_index: dict[str, int] = {}  # trial id -> index of the job it runs now
 
     def running(trial) -> Job | None:
@@ -348,8 +377,9 @@ class Result:
     job_s: dict[str, float] = field(default_factory=dict)
 
     def timing_line(self) -> str:
-        """'FL runs 1.1 min wall (136 job-s); evaluations 0.9 min wall (fast eval 80 job-s,
-        ...)': where this call's time went (empty when nothing ran)."""
+        """'FL runs 66 s wall (136 job-s); evaluations and audits 54 s wall (fast eval 80
+        job-s, ...)': where this call's time went (empty when nothing ran; minutes from 10
+        minutes on)."""
         if not self.wall_s:
             return ""
         runs = {k: v for k, v in self.job_s.items() if k == "fl run"}
@@ -358,10 +388,13 @@ class Result:
         def jobs(d: dict) -> str:
             return ", ".join(f"{k} {v:.0f} job-s" for k, v in d.items()) or "none run"
 
+        def wall(key: str) -> str:
+            s = self.wall_s.get(key, 0.0)
+            return f"{s:.0f} s" if s < 600 else f"{s / 60:.1f} min"
+
         return (
-            f"FL runs {self.wall_s.get('runs', 0) / 60:.1f} min wall ({jobs(runs)}); "
-            f"evaluations and audits {self.wall_s.get('evals', 0) / 60:.1f} min wall "
-            f"({jobs(rest)})"
+            f"FL runs {wall('runs')} wall ({jobs(runs)}); "
+            f"evaluations and audits {wall('evals')} wall ({jobs(rest)})"
         )
 
     @property
@@ -427,14 +460,15 @@ def run_jobs(
                             outcomes=outcomes, lost=lost)  # fmt: skip
             wall["runs"], t0 = time.monotonic() - t0, time.monotonic()
             ok_runs = _done(store, runs)[0] if pending_evals else set()
-            ready = [j for j in pending_evals if all(r in ok_runs for r in _needs(j))]
-            prepare = prepare_jobs(ready)
-            if prepare:  # shared shadow sets: read and featurize each harvest once
-                _prepare_phase(prepare, store_uri=store_uri, options=eval_options or options,
-                               progress=progress)  # fmt: skip
+            ready = by_target([j for j in pending_evals if all(r in ok_runs for r in _needs(j))])
+            prepare = prepare_jobs(ready)  # shared shadow sets: read and featurize once
+            if prepare:
+                progress.add_total(prepare[0].eta_kind, len(prepare))
             if ready:
                 _tune_phase(ready, store_uri=store_uri, options=eval_options or options,
-                            progress=progress, outcomes=outcomes, lost=lost)  # fmt: skip
+                            progress=progress, outcomes=outcomes, lost=lost,
+                            shadow_sets=prepare)  # fmt: skip
+                _warn_unprepared(prepare, outcomes, lost)
             wall["evals"] = time.monotonic() - t0
         finally:
             shutdown()
@@ -464,16 +498,9 @@ def _cap_attack_inputs(store: Store, options: EngineOptions) -> None:
         log.info("attack_inputs: evicted %d key(s) above %g GB", len(gone), cap)
 
 
-def _prepare_phase(
-    jobs: list[Job], *, store_uri: str, options: EngineOptions, progress: Progress
-) -> None:
-    """Build the shadow inputs of each shared shadow set before its evaluations run. A failure
-    is a warning only: every evaluation then builds its inputs and records its own outcome."""
-    outcomes: dict[str, Outcome] = {}
-    lost: dict[str, str] = {}
-    progress.add_total(jobs[0].eta_kind, len(jobs))
-    _tune_phase(jobs, store_uri=store_uri, options=options, progress=progress,
-                outcomes=outcomes, lost=lost)  # fmt: skip
+def _warn_unprepared(jobs: list[Job], outcomes: dict[str, Outcome], lost: dict[str, str]) -> None:
+    """A shadow set whose inputs were not built is a warning only: every evaluation then
+    builds its inputs and records its own outcome."""
     for job in jobs:
         outcome = outcomes.get(job.id)
         if outcome is None or outcome.status != "ok":
