@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -260,9 +259,13 @@ class Store:
             i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")
         )
 
-    def dataset(self, table: str, files: list[str] | None = None) -> ds.Dataset | None:
-        """The table's files as one dataset; hive partition columns are strings (a run id of
-        digits only stays a string)."""
+    def dataset(self, table: str, files: list[str] | None = None):
+        """The table's files as one `pyarrow.dataset.Dataset` (None without files); hive
+        partition columns are strings (a run id of digits only stays a string).
+        pyarrow.dataset is imported here: it pulls in pandas (0.3 s), which a sweep worker
+        writing one record per job never needs."""
+        import pyarrow.dataset as ds
+
         files = self.files(table) if files is None else files
         if not files:
             return None
