@@ -17,16 +17,14 @@ same per-client generators, in the same order, as in the reference engine, so bo
 the same numbers.
 
 Cohorts of at most two local steps with Adam (the paper shape) take `fast_two_step`: fc1's
-weight goes through each step's passes one client at a time, in cache. What remains of a
-paper-shape FedAvg round is weight-sized work (matmuls, fused Adam, copying the global weights
-in, the shared update), not per-client Python: see docs/benchmarks.md.
+weight one client at a time, in cache (what remains: docs/benchmarks.md). The tensor kernels
+(layers, gradients, clipping, Adam / SGD) are in `fast_kernels`.
 
 Shapes: C cohort, A active clients, B padded batch, D input, H1/H2 hidden, K classes.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -34,14 +32,20 @@ import torch
 from sergrad.fl.config import AlgoConfig, ModelConfig
 from sergrad.fl.dp_clip import dp_sgd_grads_
 from sergrad.fl.engine import LocalResult
+from sergrad.fl.fast_kernels import (
+    LAYERS,
+    backprop,
+    clip_batch,
+    linear,
+    optimizer_step,
+    weight_grads,
+)
 from sergrad.fl.fast_plan import Step, plan_cohort
 from sergrad.fl.fast_two_step import train_two_steps
 from sergrad.fl.model import PARAM_NAMES
 from sergrad.fl.partition import Client, Partition
 from sergrad.fl.schedule import expected_batch_size, generator, sample_rate, share_kind
 from sergrad.fl.update import LocalTraining
-
-LAYERS = (("fc1.weight", "fc1.bias"), ("fc2.weight", "fc2.bias"), ("fc3.weight", "fc3.bias"))
 
 
 class FastEngine:
@@ -169,7 +173,8 @@ class FastEngine:
             ga = {k: G[k][:act] for k in PARAM_NAMES}
             add_losses(self._grad(pa, ga, st, noise_g=noise_g[:act], ebs=ebs[:act]), st)
             if not one_step:
-                self._optimizer_step(views, act, step=t + 1)
+                optimizer_step(views, act, step=t + 1, algo=a, fused=self.fused_adam,
+                               device=self.device)  # fmt: skip
         if one_step:
             shared = G if a.name == "fedsgd" else self._one_step_update(start, G)
         else:
@@ -243,7 +248,6 @@ class FastEngine:
             buf = self._scratch_bufs[slot] = torch.empty(like.numel(), device=self.device)
         return buf[: like.numel()].view(like.shape)
 
-    # --- forward / backward ------------------------------------------------------------------
     def _grad(self, pa, ga, st: Step, *, noise_g, ebs) -> torch.Tensor:
         """Fill ga with each active client's step gradient; return its mean losses [A]."""
         losses, acts, deltas = self._forward_backward(pa, st, self._gather(st))
@@ -253,9 +257,9 @@ class FastEngine:
                           max_norm=self.local.per_example_clip, noise_std=std,
                           expected_batch_sizes=ebs, generators=noise_g)  # fmt: skip
             return losses
-        self._weight_grads(ga, acts, deltas)
+        weight_grads(ga, acts, deltas)
         if self.batch_clip is not None:
-            self._clip_batch(ga, self.batch_clip)
+            clip_batch(ga, self.batch_clip)
         return losses
 
     def _gather(self, st: Step, slot: int = 0) -> torch.Tensor:
@@ -274,11 +278,11 @@ class FastEngine:
         y = self.y.index_select(0, st.rows).view(A, B, 1)  # [A, B, 1]
         m1, m2, valid = st.mask1, st.mask2, st.valid
         if z1 is None:
-            z1 = _linear(x, pa["fc1.weight"], pa["fc1.bias"])  # [A, B, H1]
+            z1 = linear(x, pa["fc1.weight"], pa["fc1.bias"])  # [A, B, H1]
         h1 = torch.relu(z1) if m1 is None else torch.relu(z1).mul_(m1)
-        z2 = _linear(h1, pa["fc2.weight"], pa["fc2.bias"])  # [A, B, H2]
+        z2 = linear(h1, pa["fc2.weight"], pa["fc2.bias"])  # [A, B, H2]
         h2 = torch.relu(z2) if m2 is None else torch.relu(z2).mul_(m2)
-        logits = _linear(h2, pa["fc3.weight"], pa["fc3.bias"])  # [A, B, K]
+        logits = linear(h2, pa["fc3.weight"], pa["fc3.bias"])  # [A, B, K]
         logp = torch.log_softmax(logits, dim=2)
         nll = logp.gather(2, y).squeeze(2).mul_(valid)  # [A, B] minus the per-sample loss
         losses = nll.sum(1).div_(st.count).neg_()  # [A]
@@ -287,90 +291,10 @@ class FastEngine:
         d3.mul_(valid.unsqueeze(2))  # [A, B, K] per-sample dloss_i/dlogits
         if not self.dp:
             d3.div_(st.count.view(-1, 1, 1))  # mean over the batch
-        d2 = _backprop(d3, pa["fc3.weight"]).mul_(z2 > 0)  # [A, B, H2]
+        d2 = backprop(d3, pa["fc3.weight"]).mul_(z2 > 0)  # [A, B, H2]
         if m2 is not None:
             d2.mul_(m2)
-        d1 = _backprop(d2, pa["fc2.weight"]).mul_(z1 > 0)  # [A, B, H1]
+        d1 = backprop(d2, pa["fc2.weight"]).mul_(z1 > 0)  # [A, B, H1]
         if m1 is not None:
             d1.mul_(m1)
         return losses, [x, h1, h2], [d1, d2, d3]
-
-    @staticmethod
-    def _weight_grads(ga, acts, deltas, *, skip: str | None = None) -> None:
-        """ga[...] = the batch-summed weight / bias gradients (all but `skip`)."""
-        for (wn, bn), act, delta in zip(LAYERS, acts, deltas):
-            if wn != skip:
-                torch.bmm(delta.transpose(1, 2), act, out=ga[wn])  # [A, out, in]
-            torch.sum(delta, dim=1, out=ga[bn])  # [A, out]
-
-    @staticmethod
-    def _clip_batch(ga, max_norm: float) -> None:
-        """torch.nn.utils.clip_grad_norm_ per client: coef = min(1, C / (norm + 1e-6))."""
-        sq = sum(ga[k].flatten(1).pow(2).sum(1) for k in PARAM_NAMES)  # [A]
-        coef = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
-        for k in PARAM_NAMES:
-            ga[k].mul_(coef.view(-1, *([1] * (ga[k].dim() - 1))))
-
-    # --- optimiser -----------------------------------------------------------------------
-    def _optimizer_step(self, views, act: int, *, step: int) -> None:
-        a = self.algo
-        names = PARAM_NAMES
-        p = [views["p"][k][:act] for k in names]
-        g = [views["g"][k][:act] for k in names]
-        m = [views["m"][k][:act] for k in names]
-        if a.optimizer == "adam":
-            v = [views["v"][k][:act] for k in names]
-            if self.fused_adam:
-                steps = [torch.tensor(float(step), device=self.device) for _ in names]
-                torch._fused_adam_(
-                    p, g, m, v, [], steps, amsgrad=False, lr=a.lr, beta1=a.betas[0],
-                    beta2=a.betas[1], weight_decay=a.weight_decay, eps=a.eps, maximize=False,
-                )  # fmt: skip
-            else:
-                tmp = [views["t"][k][:act] for k in names]
-                for args in zip(p, g, m, v, tmp):
-                    adam_step(*args, step=step, algo=a)
-        else:
-            for pi, gi, mi in zip(p, g, m):
-                sgd_step(pi, gi, mi, step=step, algo=a)
-
-
-def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """x [A, B, I] -> [A, B, O] with shared w [O, I] / b [O] or stacked w [A, O, I] / b [A, O]."""
-    if w.dim() == 2:
-        a_, b_, i_ = x.shape
-        return torch.addmm(b, x.reshape(a_ * b_, i_), w.T).view(a_, b_, -1)
-    return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
-
-
-def _backprop(d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """dloss/dinput [A, B, I] from dloss/doutput d [A, B, O] and w [O, I] or [A, O, I]."""
-    if w.dim() == 2:
-        a_, b_, o_ = d.shape
-        return torch.mm(d.reshape(a_ * b_, o_), w).view(a_, b_, -1)
-    return torch.bmm(d, w)
-
-
-def adam_step(p, g, m, v, tmp, *, step: int, algo: AlgoConfig) -> None:
-    """torch.optim.Adam's single-tensor update, in place (L2 weight decay added to g)."""
-    b1, b2 = algo.betas
-    if algo.weight_decay != 0:
-        g.add_(p, alpha=algo.weight_decay)
-    m.lerp_(g, 1 - b1)
-    v.mul_(b2).addcmul_(g, g, value=1 - b2)
-    step_size = algo.lr / (1 - b1**step)
-    torch.sqrt(v, out=tmp).div_(math.sqrt(1 - b2**step)).add_(algo.eps)
-    p.addcdiv_(m, tmp, value=-step_size)
-
-
-def sgd_step(p, g, buf, *, step: int, algo: AlgoConfig) -> None:
-    """torch.optim.SGD's update (no dampening, no nesterov), in place."""
-    if algo.weight_decay != 0:
-        g.add_(p, alpha=algo.weight_decay)
-    if algo.momentum != 0:
-        if step == 1:
-            buf.copy_(g)
-        else:
-            buf.mul_(algo.momentum).add_(g)
-        g = buf
-    p.add_(g, alpha=-algo.lr)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import torch
 
+from sergrad.fl.fast_kernels import weight_grads
 from sergrad.fl.fast_plan import CohortPlan, Step
 from sergrad.fl.model import PARAM_NAMES
 
@@ -52,7 +53,7 @@ def train_two_steps(engine, params, own, plan: CohortPlan, views, out, losses) -
     x1 = engine._gather(steps[0], 0)
     step_losses, acts, deltas = engine._forward_backward(start, steps[0], x1)
     losses(step_losses, steps[0])
-    engine._weight_grads(G, acts, deltas, skip=W)
+    weight_grads(G, acts, deltas, skip=W)
     _adam(P, G, M, V, C, t1, adam)
     second = steps[1] if len(steps) > 1 else None
     A2 = second.active if second is not None else 0
@@ -78,7 +79,7 @@ def train_two_steps(engine, params, own, plan: CohortPlan, views, out, losses) -
             z1 = torch.addmm(P[BIAS][i], x2[i], p.T).unsqueeze(0)  # [1, B, H1]
             loss, acts, deltas = engine._forward_backward(pas[i], client_steps[i], x2s[i], z1=z1)
             losses2.append(loss)
-            engine._weight_grads(gas[i], acts, deltas, skip=W)
+            weight_grads(gas[i], acts, deltas, skip=W)
             torch.mm(deltas[0][0].T, x2[i], out=g)
             torch._fused_adam_([p], [g], [m], [v], [], [t2], **adam)
         if scale is None:  # delta

@@ -129,6 +129,8 @@ def run_command(args: argparse.Namespace) -> int:
         + (f"; not ok: {states}" if states else "")
         + f" -> {uri}"
     )
+    if result.timing_line():  # where this call's time went (stderr: stdout is the summary)
+        print(f"time: {result.timing_line()}", file=sys.stderr)
     for line in result.problem_lines():
         print(line)
     return result.exit_code()
