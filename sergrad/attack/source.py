@@ -1,6 +1,6 @@
 """Where the attack reads harvested updates and run rows from, with errors naming the run.
 
-Thin layer over `sergrad.fl.harvest` (read_update_meta; batches through `batch_cache`) and
+Thin layer over `sergrad.fl.harvest` (read_update_meta, iter_update_batches) and
 `sergrad.fl.records.read_run_row`: a missing run, a missing layer, or runs whose shapes differ
 raise DataError naming the runs involved.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from sergrad.errors import DataError, SergradError
-from sergrad.fl.harvest import UpdateBatch, UpdateMeta, read_update_meta
+from sergrad.fl.harvest import UpdateBatch, UpdateMeta, iter_update_batches, read_update_meta
 from sergrad.fl.records import read_clients, read_run_row
 from sergrad.store import Store
 
@@ -34,11 +34,8 @@ def run_meta(store: Store, run_id: str, *, role: str) -> UpdateMeta:
 def iter_batches(
     store: Store, run_id: str, *, params: list[str], batch_rows: int
 ) -> Iterator[UpdateBatch]:
-    """Batches of a run's updates restricted to `params` (float32 arrays, read-only: a run read
-    before in this process comes from `batch_cache`)."""
-    from sergrad.attack import batch_cache
-
-    yield from batch_cache.batches(store, run_id, params=list(params), batch_rows=batch_rows)
+    """Batches of a run's updates restricted to `params` (float32 arrays)."""
+    yield from iter_update_batches(store, run_id, params=list(params), batch_rows=batch_rows)
 
 
 def layer_params(meta: UpdateMeta, layer: str) -> list[str]:

@@ -316,18 +316,6 @@ def prepare_jobs(evals: list) -> list[PrepareJob]:
     return [PrepareJob(key, tuple(cs)) for key, cs in sets.items() if len(cs) > 1]
 
 
-def by_target(jobs: list) -> list:
-    """`jobs` with the evaluations and audits of one target run next to each other (stable:
-    plan order otherwise), so a trial's jobs share the target's decoded updates
-    (`sergrad.attack.batch_cache`). A job's first need is its target run.
-
-    >>> from types import SimpleNamespace as J
-    >>> [j.id for j in by_target([J(id=1, needs=("b",)), J(id=2, needs=("a",)), J(id=3, needs=("b",))])]
-    [2, 1, 3]
-    """
-    return sorted(jobs, key=lambda job: (tuple(getattr(job, "needs", ())) or ("",))[0])
-
-
 def check_id(carried: str, computed: str, *, what: str) -> None:
     if carried != computed:
         raise JobIdMismatch(f"{what} id {carried} differs from its config's hash {computed}")

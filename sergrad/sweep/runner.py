@@ -9,9 +9,8 @@ blocked (an input run failed) or not run (its worker died for good). Tune keeps 
 in a temporary directory; the store is the record. A trial whose worker process dies is
 restarted by Tune (`trial_restarts`), is reported as one line naming the job, and skips the
 jobs already in the store. Evaluations that share a shadow set get its inputs built once,
-first, in their own trial (`jobs.PrepareJob`: one read of the shadow harvest for all of
-them; `trial_groups`), and evaluations of one target run follow each other
-(`jobs.by_target`: its decoded updates are read once per worker, `attack.batch_cache`).
+first, in the trial that runs them (`jobs.PrepareJob`: one read of the shadow harvest for
+all of them; `trial_groups`).
 
 Ray is only imported here, inside functions.
 """
@@ -31,7 +30,7 @@ from dataclasses import dataclass, field
 
 from sergrad.store import Store, absolute_uri
 from sergrad.sweep.executors import Outcome, done_ids, execute
-from sergrad.sweep.jobs import Job, by_target, prepare_jobs
+from sergrad.sweep.jobs import Job, prepare_jobs
 from sergrad.sweep.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -460,7 +459,7 @@ def run_jobs(
                             outcomes=outcomes, lost=lost)  # fmt: skip
             wall["runs"], t0 = time.monotonic() - t0, time.monotonic()
             ok_runs = _done(store, runs)[0] if pending_evals else set()
-            ready = by_target([j for j in pending_evals if all(r in ok_runs for r in _needs(j))])
+            ready = [j for j in pending_evals if all(r in ok_runs for r in _needs(j))]
             prepare = prepare_jobs(ready)  # shared shadow sets: read and featurize once
             if prepare:
                 progress.add_total(prepare[0].eta_kind, len(prepare))
