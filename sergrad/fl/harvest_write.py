@@ -1,20 +1,18 @@
 """HarvestWriter: stream the server's view of every client update into one Parquet file.
 
-Rows are buffered `harvest.rows_per_group` at a time (capped at MAX_GROUP_ELEMENTS values per
-group, e.g. 16 rows of the paper's 256x988 fc1) and flushed as one row group. `add` only
-checks shapes and copies (converts) the tensors into the buffer; the finite check, the sign
-and byte-plane split (`harvest_codec.PlaneEncoder`) and the Parquet write with zstd (most of
-the harvest's cost) run in one background thread (numpy and pyarrow release the GIL),
-overlapping the next rows' training: two row-group buffers alternate, and a flush first
-waits for the previous group's write, so memory is bounded by two row groups (buffers), the
-encoder's scratch (2.25-2.5 more) and one group's compressed pages however many rounds run.
-An error in the background (a NaN/inf or float16 overflow found there, a failed write) is
-raised by the next `add` or at the end of the `with` block. The file is
-written under the store's `_tmp/` and published on a clean exit of the `with` block; on an
-exception (in the block or in a background write) nothing is visible. With `harvest.sketch`
-the buffers hold the float32 tensors and the background thread stores their row/column
-statistics instead (`harvest_format.sketch_rowcol`). torch is imported
-lazily (only `add` touches tensors), so importing this module is cheap.
+Rows are buffered `harvest.rows_per_group` at a time (at most MAX_GROUP_ELEMENTS values per
+group, e.g. 16 rows of the paper's 256x988 fc1) and flushed as one row group. `add` checks
+the update (`harvest_checks`) and copies (converts) its tensors into the buffer; the finite
+check, the sign and byte-plane split (`harvest_codec.PlaneEncoder`) and the Parquet write
+with zstd (most of the cost) run in one background thread, overlapping the next rows'
+training. Two row-group buffers alternate and a flush first waits for the previous group's
+write, so memory is bounded by two row groups, the encoder's scratch (2.25-2.5 more) and one
+group's compressed pages however many rounds run. A background error (a NaN/inf or float16
+overflow, a failed write) is raised by the next `add` or at the end of the `with` block. The
+file is written under the store's `_tmp/` and published on a clean exit of the `with` block;
+on an exception nothing is visible. With `harvest.sketch` the buffers hold float32 tensors
+and the background thread stores their row/column statistics (`harvest_format.sketch_rowcol`).
+torch is imported lazily (only `add` touches tensors).
 
     with HarvestWriter(store, run_id=rid, param_names=names, param_shapes=shapes,
                        config=cfg, harvest=cfg.harvest) as hw:
@@ -27,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import operator
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,6 +37,7 @@ from sergrad import schema
 from sergrad.config import canonical_json
 from sergrad.errors import ConfigError, DataError
 from sergrad.fl import harvest_format as fmt
+from sergrad.fl.harvest_checks import check_tensor, nonfinite_error, update_keys
 from sergrad.fl.records import check_partition_value, versions
 from sergrad.store import Store
 
@@ -85,15 +83,12 @@ class HarvestWriter:
         stored = {n: fmt.sketch_shape(s) if self.sketch else s for n, s in self.shapes.items()}
         self.stored_shapes = stored
         self.stored_numel = {n: fmt.numel(s) for n, s in stored.items()}
-        rounds = harvest.rounds
-        self.selection = fmt.RoundSelection.parse(
-            list(rounds) if isinstance(rounds, tuple) else rounds
-        )
-        rows = harvest.rows_per_group
+        sel = harvest.rounds
+        self.selection = fmt.RoundSelection.parse(list(sel) if isinstance(sel, tuple) else sel)
         # rows per row group: the configured count, capped so that one group holds at most
         # MAX_GROUP_ELEMENTS values (Parquet encoding takes ~9-17 bytes per value at flush)
         per_row = max(1, sum(self.numel.values()))
-        self.rows_per_group = max(1, min(rows, MAX_GROUP_ELEMENTS // per_row))
+        self.rows_per_group = max(1, min(harvest.rows_per_group, MAX_GROUP_ELEMENTS // per_row))
         self.schema = self._schema(config)
         self.n_rows = 0
         self.bytes_written = 0
@@ -109,10 +104,6 @@ class HarvestWriter:
         self._pq = None
         self._encoders: dict[str, Any] = {}  # name -> harvest_codec.PlaneEncoder (writer side)
         self.write_cpu_s = 0.0  # CPU seconds spent encoding and writing (in whichever thread)
-
-    def _max_value_bytes(self) -> int:
-        """The largest field of a value: a byte plane of the largest parameter."""
-        return max([1] + list(self.stored_numel.values()))
 
     def _schema(self, config: Any) -> pa.Schema:
         fields = list(schema.UPDATE_KEYS) + [
@@ -146,7 +137,7 @@ class HarvestWriter:
                 self.schema,
                 partition=(fmt.PARTITION, self.run_id),
                 name=fmt.FILE_NAME,
-                options=fmt.writer_options(self._max_value_bytes()),
+                options=fmt.writer_options(max([1, *self.stored_numel.values()])),  # largest plane
             )
             self._pq = self._cm.__enter__()
             if self.background:
@@ -209,10 +200,10 @@ class HarvestWriter:
             raise RuntimeError("HarvestWriter.add outside its `with` block")
         if self._pending is not None and self._pending.done():
             self._wait()  # surface a background write error as soon as it is known
-        keys = _keys(update)
+        keys = update_keys(update)
         tensors = update.tensors
         for n in self.params:  # every check before any copy: a rejected update leaves nothing
-            self._check(tensors, n, update)
+            check_tensor(tensors, n, self.shapes[n], update)
         import torch
 
         i = len(self._keys["round"])
@@ -226,23 +217,6 @@ class HarvestWriter:
         self.n_rows += 1
         if i + 1 >= self.rows_per_group:
             self._flush()
-
-    def _check(self, tensors, name: str, update: ClientUpdate) -> None:
-        """Presence, shape and float dtype (NaN/inf: found in the background, _check_finite)."""
-        t = tensors.get(name)
-        if t is None:
-            raise DataError(
-                f"update of {_where(update)}: parameter {name!r} missing; has {list(tensors)}"
-            )
-        if t.shape != self.shapes[name]:
-            raise DataError(
-                f"update of {_where(update)}: {name!r} has shape {tuple(t.shape)}, "
-                f"expected {self.shapes[name]}"
-            )
-        if not t.is_floating_point():
-            raise DataError(
-                f"update of {_where(update)}: {name!r} has dtype {t.dtype}, expected float"
-            )
 
     def _row_views(self) -> dict[str, list]:
         """name -> torch views of the filling buffer's rows, shaped like the parameter, in the
@@ -306,62 +280,21 @@ class HarvestWriter:
     def _check_finite(self, name: str, rows: np.ndarray, keys: list[pa.Array]) -> None:
         """DataError naming the first row of the group whose stored `name` holds NaN/inf
         (the encoder's top plane: exponent all ones; a float16 overflow is an inf)."""
-        from sergrad.fl.harvest_codec import count_nonfinite
-
         bad = self._encoders[name].nonfinite_rows()
-        if not len(bad):
-            return
-        i = int(bad[0])
-        where = (
-            f"round {keys[0][i].as_py()} client {keys[1][i].as_py()} (speaker {keys[2][i].as_py()})"
-        )
-        what = "the sketch of " if self.sketch else ""
-        nan, inf = count_nonfinite(rows[i], self.dtype)
-        if self.dtype != "float32" and not nan and not self.sketch:
-            raise DataError(
-                f"update of {where}: {name!r} overflows {self.dtype} (|x| > "
-                f"{'65504' if self.dtype == 'float16' else '3.4e38'}) or holds inf ({inf} values); "
-                f"use harvest.dtype float32{' or bfloat16' if self.dtype == 'float16' else ''}"
-            )
-        raise DataError(f"update of {where}: {what}{name!r} has {nan + inf} NaN/inf values")
+        if len(bad):
+            i = int(bad[0])
+            raise nonfinite_error(name, rows[i], keys, i, dtype=self.dtype, sketch=self.sketch)
 
     def _sketch(self, name: str, rows: np.ndarray, keys: list[pa.Array]) -> np.ndarray:
         """Full float32 rows [R, numel] -> their sketches in the stored dtype [R, sketch]."""
         sk = fmt.sketch_rowcol(rows, self.shapes[name])
         if self.dtype == "float16" and np.abs(sk).max(initial=0.0) >= FLOAT16_MAX_EXCLUSIVE:
             bad = int(np.argmax(np.abs(sk).max(axis=1)))
-            raise DataError(
-                f"update of round {keys[0][bad].as_py()} client {keys[1][bad].as_py()}: the sketch of {name!r} "
-                f"overflows float16 (|x| > 65504); use harvest.dtype float32 or bfloat16"
-            )
+            raise DataError(f"update of round {keys[0][bad].as_py()} client {keys[1][bad].as_py()}: "
+                            f"the sketch of {name!r} overflows float16 (|x| > 65504); use "
+                            "harvest.dtype float32 or bfloat16")  # fmt: skip
         return fmt.encode_numpy(sk, self.dtype)
 
     def _clear(self) -> None:
         for v in self._keys.values():
             v.clear()
-
-
-def _where(update: ClientUpdate) -> str:
-    return f"round {update.round} client {update.client_id} (speaker {update.speaker_id})"
-
-
-def _keys(update: ClientUpdate) -> dict[str, object]:
-    """The key columns of one update, type-checked (numpy integers are accepted)."""
-    out: dict[str, object] = {}
-    for name in ("round", "client_id", "n_samples"):
-        try:
-            out[name] = operator.index(getattr(update, name))
-        except TypeError:
-            raise DataError(
-                f"update of {_where(update)}: {name} {getattr(update, name)!r} is not an integer"
-            ) from None
-    values = {"speaker_id": update.speaker_id, "kind": update.kind}
-    for name, value in values.items():
-        if not isinstance(value, str):
-            raise DataError(f"update of {_where(update)}: {name} {value!r} is not a string")
-        out[name] = value
-    if out["kind"] not in schema.UPDATE_KINDS:
-        raise DataError(
-            f"update of {_where(update)}: kind {out['kind']!r} not in {schema.UPDATE_KINDS}"
-        )
-    return out
