@@ -93,6 +93,12 @@ class SecAggSpec:
             )
         return cls(**params)
 
+    @property
+    def sessions_per_round(self) -> int:
+        """Aggregates the server obtains per round (`server_views`): two under
+        adversarial_same_round (the cohort with and without its isolated client), else one."""
+        return 2 if self.sampling == "adversarial_same_round" else 1
+
     def clients_per_round(self, n_clients: int, fraction: float) -> int:
         """k: `cohort` if set, else schedule.clients_per_round; refused (ConfigError naming
         min_cohort) when a cohort the server forms would be smaller than min_cohort."""
@@ -175,7 +181,7 @@ def server_views(spec: SecAggSpec, mean, updates: Sequence, *, round: int, isola
     ids = sorted(int(u.client_id) for u in updates)
     first = aggregate_update(mean, updates, round=round, algo=algo)
     out = [(first, cohort_row(round, ids, isolated=isolated, n_samples=first.n_samples))]
-    if spec.sampling == "adversarial_same_round" and len(updates) > 1:
+    if spec.sessions_per_round == 2 and len(updates) > 1:
         rest = [u for u in updates if int(u.client_id) != isolated]
         second = aggregate_update(aggregate(rest, algo=algo), rest, round=round, algo=algo)
         second = second.replace(client_id=SECOND_SESSION_CLIENT)

@@ -136,9 +136,7 @@ def harvest_rows_per_round(config: RunConfig, updates_per_round: int) -> int:
     """Rows the harvest keeps per round: one per client update, or under secure aggregation
     the round's aggregate (two with sampling adversarial_same_round; sergrad.fl.secagg)."""
     secagg = _secagg_spec(config)
-    if secagg is None:
-        return updates_per_round
-    return 2 if secagg.sampling == "adversarial_same_round" else 1
+    return updates_per_round if secagg is None else secagg.sessions_per_round
 
 
 def harvest_bytes(config: RunConfig, sweep: Sweep, *, known: dict[str, int] | None = None) -> int:
