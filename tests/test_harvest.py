@@ -31,6 +31,7 @@ from sergrad.fl.harvest import (
     update_bytes_per_row,
 )
 from sergrad.fl.harvest_format import bfloat16_bits, decode_value
+from sergrad.fl.harvest_write import row_block
 from sergrad.fl.update import ClientUpdate
 from sergrad.store import Store
 
@@ -382,6 +383,56 @@ def test_engine_may_reuse_its_buffers_after_add(tmp_path):
     for n in NAMES:
         np.testing.assert_array_equal(arrays[n][0], first[n].reshape(-1).numpy())
         assert (arrays[n][1] == 7.0).all()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_add_many_of_stacked_rows_equals_add_of_each(tmp_path, dtype):
+    """A round handed over at once (rows of one [clients, ...] tensor: one block copy per
+    parameter, split at the row-group boundary) stores what add() of each update stores."""
+    gen = torch.Generator().manual_seed(12)
+    stacked = {n: torch.randn((5, *s), generator=gen) for n, s in SHAPES.items()}
+    rows = [{n: t[i] for n, t in stacked.items()} for i in range(5)]
+    loose = [{n: t.clone() for n, t in r.items()} for r in rows]  # separate tensors
+    stores = {}
+    for how in ("many", "each", "loose"):
+        stores[how] = Store(tmp_path / how)
+        with writer(stores[how], dtype=dtype, rows_per_group=3) as hw:
+            if how == "each":
+                for i, r in enumerate(rows):
+                    hw.add(update(1, i, r))
+            else:
+                hw.add_many(
+                    [update(1, i, r) for i, r in enumerate(rows if how == "many" else loose)]
+                )
+    keys, arrays = read_all(stores["each"], "run1", NAMES)
+    assert [k["client_id"] for k in keys] == [0, 1, 2, 3, 4]
+    for how in ("many", "loose"):
+        k, a = read_all(stores[how], "run1", NAMES)
+        assert [r["client_id"] for r in k] == [0, 1, 2, 3, 4]
+        for n in NAMES:
+            np.testing.assert_array_equal(a[n], arrays[n])
+    w = stacked["fc1.weight"]
+    assert torch.equal(row_block([w[1], w[2]]), w[1:3].reshape(2, -1))
+    assert row_block([w[1], w[0]]) is None and row_block([w[0], w[0].clone()]) is None
+    for n in NAMES:  # the stored dtype's rounding of each row (float16: torch's .half())
+        want = stacked[n].reshape(5, -1)
+        want = {
+            "float32": want,
+            "float16": want.half().float(),
+            "bfloat16": want.bfloat16().float(),
+        }[dtype]
+        np.testing.assert_array_equal(arrays[n], want.numpy())
+
+
+def test_add_many_rejects_the_whole_batch(tmp_path):
+    store = Store(tmp_path)
+    gen = torch.Generator().manual_seed(13)
+    good = random_tensors(gen)
+    with writer(store) as hw:
+        with pytest.raises(DataError, match="round 1 client 1.*'fc1.bias' has shape"):
+            hw.add_many([update(1, 0, good), update(1, 1, good | {"fc1.bias": torch.zeros(5)})])
+        hw.add(update(1, 2, good))
+    assert read_update_keys(store, "run1")["client_id"].to_pylist() == [2]
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])

@@ -28,7 +28,9 @@ Contract (METHOD.md sections 4-5):
 - Models (models.py, registry ATTACK_MODELS): `cnn` (the paper's), `logreg_colcorr` (input-column
   co-movement, invariant to the hidden units: the strongest here), `logreg_stats`, `mlp_proj`.
 - Training (train.py): validation split by shadow SPEAKER, Adam, ReduceLROnPlateau, early
-  stopping, best validation UAR kept, seeded, CPU or CUDA.
+  stopping, best validation UAR kept, seeded, CPU or CUDA. Adam and the plateau schedule are
+  torch.optim's rules re-written in optim.py (bit for bit: constructing a torch.optim
+  optimizer imports torch._dynamo, 1.2 s of every evaluation process).
 - Protocols (protocols.py) and metrics (metrics.py): per update, per client (n-update
   averages, seeded trials; or `per_client_vote`, averaging their predictions), per layer, parameter-count-weighted fusion, baselines (majority
   class, metadata-only attacker); UAR, accuracy, AUC, TPR at 1%/10% FPR (NaN + note when too

@@ -33,6 +33,7 @@ from torch import nn
 from sergrad.attack.config import AttackModelConfig
 from sergrad.attack.dataset import RowFile
 from sergrad.attack.models import AttackModel
+from sergrad.attack.optim import Adam, Plateau
 
 
 def split_by_speaker(
@@ -145,10 +146,8 @@ def train_attack(
 
 def _train(model, rows, labels, train_idx, val_idx, config, lr, batch_size, device, gen, progress):
     module: nn.Module = model.module.to(device)
-    opt = torch.optim.Adam(module.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="max", factor=0.5, patience=max(1, config.patience // 2)
-    )
+    opt = Adam(module.parameters(), lr=lr)  # torch.optim.Adam's rule, no torch._dynamo import
+    sched = Plateau(opt, factor=0.5, patience=max(1, config.patience // 2))
     loss_fn = model.target.loss()  # cross-entropy; squared error for a numeric attribute
     amp = use_amp(model, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp and _amp_dtype() == torch.float16)

@@ -185,19 +185,13 @@ def _measure(setup, seconds, harvest, part, model, algo, params, engine, tmp, st
     while True:
         r += 1
         results = engine.train_round(params, clients, round=r)
-        if hw is not None:
-            for res in results:
-                c = res.client
-                hw.add(
-                    ClientUpdate(
-                        round=r,
-                        client_id=c.client_id,
-                        speaker_id=c.speaker_id,
-                        n_samples=c.n_train,
-                        kind="gradient",
-                        tensors=res.tensors,
-                    )
-                )
+        if hw is not None:  # a round's updates at once, as `fl.run` hands them over
+            hw.add_many([
+                ClientUpdate(
+                    round=r, client_id=res.client.client_id, speaker_id=res.client.speaker_id,
+                    n_samples=res.client.n_train, kind="gradient", tensors=res.tensors,
+                ) for res in results
+            ])  # fmt: skip
         if setup.device != "cpu":
             torch.cuda.synchronize()
         if t0 is None:  # first round = warm-up

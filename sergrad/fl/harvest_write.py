@@ -95,7 +95,7 @@ class HarvestWriter:
         self._keys: dict[str, list] = {f.name: [] for f in schema.UPDATE_KEYS}
         # two alternating sets of buffers: one being filled, one being written in the background
         self._bufs: list[dict[str, np.ndarray]] = [{}, {}]  # name -> [rows_per_group, numel]
-        self._views: list[dict[str, list]] = [{}, {}]  # name -> torch views of buffer rows
+        self._views: list[dict[str, Any]] = [{}, {}]  # name -> the buffer as a torch tensor
         self._cur = 0  # index of the set being filled
         self.background = bool(background)
         self._pool: ThreadPoolExecutor | None = None
@@ -188,39 +188,61 @@ class HarvestWriter:
         return self.enabled and self.selection.wants(round)
 
     def add(self, update: ClientUpdate) -> None:
-        """Buffer one update (rounds not wanted are skipped). Raises DataError on a missing
-        parameter, a wrong shape or a bad key, naming the round and client (a rejected update
-        leaves nothing behind); NaN/inf (or a float16 overflow) is found by the background
-        write of its row group, which raises DataError later (module doc) and publishes
-        nothing. Only what the server sees is written: the
+        """Buffer one update (rounds not wanted are skipped): `add_many([update])`."""
+        self.add_many([update])
+
+    def add_many(self, updates: Sequence[ClientUpdate]) -> None:
+        """Buffer updates in their order (rounds not wanted are skipped). Raises DataError on a
+        missing parameter, a wrong shape or a bad key, naming the round and client; every
+        update is checked before any is copied, so a rejected one leaves none of them behind.
+        NaN/inf (or a float16 overflow) is found by the background write of its row group,
+        which raises DataError later (module doc) and publishes nothing. Consecutive updates
+        whose tensors are consecutive rows of one tensor (the fast engine's round) are copied
+        with one conversion copy per parameter. Only what the server sees is written: the
         client's ground truth goes to the `clients` side table (`records.write_clients`)."""
-        if not self.wants_round(update.round):
+        updates = [u for u in updates if self.wants_round(u.round)]
+        if not updates:
             return
         if self._pq is None:
             raise RuntimeError("HarvestWriter.add outside its `with` block")
         if self._pending is not None and self._pending.done():
             self._wait()  # surface a background write error as soon as it is known
-        keys = update_keys(update)
-        tensors = update.tensors
-        for n in self.params:  # every check before any copy: a rejected update leaves nothing
-            check_tensor(tensors, n, self.shapes[n], update)
+        keys = [update_keys(u) for u in updates]
+        for u in updates:  # every check before any copy
+            for n in self.params:
+                check_tensor(u.tensors, n, self.shapes[n], u)
+        done = 0
+        while done < len(updates):
+            i = len(self._keys["round"])
+            take = min(self.rows_per_group - i, len(updates) - done)
+            self._copy_rows(updates[done : done + take], i)
+            for k in keys[done : done + take]:
+                for name, value in k.items():
+                    self._keys[name].append(value)
+            self.n_rows += take
+            done += take
+            if i + take >= self.rows_per_group:
+                self._flush()
+
+    def _copy_rows(self, updates: Sequence[ClientUpdate], first: int) -> None:
+        """Copy (convert) the updates' tensors into rows first.. of the filling buffers."""
         import torch
 
-        i = len(self._keys["round"])
-        rows = self._row_views()
+        blocks = self._blocks()
         with torch.no_grad():
-            for n in self.params:  # converted to the stored dtype by copy_ (torch's rounding)
-                t = tensors[n]
-                rows[n][i].copy_(t if t.dtype == torch.float32 else t.to(torch.float32))
-        for name, value in keys.items():
-            self._keys[name].append(value)
-        self.n_rows += 1
-        if i + 1 >= self.rows_per_group:
-            self._flush()
+            for n in self.params:
+                dst = blocks[n][first : first + len(updates)]
+                tensors = [u.tensors[n] for u in updates]
+                src = row_block(tensors)
+                if src is not None:  # converted to the stored dtype by copy_ (torch's rounding)
+                    dst.copy_(src if src.dtype == torch.float32 else src.to(torch.float32))
+                    continue
+                for row, t in zip(dst, tensors):
+                    row.view(t.shape).copy_(t if t.dtype == torch.float32 else t.to(torch.float32))
 
-    def _row_views(self) -> dict[str, list]:
-        """name -> torch views of the filling buffer's rows, shaped like the parameter, in the
-        stored dtype (bfloat16: the uint16 buffer seen as torch.bfloat16; sketch: float32)."""
+    def _blocks(self) -> dict[str, Any]:
+        """name -> the filling buffer as a torch tensor [rows_per_group, numel] in the stored
+        dtype (bfloat16: the uint16 buffer seen as torch.bfloat16; sketch: float32)."""
         bufs = self._bufs[self._cur]
         if not bufs:
             import torch
@@ -232,9 +254,7 @@ class HarvestWriter:
                 buf = np.empty((self.rows_per_group, self.numel[n]), dtype=dtype)
                 bufs[n] = buf.view(np.uint16) if dtype is np.int16 else buf
                 rows = torch.from_numpy(buf)
-                if dtype is np.int16:
-                    rows = rows.view(torch.bfloat16)
-                views[n] = [r.view(self.shapes[n]) for r in rows]
+                views[n] = rows.view(torch.bfloat16) if dtype is np.int16 else rows
             self._views[self._cur] = views
         return self._views[self._cur]
 
@@ -298,3 +318,22 @@ class HarvestWriter:
     def _clear(self) -> None:
         for v in self._keys.values():
             v.clear()
+
+
+def row_block(tensors: Sequence[Any]) -> Any:
+    """The tensors as one [len, numel] view when each is the next row of one contiguous
+    tensor (same storage, dtype and device, consecutive addresses), else None."""
+    t0 = tensors[0]
+    if not t0.is_contiguous():
+        return None
+    numel, step, storage = t0.numel(), t0.numel() * t0.element_size(), t0.untyped_storage()
+    base = t0.data_ptr()
+    for j, t in enumerate(tensors[1:], 1):
+        if (
+            t.data_ptr() != base + j * step
+            or t.dtype != t0.dtype
+            or not t.is_contiguous()
+            or t.untyped_storage().data_ptr() != storage.data_ptr()
+        ):
+            return None
+    return t0.as_strided((len(tensors), numel), (numel, 1))

@@ -183,10 +183,10 @@ def train(
                     u, generator=generator(config.seed, "defense", r, c.client_id, i)
                 )
             check_finite(u)
-            if secagg is None and hw.wants_round(r):
-                hw.add(u)
             updates.append(u)
             losses.append((res.loss, c.n_train))
+        if secagg is None:  # the round's rows together: one conversion copy per parameter
+            hw.add_many(updates)
         mean = aggregate(updates, algo=algo)
         if secagg is not None:  # the server's whole view of the round
             for seen, cohort in server_views(secagg.spec, mean, updates, round=r,
