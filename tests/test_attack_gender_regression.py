@@ -2,6 +2,10 @@
 
 Oracle: tests/data/gender_regression.json, produced by main's gender-only binary attack code
 before the generalisation (see tests/gender_regression.py), on the same small synthetic store.
+One exception: the metadata-only (`no_updates`) logistic regression is now fitted to its exact
+optimum (`attack/metadata_model.py`) where scikit-learn's lbfgs stopped within its tolerance,
+so the score quantile behind its `prior` threshold may move by up to 1e-4 (every metric of
+those rows still equals the frozen one).
 """
 
 from __future__ import annotations
@@ -31,4 +35,7 @@ def test_gender_attack_rows_equal_the_frozen_binary_results(tmp_path):
     for want in frozen:
         got = by_key[key(want)]
         bad = {k: (got[k], v) for k, v in want.items() if not _same(got[k], v)}
+        if want["attack"] == "no_updates" and "threshold" in bad:  # see the module doc
+            if abs(got["threshold"] - want["threshold"]) < 1e-4:
+                del bad["threshold"]
         assert not bad, f"{key(want)}: {bad}"

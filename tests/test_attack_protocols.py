@@ -125,9 +125,7 @@ def test_majority_and_no_updates_baselines():
 
 
 def test_no_updates_model_of_the_same_shadow_rows_is_fitted_once():
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sergrad.attack.metadata_model import LogisticModel
 
     rng = np.random.default_rng(5)
     y = rng.integers(0, 2, 200)
@@ -137,5 +135,5 @@ def test_no_updates_model_of_the_same_shadow_rows_is_fitted_once():
     first = no_updates_model(x, y)
     assert no_updates_model(x.copy(), y.copy()) is first  # equal rows: the same model
     assert no_updates_model(x, 1 - y) is not first  # other labels: another one
-    fresh = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y)
+    fresh = LogisticModel.fit(x, y)
     assert first.predict_proba(x).tobytes() == fresh.predict_proba(x).tobytes()

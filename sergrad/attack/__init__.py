@@ -33,7 +33,7 @@ Contract (METHOD.md sections 4-5):
   optimizer imports torch._dynamo, 1.2 s of every evaluation process).
 - Protocols (protocols.py) and metrics (metrics.py): per update, per client (n-update
   averages, seeded trials; or `per_client_vote`, averaging their predictions), per layer, parameter-count-weighted fusion, baselines (majority
-  class, metadata-only attacker); UAR, accuracy, AUC, TPR at 1%/10% FPR (NaN + note when too
+  class, metadata-only attacker: metadata_model.py, numpy logistic / least squares); UAR, accuracy, AUC, TPR at 1%/10% FPR (NaN + note when too
   few negatives), bootstrap 95% CI over clients.
 - Calibration (`calibrations`, default shadow + prior; metrics.py): the same scores under
   each decision threshold, one row each (`calibration`, `threshold`): `shadow` = 0.5 as

@@ -33,7 +33,6 @@ import json
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from sergrad.attack import inputs
@@ -123,8 +122,7 @@ def load(store: Store, features_key: str, key: str, model: AttackModel) -> Train
     path = store.file_path(inputs.TABLE, partition=(inputs.PARTITION, features_key), name=name)
     where = f"{inputs.TABLE}/key={features_key}/{name}"
     try:
-        with store.open_input(path) as f:
-            table = pq.read_table(f)
+        table = store.read_file(path)
         d = table.to_pydict()
         fields = json.loads(table.schema.metadata[_RESULT_META])
     except (OSError, pa.ArrowException, KeyError, ValueError) as exc:

@@ -138,10 +138,8 @@ def load_moments(store: Store, key: str) -> tuple[D.UpdateKeys, dict] | None:
     if not (has(store, key, "moments") and has(store, key, "keys")):
         return None
     try:
-        with store.open_input(_path(store, key, "keys")) as f:
-            k = pq.read_table(f).to_pydict()
-        with store.open_input(_path(store, key, "moments")) as f:
-            m = pq.read_table(f).to_pydict()
+        k = store.read_file(_path(store, key, "keys")).to_pydict()
+        m = store.read_file(_path(store, key, "moments")).to_pydict()
     except (OSError, pa.ArrowException) as exc:
         raise StoreError(f"{TABLE}/key={key}: unreadable ({exc})") from exc
     touch(store, key, "keys", "moments")

@@ -126,9 +126,7 @@ def no_updates_model(shadow_x: np.ndarray, shadow_y: np.ndarray):
     keys once; its `predict_proba(x)[:, 1]` is P(male) for any metadata rows x. The fit is
     deterministic, so a process reuses the model of the same shadow rows (evaluations that
     share a shadow set); callers only predict with it."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sergrad.attack.metadata_model import LogisticModel
 
     x, y = np.ascontiguousarray(shadow_x, np.float64), np.ascontiguousarray(shadow_y)
     key = hashlib.sha256(f"{x.shape}{y.dtype.str}{y.shape}".encode() + x.tobytes() + y.tobytes())
@@ -136,9 +134,7 @@ def no_updates_model(shadow_x: np.ndarray, shadow_y: np.ndarray):
     if key not in _NO_UPDATES:
         if len(_NO_UPDATES) >= _NO_UPDATES_KEEP:
             _NO_UPDATES.pop(next(iter(_NO_UPDATES)))  # the oldest
-        _NO_UPDATES[key] = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(
-            x, y
-        )
+        _NO_UPDATES[key] = LogisticModel.fit(x, y)
     return _NO_UPDATES[key]
 
 
@@ -146,18 +142,16 @@ def baseline_outputs(target, shadow_x: np.ndarray, shadow_y: np.ndarray):
     """(majority(n), no_updates(x)) output functions for a categorical or numeric `target`
     (`sergrad.attack.target.Target`): the majority class as one-hot probabilities [n, C] or
     the shadow mean [n]; a multinomial logistic / linear regression on metadata features."""
-    from sklearn.linear_model import LinearRegression, LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sergrad.attack.metadata_model import LinearModel, LogisticModel
 
     if target.kind == "numeric":
         mean = float(np.mean(shadow_y))
-        reg = make_pipeline(StandardScaler(), LinearRegression()).fit(shadow_x, shadow_y)
+        reg = LinearModel.fit(shadow_x, shadow_y)
         return (lambda n: np.full(n, mean)), (lambda x: reg.predict(x) if len(x) else np.zeros(0))
     c = len(target.classes)
     one_hot = np.eye(c)[int(np.argmax(np.bincount(shadow_y, minlength=c)))]
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(shadow_x, shadow_y)
-    cols = clf[-1].classes_
+    clf = LogisticModel.fit(shadow_x, shadow_y)
+    cols = clf.classes_
 
     def meta(x: np.ndarray) -> np.ndarray:
         out = np.zeros((len(x), c))

@@ -18,7 +18,6 @@ import importlib.metadata
 import re
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from sergrad import schema
 from sergrad.errors import DataError, StoreError
@@ -108,8 +107,7 @@ def read_run_row(store: Store, run_id: str) -> dict | None:
         return None
     if len(corpora) > 1:
         raise StoreError(f"run {run_id} is recorded under several corpora: {corpora}")
-    with store.open_input(_run_path(store, run_id, corpora[0])) as f:
-        rows = pq.read_table(f).to_pylist()
+    rows = store.read_file(_run_path(store, run_id, corpora[0])).to_pylist()
     if len(rows) != 1:
         raise StoreError(f"runs file of {run_id} holds {len(rows)} rows, expected 1")
     return {**rows[0], schema.RUNS_PARTITION: corpora[0]}
@@ -148,8 +146,7 @@ def read_rounds(store: Store, run_id: str) -> list[dict]:
     path = store.file_path("rounds", partition=(schema.ROUNDS_PARTITION, run_id), name="rounds")
     if not store.exists_path(path):
         return []
-    with store.open_input(path) as f:
-        return pq.read_table(f).to_pylist()
+    return store.read_file(path).to_pylist()
 
 
 # --- the clients' ground truth (schema.CLIENTS), beside the harvest --------------------------
@@ -174,8 +171,7 @@ def _read_side(store: Store, table: str, key: str, run_id: str) -> list[dict] | 
     if not store.exists_path(path):
         return None
     try:
-        with store.open_input(path) as f:
-            return pq.read_table(f).to_pylist()
+        return store.read_file(path).to_pylist()
     except (OSError, pa.ArrowException) as exc:
         raise StoreError(f"{path}: unreadable {table} table ({exc})") from exc
 

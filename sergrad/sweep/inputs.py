@@ -111,10 +111,8 @@ def ensure_inputs(store: Store, inputs: tuple[InputSpec, ...], *, progress=None)
 
 
 def _read(store: Store, base: str, name: str) -> pa.Table:
-    import pyarrow.parquet as pq
 
-    with store.open_input(store.file_path(base, partition=None, name=name)) as f:
-        return pq.read_table(f)
+    return store.read_file(store.file_path(base, partition=None, name=name))
 
 
 __all__ = ["ensure_inputs", "expand_env", "FEATURE_ID", "FEATURE_VECTOR"]

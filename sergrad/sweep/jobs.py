@@ -72,15 +72,13 @@ def record_path(store: Store, job: Job) -> str:
 
 def stored_status(store: Store, job: Job) -> str | None:
     """ "ok" / "failed" from the job's record, None if absent or unreadable (then not done)."""
-    import pyarrow.parquet as pq
 
     path = record_path(store, job)
     if not store.exists_path(path):
         return None
     if not store.readable(path, warn=True):
         return None
-    with store.open_input(path) as f:
-        status = pq.read_table(f, columns=["status"]).column("status").to_pylist()
+    status = store.read_file(path, columns=["status"]).column("status").to_pylist()
     return "ok" if status and all(s == "ok" for s in status) else "failed"
 
 
