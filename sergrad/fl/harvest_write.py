@@ -1,8 +1,10 @@
 """HarvestWriter: stream the server's view of every client update into one Parquet file.
 
 Rows are buffered `harvest.rows_per_group` at a time (at most MAX_GROUP_ELEMENTS values per
-group, e.g. 16 rows of the paper's 256x988 fc1) and flushed as one row group. `add` checks
-the update (`harvest_checks`) and copies (converts) its tensors into the buffer; the finite
+group, e.g. 16 rows of the paper's 256x988 fc1) and flushed as one row group. `add` (one
+update) and `add_many` (a round's, as `fl.run` hands them over: rows of one stacked tensor are
+copied with one conversion per parameter) check the updates (`harvest_checks`) and copy
+(convert) their tensors into the buffer; the finite
 check, the sign and byte-plane split (`harvest_codec.PlaneEncoder`) and the Parquet write
 with zstd (most of the cost) run in one background thread, overlapping the next rows'
 training. Two row-group buffers alternate and a flush first waits for the previous group's
@@ -16,9 +18,7 @@ torch is imported lazily (only `add` touches tensors).
 
     with HarvestWriter(store, run_id=rid, param_names=names, param_shapes=shapes,
                        config=cfg, harvest=cfg.harvest) as hw:
-        for update in updates_of_round:
-            if hw.wants_round(update.round):
-                hw.add(update)
+        hw.add_many(updates_of_round)  # rounds not wanted are skipped
 """
 
 from __future__ import annotations
