@@ -116,3 +116,31 @@ def test_in_place_moments_and_normalise_equal_the_plain_formulas_bit_for_bit():
     want = ((batches[0].astype(np.float64) - mean) / sd).astype(np.float32)
     assert normalise(batches[0], mean, sd).tobytes() == want.tobytes()
     assert batches[0].dtype == np.float32  # the input is left alone
+
+
+def test_normalise_in_blocks_of_rows_equals_whole_array_float64(monkeypatch):
+    from sergrad.attack import dataset
+
+    rng = np.random.default_rng(8)
+    x = rng.normal(0.1, 3.0, size=(32, 301)).astype(np.float32)
+    mean, sd = rng.normal(size=301), rng.random(301) + 0.1
+    want = ((x.astype(np.float64) - mean) / sd).astype(np.float32)
+    monkeypatch.setattr(dataset, "NORMALISE_BLOCK_BYTES", 8 * 301 * 3)  # 3 rows a block, 2 left
+    assert dataset.normalise(x, mean, sd).tobytes() == want.tobytes()
+    assert dataset.normalise(x[:0], mean, sd).shape == (0, 301)
+
+
+def test_moments_in_blocks_of_columns_equal_one_block(monkeypatch):
+    from sergrad.attack import dataset
+
+    rng = np.random.default_rng(9)
+    for dim in (301, 21, 3, 2, 1):
+        batches = [rng.normal(0.1, 3.0, size=(n, dim)).astype(np.float32) for n in (32, 7, 1)]
+        monkeypatch.setattr(dataset, "NORMALISE_BLOCK_BYTES", 1 << 20)
+        whole = _moments(batches)  # one block
+        for cols in (10, 2, 1):  # blocks of 10, of 2, and the floor of 2 columns
+            monkeypatch.setattr(dataset, "NORMALISE_BLOCK_BYTES", 8 * 32 * cols)
+            blocked = _moments(batches)
+            assert blocked.mean.tobytes() == whole.mean.tobytes(), (dim, cols)
+            assert blocked.m2.tobytes() == whole.m2.tobytes(), (dim, cols)
+            assert blocked.count == whole.count == 40
