@@ -39,8 +39,8 @@ def _world(path) -> Store:
     return store
 
 
-def _config(target: str, name: str, shadows=SHADOWS, **kw) -> AttackConfig:
-    return AttackConfig(target_run=target, shadow_runs=shadows, layers=("fc1", "fc2"),
+def _config(target: str, name: str, shadows=SHADOWS, layers=("fc1", "fc2"), **kw) -> AttackConfig:
+    return AttackConfig(target_run=target, shadow_runs=shadows, layers=layers,
                         model=AttackModelConfig(name=name, epochs=3), n_avg=(1,), trials=1,
                         bootstrap=0, **kw)  # fmt: skip
 
@@ -147,6 +147,31 @@ def test_trial_groups_put_each_shadow_set_ahead_of_its_evaluations():
     assert runner.trial_groups(jobs, per_trial=0, slots=2) == runner.group_jobs(
         jobs, per_trial=0, slots=2
     )
+
+
+def test_shadow_sets_of_the_same_runs_share_a_trial_widest_first(tmp_path):
+    """An fc1-only set (post-hoc noise, not mimicked) and an fc1+fc2 set of the same shadow
+    runs: one trial, the wider set first, so its featurizing pass serves both (the narrow
+    set finds fc1's feature rows: no pass of its own); other shadow runs keep their trial."""
+    from sergrad.attack.group import prepare_attack_inputs
+
+    noise = (PostHocConfig("layer_perturbation", {"std": 0.5}),)
+    narrow = [make_eval_job("b", _config(t, "logreg_colcorr", layers=("fc1",), posthoc=noise))
+              for t in TARGETS]  # fmt: skip
+    wide = [make_eval_job("b", _config(t, "logreg_colcorr")) for t in TARGETS]
+    other = [make_eval_job("b", _config(t, "logreg_stats", shadows=SHADOWS[:1])) for t in TARGETS]
+    jobs = [*narrow, *other, *wide]
+    prepare = prepare_jobs(jobs)
+    assert [len(p.configs[0].layers) for p in prepare] == [1, 2, 2]
+    groups = runner.trial_groups(jobs, shadow_sets=prepare, per_trial=0, slots=2)
+    assert groups[0] == [prepare[2], prepare[0], *narrow, *wide]  # the fc1+fc2 set's build first
+    assert groups[1] == [prepare[1], *other]
+    for order, narrow_passes in (("wide first", 0), ("narrow first", 1)):
+        store = _world(tmp_path / order.replace(" ", "_"))
+        builds = [prepare[2], prepare[0]] if order == "wide first" else [prepare[0], prepare[2]]
+        passes = [prepare_attack_inputs(store, list(p.configs)) for p in builds]
+        got = passes[0] if order == "narrow first" else passes[1]
+        assert list(got.values()) == [narrow_passes], (order, passes)
 
 
 def test_a_failed_preparation_is_a_warning_and_evaluations_still_run(tmp_path, monkeypatch, caplog):

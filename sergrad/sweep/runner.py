@@ -217,17 +217,28 @@ def group_jobs(jobs: list[dict], *, per_trial: int, slots: int) -> list[list[dic
 def trial_groups(
     jobs: list[Job], *, shadow_sets: Sequence[Job] = (), per_trial: int, slots: int
 ) -> list[list[Job]]:
-    """Tune trials for `jobs`. Each shared shadow set's PrepareJob (`shadow_sets`) heads a
-    trial with the evaluations that use it, in `jobs`' order (split every `per_trial` jobs
-    when that is set; biggest first): its inputs are built once, before its evaluations, by
-    the worker that runs them, and no other trial races to build them. The other jobs are
-    grouped by `group_jobs`."""
+    """Tune trials for `jobs`. The shared shadow sets' PrepareJobs (`shadow_sets`) of the
+    same shadow runs head one trial, with the evaluations that use them after them in `jobs`'
+    order (split every `per_trial` jobs when that is set; biggest first): their inputs are
+    built once, before their evaluations, by the worker that runs them, and no other trial
+    races to build them. The set attacking the most layers goes first: its featurizing pass
+    stores the feature rows that the narrower sets of the same runs then find (e.g. fc1's,
+    for an fc1-only set), instead of a pass each. The other jobs are grouped by
+    `group_jobs`."""
     member = {}
+    heads: dict[tuple, list[Job]] = {}  # shadow runs -> their PrepareJobs, widest first
     if shadow_sets:
         from sergrad.attack.config import eval_id
 
-        member = {eval_id(c): i for i, p in enumerate(shadow_sets) for c in p.configs}
-    sets: list[list[Job]] = [[p] for p in shadow_sets]
+        for p in sorted(shadow_sets, key=lambda p: -len(p.configs[0].layers)):  # stable
+            heads.setdefault(tuple(p.configs[0].shadow_runs), []).append(p)
+        index = {runs: i for i, runs in enumerate(heads)}
+        member = {
+            eval_id(c): index[tuple(p.configs[0].shadow_runs)]
+            for p in shadow_sets
+            for c in p.configs
+        }
+    sets: list[list[Job]] = [list(h) for h in heads.values()]
     rest: list[Job] = []
     for job in jobs:
         i = member.get(job.id)
