@@ -763,6 +763,33 @@ if __name__ == "__main__":  # the memory probe: python tests/test_harvest.py wri
     print(json.dumps(probe(mode, root, int(rows), int(h), int(w), int(rpg), dtype)))
 
 
+@pytest.mark.parametrize("with_torch", [True, False])
+def test_float16_widening_with_torch_equals_numpy_for_every_finite_pattern(with_torch, monkeypatch):
+    """The finite float16 patterns (both signs, zeros, subnormals, 65504) decode to numpy's
+    widening bit for bit, by torch's cast (torch imported, no inf/NaN in the batch) or by
+    the float32 bit arithmetic; a batch holding an inf takes the numpy path."""
+    from sergrad.fl import harvest_codec
+    from sergrad.fl.harvest_codec import PlaneEncoder, decode_sbs_into
+
+    calls = []
+    real = harvest_codec._decode_half_with_torch
+    monkeypatch.setattr(harvest_codec, "_decode_half_with_torch",
+                        lambda *a: (calls.append(1), real(*a)))  # fmt: skip
+    if not with_torch:
+        monkeypatch.setattr(harvest_codec, "_torch_widens", lambda top, out: False)
+    bits = np.arange(2**16, dtype=np.uint32).astype(np.uint16)
+    finite = bits[(bits & 0x7C00) != 0x7C00]  # 63,488 patterns
+    for stored in (finite.reshape(2, -1), np.r_[finite[:7], 0x7C00].reshape(2, 4)):
+        rows, n = stored.shape
+        fields = PlaneEncoder("float16", rows=rows, numel=n)(stored.view(np.float16)).flatten()
+        planes = [np.frombuffer(f.buffers()[2], np.uint8).reshape(rows, -1) for f in fields]
+        out = np.empty((rows, n), np.float32)
+        decode_sbs_into(planes[0], planes[1:], "float16", out)
+        want = stored.view(np.float16).astype(np.float32)
+        assert np.array_equal(out.view(np.uint32), want.view(np.uint32))
+    assert calls == ([1] if with_torch else [])  # the batch with an inf: numpy's path
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_sbs1_decoder_is_exact_for_every_16_bit_pattern(dtype):
     """All 65,536 bit patterns (zeros, subnormals, the extremes, inf, NaN payloads) decode to

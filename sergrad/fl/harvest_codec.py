@@ -114,9 +114,14 @@ def decode_sbs_into(
     """sbs1 fields of R values (sign uint8 [R, ceil(n/8)], planes k x uint8 [R, n]) -> float32
     `out` [R, n], in place. The float32 bits are assembled with whole-array shifts (no strided
     byte copies); float16 is widened exactly without numpy's slow float16 cast: its magnitude
-    bits << 13, read as a float32, times 2**112 (subnormals included; inf/NaN patched)."""
+    bits << 13, read as a float32, times 2**112 (subnormals included; inf/NaN patched), or by
+    torch's float16 cast when the process has imported torch and the rows are finite (an
+    attack worker: half the time; the same values)."""
     if sys.byteorder != "little":
         raise NotImplementedError("decoding harvests needs a little-endian host")
+    if dtype == "float16" and _torch_widens(planes[-1], out):
+        _decode_half_with_torch(sign, planes, out)
+        return
     n = out.shape[1]
     bits = out.view(np.uint32)
     np.left_shift(planes[-1], 8 * (len(planes) - 1), out=bits, dtype=np.uint32)
@@ -130,6 +135,32 @@ def decode_sbs_into(
         _widen_half_magnitudes(bits, out)
     neg = np.unpackbits(sign, axis=-1, count=n)  # 0/1 per element
     np.bitwise_or(bits, np.left_shift(neg, 31, dtype=np.uint32), out=bits)
+
+
+def _torch_widens(top: np.ndarray, out: np.ndarray) -> bool:
+    """Whether to widen float16 with torch: only when the process has imported it already
+    (readers never import torch) and no element is inf or NaN (torch quiets signalling NaNs;
+    numpy's widening, the reference, keeps their bits): then both give the same float32."""
+    return (
+        "torch" in sys.modules
+        and out.flags.c_contiguous
+        and out.size > 0
+        and int(top.max(initial=0)) < TOP_NONFINITE["float16"]
+    )
+
+
+def _decode_half_with_torch(sign: np.ndarray, planes: list[np.ndarray], out: np.ndarray) -> None:
+    """float16 sbs1 fields -> float32 `out`: the 16-bit patterns assembled in numpy, widened by
+    torch's vectorised float16 cast (2x faster than the float32 bit arithmetic below)."""
+    import torch
+
+    n = out.shape[1]
+    half = np.left_shift(planes[1], 8, dtype=np.uint16)  # [R, n]
+    np.bitwise_or(half, planes[0], out=half)
+    np.right_shift(half, np.uint16(1), out=half)
+    neg = np.unpackbits(sign, axis=-1, count=n)
+    np.bitwise_or(half, np.left_shift(neg, 15, dtype=np.uint16), out=half)
+    torch.from_numpy(out).copy_(torch.from_numpy(half.view(np.int16)).view(torch.float16))
 
 
 _HALF_TO_SINGLE = np.float32(2.0**112)  # 2**(127 - 15): float16 exponent bias -> float32's
