@@ -139,11 +139,7 @@ def _newton(a: np.ndarray, targets: np.ndarray, *, binary: bool) -> np.ndarray:
         hess = np.zeros((k * p, k * p))
         for i in range(k):
             for j in range(k):
-                w = (
-                    prob[:, i] * ((i == j) - prob[:, j])
-                    if not binary
-                    else prob[:, 0] * (1 - prob[:, 0])
-                )
+                w = prob[:, i] * ((i == j) - prob[:, j])  # binary (K = 1): p (1 - p)
                 block = a.T @ (a * w[:, None])
                 if i == j:
                     block = block + np.diag(penalty)

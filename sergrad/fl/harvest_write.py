@@ -95,7 +95,7 @@ class HarvestWriter:
         self._keys: dict[str, list] = {f.name: [] for f in schema.UPDATE_KEYS}
         # two alternating sets of buffers: one being filled, one being written in the background
         self._bufs: list[dict[str, np.ndarray]] = [{}, {}]  # name -> [rows_per_group, numel]
-        self._views: list[dict[str, Any]] = [{}, {}]  # name -> the buffer as a torch tensor
+        self._tensors: list[dict[str, Any]] = [{}, {}]  # name -> the buffer as a torch tensor
         self._cur = 0  # index of the set being filled
         self.background = bool(background)
         self._pool: ThreadPoolExecutor | None = None
@@ -179,7 +179,7 @@ class HarvestWriter:
             self._pool.shutdown(wait=True)
             self._pool = None
         self._bufs = [{}, {}]
-        self._views = [{}, {}]
+        self._tensors = [{}, {}]
 
     # --- rows ----------------------------------------------------------------------------
     def wants_round(self, round: int) -> bool:
@@ -228,17 +228,20 @@ class HarvestWriter:
         """Copy (convert) the updates' tensors into rows first.. of the filling buffers."""
         import torch
 
+        def f32(t):  # float64 etc. go through float32 first, then copy_ rounds (torch's rule)
+            return t if t.dtype == torch.float32 else t.to(torch.float32)
+
         blocks = self._blocks()
         with torch.no_grad():
             for n in self.params:
                 dst = blocks[n][first : first + len(updates)]
                 tensors = [u.tensors[n] for u in updates]
                 src = row_block(tensors)
-                if src is not None:  # converted to the stored dtype by copy_ (torch's rounding)
-                    dst.copy_(src if src.dtype == torch.float32 else src.to(torch.float32))
+                if src is not None:  # one conversion copy for the whole block
+                    dst.copy_(f32(src))
                     continue
                 for row, t in zip(dst, tensors):
-                    row.view(t.shape).copy_(t if t.dtype == torch.float32 else t.to(torch.float32))
+                    row.view(t.shape).copy_(f32(t))
 
     def _blocks(self) -> dict[str, Any]:
         """name -> the filling buffer as a torch tensor [rows_per_group, numel] in the stored
@@ -255,8 +258,8 @@ class HarvestWriter:
                 bufs[n] = buf.view(np.uint16) if dtype is np.int16 else buf
                 rows = torch.from_numpy(buf)
                 views[n] = rows.view(torch.bfloat16) if dtype is np.int16 else rows
-            self._views[self._cur] = views
-        return self._views[self._cur]
+            self._tensors[self._cur] = views
+        return self._tensors[self._cur]
 
     def _flush(self) -> None:
         """Hand the filled buffers to the writer (background or inline) and switch buffers."""

@@ -111,7 +111,6 @@ def ensure_inputs(store: Store, inputs: tuple[InputSpec, ...], *, progress=None)
 
 
 def _read(store: Store, base: str, name: str) -> pa.Table:
-
     return store.read_file(store.file_path(base, partition=None, name=name))
 
 

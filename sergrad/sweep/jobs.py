@@ -72,7 +72,6 @@ def record_path(store: Store, job: Job) -> str:
 
 def stored_status(store: Store, job: Job) -> str | None:
     """ "ok" / "failed" from the job's record, None if absent or unreadable (then not done)."""
-
     path = record_path(store, job)
     if not store.exists_path(path):
         return None
@@ -286,6 +285,14 @@ class PrepareJob:
     id_column: ClassVar[str] = ""
     eta_kind: ClassVar[str] = "shadow inputs"
     partition: ClassVar[tuple[str, str]] = ("", "")
+
+    @property
+    def shadow_runs(self) -> tuple[str, ...]:
+        return tuple(self.configs[0].shadow_runs)  # one shadow set: the same runs in every config
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.configs[0].layers)
 
     def is_done(self, store: Store) -> bool:
         return False  # cheap to repeat: a cached shadow set is found, nothing is read again

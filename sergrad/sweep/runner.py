@@ -230,14 +230,10 @@ def trial_groups(
     if shadow_sets:
         from sergrad.attack.config import eval_id
 
-        for p in sorted(shadow_sets, key=lambda p: -len(p.configs[0].layers)):  # stable
-            heads.setdefault(tuple(p.configs[0].shadow_runs), []).append(p)
+        for p in sorted(shadow_sets, key=lambda p: -p.n_layers):  # stable
+            heads.setdefault(p.shadow_runs, []).append(p)
         index = {runs: i for i, runs in enumerate(heads)}
-        member = {
-            eval_id(c): index[tuple(p.configs[0].shadow_runs)]
-            for p in shadow_sets
-            for c in p.configs
-        }
+        member = {eval_id(c): index[p.shadow_runs] for p in shadow_sets for c in p.configs}
     sets: list[list[Job]] = [list(h) for h in heads.values()]
     rest: list[Job] = []
     for job in jobs:
